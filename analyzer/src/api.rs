@@ -1,0 +1,610 @@
+//! The kernel API model: one declarative table of what kernel interfaces
+//! mean (locks, context-creating registrations, sleeping calls, lists,
+//! per-CPU data, static calls, undo pairs).
+//!
+//! The default table is `api_model.toml`, embedded at build time; users
+//! replace it with `--api-model FILE`. Every other layer asks this model
+//! instead of knowing kernel function names itself.
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde::{Deserialize, Serialize};
+
+/// The embedded default table.
+pub const DEFAULT_API_MODEL: &str = include_str!("api_model.toml");
+
+/// Properties of an execution context.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContextSpec {
+    pub description: String,
+    /// Code in this context must not sleep.
+    pub atomic: bool,
+    pub irqs_off: bool,
+    /// Other CPUs may run kernel code concurrently.
+    pub other_cpus_run: bool,
+    /// Runs on another CPU or thread than the code that registered or
+    /// triggered it: the trigger's locks are not held here.
+    #[serde(default)]
+    pub remote: bool,
+    /// Locks the machinery holds for the whole callback on the triggering
+    /// side (they exclude other holders, but are not held here).
+    #[serde(default)]
+    pub serialized_by: Vec<String>,
+}
+
+/// A call that registers callbacks to run in another context.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Registration {
+    pub functions: Vec<String>,
+    /// Fixed context; absent when it comes from a CPU hotplug state.
+    #[serde(default)]
+    pub context: Option<String>,
+    #[serde(default)]
+    pub callback_args: Vec<usize>,
+    /// Argument holding the `enum cpuhp_state` value.
+    #[serde(default)]
+    pub cpuhp_state_arg: Option<usize>,
+    /// Argument that is `&struct` whose `fields` are the callbacks.
+    #[serde(default)]
+    pub struct_arg: Option<usize>,
+    #[serde(default)]
+    pub fields: Vec<String>,
+    /// The registration also runs the first callback on CPUs already online.
+    #[serde(default)]
+    pub invokes_now: bool,
+    /// Position of the `wait` argument of a cross-CPU call.
+    #[serde(default)]
+    pub wait_arg: Option<usize>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EntryMacro {
+    pub macros: Vec<String>,
+    pub context: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EntryStruct {
+    pub struct_type: String,
+    pub fields: Vec<String>,
+    pub context: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LockKindSpec {
+    pub sleeps: bool,
+    pub atomic: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LockOps {
+    pub acquire: Vec<String>,
+    pub release: Vec<String>,
+    pub kind: String,
+    #[serde(default)]
+    pub lock_arg: Option<usize>,
+    /// Fixed lock name for functions without a lock argument.
+    #[serde(default)]
+    pub lock: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GuardSpec {
+    pub kind: String,
+    #[serde(default)]
+    pub lock: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Sleeping {
+    pub functions: Vec<String>,
+    pub gfp_allocators: Vec<String>,
+    pub atomic_gfp: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListOps {
+    pub functions: Vec<String>,
+    pub op: ListOpKind,
+    pub entry_arg: usize,
+    #[serde(default)]
+    pub head_arg: Option<usize>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ListOpKind {
+    Add,
+    Del,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListIterators {
+    pub macros: Vec<String>,
+    pub head_arg: usize,
+    /// Negative counts from the end (the member is the last argument).
+    pub member_arg: i32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CpumaskOp {
+    pub function: String,
+    #[serde(default)]
+    pub cpu_arg: Option<usize>,
+    pub mask_arg: usize,
+    pub op: CpumaskOpKind,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CpumaskOpKind {
+    Test,
+    Set,
+    Clear,
+    /// An operation on the whole mask (not indexed by one CPU).
+    Whole,
+    Alloc,
+    Free,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PercpuAccessor {
+    pub function: String,
+    pub var_arg: usize,
+    #[serde(default)]
+    pub cpu_arg: Option<usize>,
+    #[serde(default)]
+    pub current_cpu: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Cpus {
+    pub current_cpu: Vec<String>,
+    pub cpumask_ops: Vec<CpumaskOp>,
+    pub cpumask_types: Vec<String>,
+    pub percpu_accessors: Vec<PercpuAccessor>,
+    pub percpu_define_macros: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StateReads {
+    pub functions: Vec<String>,
+    pub dest_arg: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Heavy {
+    pub functions: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StaticCalls {
+    pub prefix: String,
+    pub ops_type: String,
+    #[serde(default)]
+    pub call_macros: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UndoPair {
+    #[serde(rename = "do")]
+    pub do_: Vec<String>,
+    pub undo: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UndoSuffix {
+    #[serde(rename = "do")]
+    pub do_: String,
+    pub undo: Vec<String>,
+}
+
+/// The whole table, as written in TOML.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiTable {
+    pub contexts: BTreeMap<String, ContextSpec>,
+    pub registrations: Vec<Registration>,
+    pub entry_macros: Vec<EntryMacro>,
+    pub entry_structs: Vec<EntryStruct>,
+    pub lock_kinds: BTreeMap<String, LockKindSpec>,
+    pub lock_ops: Vec<LockOps>,
+    pub guards: BTreeMap<String, GuardSpec>,
+    pub sleeping: Sleeping,
+    pub list_ops: Vec<ListOps>,
+    pub list_iterators: Vec<ListIterators>,
+    pub cpus: Cpus,
+    pub state_reads: Vec<StateReads>,
+    pub heavy: Heavy,
+    pub static_calls: Vec<StaticCalls>,
+    pub undo_pairs: Vec<UndoPair>,
+    pub undo_suffixes: Vec<UndoSuffix>,
+}
+
+/// What a call means to lock tracking.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LockEffect {
+    Acquire,
+    Release,
+}
+
+/// A lock operation recognised on a call: which lock, what kind, which way.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LockOpMatch<'a> {
+    pub effect: LockEffect,
+    pub kind: &'a str,
+    /// Argument position of the lock expression, or a fixed lock name.
+    pub lock_arg: Option<usize>,
+    pub fixed_lock: Option<&'a str>,
+    /// `*_trylock`: the lock is held only when the call succeeds.
+    pub is_try: bool,
+}
+
+/// Errors loading an API model file.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiModelError {
+    #[error("{path}: {message}")]
+    Parse { path: String, message: String },
+    #[error("{path}: {message}")]
+    Invalid { path: String, message: String },
+}
+
+/// The table plus lookup indexes.
+#[derive(Debug, Clone)]
+pub struct ApiModel {
+    pub table: ApiTable,
+    lock_ops: HashMap<String, (usize, LockEffect)>,
+    registrations: HashMap<String, usize>,
+    list_ops: HashMap<String, usize>,
+    list_iterators: HashMap<String, usize>,
+    cpumask_ops: HashMap<String, usize>,
+    percpu_accessors: HashMap<String, usize>,
+    sleeping: HashMap<String, ()>,
+    gfp_allocators: HashMap<String, ()>,
+    state_reads: HashMap<String, usize>,
+    heavy: HashMap<String, ()>,
+    entry_macros: HashMap<String, usize>,
+}
+
+impl Default for ApiModel {
+    fn default() -> Self {
+        ApiModel::from_toml("<embedded api_model.toml>", DEFAULT_API_MODEL)
+            .expect("the embedded API model is valid (checked by tests)")
+    }
+}
+
+impl ApiModel {
+    /// Parse and check a table.
+    pub fn from_toml(path: &str, text: &str) -> Result<Self, ApiModelError> {
+        let table: ApiTable = toml::from_str(text).map_err(|e| ApiModelError::Parse {
+            path: path.to_string(),
+            message: e.to_string(),
+        })?;
+        Self::from_table(path, table)
+    }
+
+    /// Load a table from a file.
+    pub fn load(path: &std::path::Path) -> Result<Self, ApiModelError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ApiModelError::Parse {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        })?;
+        Self::from_toml(&path.display().to_string(), &text)
+    }
+
+    fn from_table(path: &str, table: ApiTable) -> Result<Self, ApiModelError> {
+        let invalid = |message: String| ApiModelError::Invalid {
+            path: path.to_string(),
+            message,
+        };
+        for ops in &table.lock_ops {
+            if !table.lock_kinds.contains_key(&ops.kind) {
+                return Err(invalid(format!(
+                    "lock_ops {:?}: unknown lock kind `{}` (known: {})",
+                    ops.acquire,
+                    ops.kind,
+                    table.lock_kinds.keys().cloned().collect::<Vec<_>>().join(", ")
+                )));
+            }
+            if ops.lock_arg.is_none() && ops.lock.is_none() {
+                return Err(invalid(format!(
+                    "lock_ops {:?}: needs `lock_arg` or `lock`",
+                    ops.acquire
+                )));
+            }
+        }
+        for (name, g) in &table.guards {
+            if !table.lock_kinds.contains_key(&g.kind) {
+                return Err(invalid(format!("guards.{name}: unknown lock kind `{}`", g.kind)));
+            }
+        }
+        for r in &table.registrations {
+            match (&r.context, r.cpuhp_state_arg) {
+                (Some(c), _) if !table.contexts.contains_key(c) => {
+                    return Err(invalid(format!(
+                        "registrations {:?}: unknown context `{c}`",
+                        r.functions
+                    )))
+                }
+                (None, None) => {
+                    return Err(invalid(format!(
+                        "registrations {:?}: needs `context` or `cpuhp_state_arg`",
+                        r.functions
+                    )))
+                }
+                _ => {}
+            }
+        }
+        for e in &table.entry_macros {
+            if !table.contexts.contains_key(&e.context) {
+                return Err(invalid(format!("entry_macros {:?}: unknown context `{}`", e.macros, e.context)));
+            }
+        }
+        for e in &table.entry_structs {
+            if !table.contexts.contains_key(&e.context) {
+                return Err(invalid(format!(
+                    "entry_structs {}: unknown context `{}`",
+                    e.struct_type, e.context
+                )));
+            }
+        }
+        for needed in ["process", "cpuhp_prepare", "cpuhp_starting", "cpuhp_online"] {
+            if !table.contexts.contains_key(needed) {
+                return Err(invalid(format!("contexts: missing required context `{needed}`")));
+            }
+        }
+
+        let mut lock_ops = HashMap::new();
+        for (i, ops) in table.lock_ops.iter().enumerate() {
+            for f in &ops.acquire {
+                lock_ops.insert(f.clone(), (i, LockEffect::Acquire));
+            }
+            for f in &ops.release {
+                lock_ops.insert(f.clone(), (i, LockEffect::Release));
+            }
+        }
+        let index = |names: &mut dyn Iterator<Item = (usize, &String)>| {
+            let mut m = HashMap::new();
+            for (i, n) in names {
+                m.insert(n.clone(), i);
+            }
+            m
+        };
+        let registrations = index(&mut table
+            .registrations
+            .iter()
+            .enumerate()
+            .flat_map(|(i, r)| r.functions.iter().map(move |f| (i, f))));
+        let list_ops = index(&mut table
+            .list_ops
+            .iter()
+            .enumerate()
+            .flat_map(|(i, r)| r.functions.iter().map(move |f| (i, f))));
+        let list_iterators = index(&mut table
+            .list_iterators
+            .iter()
+            .enumerate()
+            .flat_map(|(i, r)| r.macros.iter().map(move |f| (i, f))));
+        let cpumask_ops = index(&mut table.cpus.cpumask_ops.iter().enumerate().map(|(i, o)| (i, &o.function)));
+        let percpu_accessors =
+            index(&mut table.cpus.percpu_accessors.iter().enumerate().map(|(i, o)| (i, &o.function)));
+        let state_reads = index(&mut table
+            .state_reads
+            .iter()
+            .enumerate()
+            .flat_map(|(i, r)| r.functions.iter().map(move |f| (i, f))));
+        let entry_macros = index(&mut table
+            .entry_macros
+            .iter()
+            .enumerate()
+            .flat_map(|(i, r)| r.macros.iter().map(move |f| (i, f))));
+        let set = |v: &[String]| v.iter().map(|f| (f.clone(), ())).collect::<HashMap<_, _>>();
+        Ok(ApiModel {
+            sleeping: set(&table.sleeping.functions),
+            gfp_allocators: set(&table.sleeping.gfp_allocators),
+            heavy: set(&table.heavy.functions),
+            lock_ops,
+            registrations,
+            list_ops,
+            list_iterators,
+            cpumask_ops,
+            percpu_accessors,
+            state_reads,
+            entry_macros,
+            table,
+        })
+    }
+
+    /// The properties of a context kind, by its table key.
+    pub fn context(&self, name: &str) -> Option<&ContextSpec> {
+        self.table.contexts.get(name)
+    }
+
+    /// A lock operation performed by a call to `function`.
+    pub fn lock_op(&self, function: &str) -> Option<LockOpMatch<'_>> {
+        let (i, effect) = *self.lock_ops.get(function)?;
+        let ops = &self.table.lock_ops[i];
+        Some(LockOpMatch {
+            effect,
+            kind: &ops.kind,
+            lock_arg: ops.lock_arg,
+            fixed_lock: ops.lock.as_deref(),
+            is_try: function.contains("trylock"),
+        })
+    }
+
+    /// The guard type of `guard(type)` / `scoped_guard(type, ...)`.
+    pub fn guard(&self, guard_type: &str) -> Option<&GuardSpec> {
+        self.table.guards.get(guard_type)
+    }
+
+    /// Properties of a lock kind (`mutex`, `raw_spinlock`, ...).
+    pub fn lock_kind(&self, kind: &str) -> Option<&LockKindSpec> {
+        self.table.lock_kinds.get(kind)
+    }
+
+    pub fn registration(&self, function: &str) -> Option<&Registration> {
+        self.registrations.get(function).map(|&i| &self.table.registrations[i])
+    }
+
+    /// The context of an entry macro (`module_init`).
+    pub fn entry_macro(&self, name: &str) -> Option<&EntryMacro> {
+        self.entry_macros.get(name).map(|&i| &self.table.entry_macros[i])
+    }
+
+    pub fn entry_structs(&self) -> &[EntryStruct] {
+        &self.table.entry_structs
+    }
+
+    /// Whether a call may sleep by itself (not counting lock acquisition).
+    /// `args` are the argument texts, to judge GFP flags of allocators.
+    pub fn call_may_sleep(&self, function: &str, args: &[&str]) -> bool {
+        if self.sleeping.contains_key(function) {
+            return true;
+        }
+        if self.gfp_allocators.contains_key(function) {
+            let atomic = args
+                .iter()
+                .any(|a| self.table.sleeping.atomic_gfp.iter().any(|g| a.contains(g.as_str())));
+            return !atomic;
+        }
+        false
+    }
+
+    pub fn list_op(&self, function: &str) -> Option<&ListOps> {
+        self.list_ops.get(function).map(|&i| &self.table.list_ops[i])
+    }
+
+    pub fn list_iterator(&self, macro_name: &str) -> Option<&ListIterators> {
+        self.list_iterators.get(macro_name).map(|&i| &self.table.list_iterators[i])
+    }
+
+    pub fn cpumask_op(&self, function: &str) -> Option<&CpumaskOp> {
+        self.cpumask_ops.get(function).map(|&i| &self.table.cpus.cpumask_ops[i])
+    }
+
+    pub fn percpu_accessor(&self, function: &str) -> Option<&PercpuAccessor> {
+        self.percpu_accessors.get(function).map(|&i| &self.table.cpus.percpu_accessors[i])
+    }
+
+    pub fn is_current_cpu_call(&self, function: &str) -> bool {
+        self.table.cpus.current_cpu.iter().any(|f| f == function)
+    }
+
+    pub fn is_cpumask_type(&self, type_text: &str) -> bool {
+        let t = type_text.trim();
+        self.table.cpus.cpumask_types.iter().any(|c| c == t)
+    }
+
+    pub fn is_percpu_define(&self, macro_name: &str) -> bool {
+        self.table.cpus.percpu_define_macros.iter().any(|m| m == macro_name)
+    }
+
+    pub fn state_read(&self, function: &str) -> Option<&StateReads> {
+        self.state_reads.get(function).map(|&i| &self.table.state_reads[i])
+    }
+
+    pub fn is_heavy(&self, function: &str) -> bool {
+        self.heavy.contains_key(function)
+    }
+
+    /// Map a static-call key (or a call macro's argument) to the ops struct
+    /// type and field it dispatches to.
+    pub fn static_call_target(&self, key: &str, via_macro: Option<&str>) -> Option<(&str, String)> {
+        for sc in &self.table.static_calls {
+            match via_macro {
+                Some(m) if sc.call_macros.iter().any(|c| c == m) => {
+                    return Some((&sc.ops_type, key.to_string()));
+                }
+                Some(_) => continue,
+                None => {}
+            }
+        }
+        if via_macro.is_some() {
+            return None;
+        }
+        // The longest matching prefix wins (`kvm_x86_pmu_` over `kvm_x86_`).
+        self.table
+            .static_calls
+            .iter()
+            .filter(|sc| key.starts_with(&sc.prefix))
+            .max_by_key(|sc| sc.prefix.len())
+            .map(|sc| (sc.ops_type.as_str(), key[sc.prefix.len()..].to_string()))
+    }
+
+    /// The calls that undo a call to `function`, from the pair table and the
+    /// name-suffix table.
+    pub fn undo_of(&self, function: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        for p in &self.table.undo_pairs {
+            if p.do_.iter().any(|d| d == function) {
+                out.extend(p.undo.iter().cloned());
+            }
+        }
+        for s in &self.table.undo_suffixes {
+            if let Some(stem) = function.strip_suffix(&s.do_) {
+                if !stem.is_empty() {
+                    out.extend(s.undo.iter().map(|u| format!("{stem}{u}")));
+                }
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_model_loads_and_indexes() {
+        let m = ApiModel::default();
+        let op = m.lock_op("raw_spin_lock").unwrap();
+        assert_eq!(op.kind, "raw_spinlock");
+        assert_eq!(op.effect, LockEffect::Acquire);
+        assert!(!m.lock_kind("raw_spinlock").unwrap().sleeps);
+        assert!(m.lock_kind("mutex").unwrap().sleeps);
+        assert_eq!(m.lock_op("cpus_read_lock").unwrap().fixed_lock, Some("cpu_hotplug_lock"));
+        assert_eq!(m.registration("on_each_cpu").unwrap().callback_args, vec![0]);
+        assert_eq!(m.guard("mutex").unwrap().kind, "mutex");
+        assert!(m.call_may_sleep("kzalloc", &["sizeof(*x)", "GFP_KERNEL"]));
+        assert!(!m.call_may_sleep("kzalloc", &["sizeof(*x)", "GFP_ATOMIC"]));
+        assert!(m.context("ipi").unwrap().other_cpus_run);
+        assert!(!m.context("syscore").unwrap().other_cpus_run);
+    }
+
+    #[test]
+    fn static_call_keys_map_to_ops_fields() {
+        let m = ApiModel::default();
+        assert_eq!(
+            m.static_call_target("kvm_x86_hardware_enable", None),
+            Some(("kvm_x86_ops", "hardware_enable".to_string()))
+        );
+        assert_eq!(
+            m.static_call_target("enable_virtualization_cpu", Some("kvm_x86_call")),
+            Some(("kvm_x86_ops", "enable_virtualization_cpu".to_string()))
+        );
+        assert_eq!(
+            m.static_call_target("kvm_x86_pmu_refresh", None),
+            Some(("kvm_pmu_ops", "refresh".to_string()))
+        );
+        assert_eq!(m.static_call_target("other_key", None), None);
+    }
+
+    #[test]
+    fn undo_pairs_come_from_table_and_suffixes() {
+        let m = ApiModel::default();
+        assert!(m.undo_of("list_add").contains(&"list_del".to_string()));
+        assert!(m.undo_of("kvm_coalesced_mmio_init").contains(&"kvm_coalesced_mmio_free".to_string()));
+        assert!(m.undo_of("hardware_enable_all").contains(&"hardware_disable_all".to_string()));
+    }
+
+    #[test]
+    fn bad_tables_are_refused_with_the_reason() {
+        let bad = DEFAULT_API_MODEL.replace("kind = \"mutex\"\nlock_arg = 0", "kind = \"mutexx\"\nlock_arg = 0");
+        let err = ApiModel::from_toml("my.toml", &bad).unwrap_err().to_string();
+        assert!(err.starts_with("my.toml: lock_ops"), "{err}");
+        assert!(err.contains("unknown lock kind `mutexx`"), "{err}");
+        let err = ApiModel::from_toml("my.toml", "contexts = 3").unwrap_err().to_string();
+        assert!(err.starts_with("my.toml: "), "{err}");
+    }
+}

@@ -1,0 +1,178 @@
+//! C parsing: tree-sitter-c over the kernel's sources, with kernel idiom
+//! recovery, producing [`FileFacts`].
+//!
+//! Pipeline per file: [`recover_idioms`] masks the kernel's macro idioms
+//! into a same-length buffer (see [`mask`]), tree-sitter-c parses the masked
+//! buffer, and [`extract`] walks the tree, reading all text from the
+//! *original* bytes, so every [`Span`](crate::facts::Span) indexes the
+//! original file.
+//!
+//! Representation choices (part of the facts contract):
+//! - `guard(mutex)(&kvm_usage_lock);` is a [`CallSite`](crate::facts::CallSite)
+//!   with callee `Direct("guard")` whose args are the guard type (`mutex`)
+//!   followed by the outer args (`&kvm_usage_lock`); the lock is held until
+//!   the end of the enclosing block.
+//! - `scoped_guard(mutex, &l) { ... }` is `Stmt::ScopedGuard` with
+//!   `guard_type` `mutex` and `args` `[&l]`.
+//! - `IDENT(IDENT)(args)`: `static_call`, `static_call_cond` and
+//!   `static_call_mod` give `StaticCall { via_macro: None }`; any other outer
+//!   name `m` gives `StaticCall { via_macro: Some(m) }`.
+//! - Conditions (`Condition`): one entry per enclosing `#if` branch,
+//!   outermost first: `#ifdef X` gives `X`, `#ifndef X` gives `!X`, `#if E`
+//!   gives `E` (whitespace-normalized, comments dropped). An `#else` or
+//!   `#elif` branch gets the negations of the earlier branches of its chain
+//!   (`!X`, `!(A && B)`), followed by its own condition for `#elif`. The list
+//!   is a conjunction. Include guards contribute nothing. Inside function
+//!   bodies, `Stmt::Preproc` branches carry their own condition as written,
+//!   `else` for `#else`; `CallSite::condition` and `Stmt::Simple::condition`
+//!   carry the conditions *inside* the function (the file-scope ones are on
+//!   the function).
+//! - Accesses: every use of an identifier that is not a local or parameter
+//!   of the enclosing function is an `Event::Access` (this includes
+//!   enumerators, macro constants and functions passed as arguments; the
+//!   graph layer filters with its symbol table). Identifiers inside
+//!   `sizeof`/`typeof`/`offsetof` are not accesses; nor is the member
+//!   argument of `*_entry` iterator macros.
+
+mod extract;
+pub mod mask;
+mod stmt;
+pub mod text;
+
+use std::cell::RefCell;
+
+use crate::facts::FileFacts;
+
+pub use mask::Masked;
+
+/// Options for [`parse_file_with`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ParseOptions {
+    /// Also parse the unmasked bytes to fill
+    /// `ParseQuality::error_nodes_plain` (doubles the parse cost).
+    pub measure_plain: bool,
+}
+
+thread_local! {
+    static PARSER: RefCell<Option<tree_sitter::Parser>> = const { RefCell::new(None) };
+}
+
+/// Run `f` with this thread's parser (created once per thread).
+fn with_parser<R>(f: impl FnOnce(&mut tree_sitter::Parser) -> R) -> Option<R> {
+    PARSER.with(|cell| {
+        let mut slot = cell.try_borrow_mut().ok()?;
+        if slot.is_none() {
+            let mut p = tree_sitter::Parser::new();
+            p.set_language(&tree_sitter_c::LANGUAGE.into()).ok()?;
+            *slot = Some(p);
+        }
+        let p = slot.as_mut()?;
+        p.reset();
+        Some(f(p))
+    })
+}
+
+fn parse_tree(bytes: &[u8]) -> Option<tree_sitter::Tree> {
+    with_parser(|p| p.parse(bytes, None)).flatten()
+}
+
+/// Kernel-idiom masking, exposed for tests and benchmarks: the returned
+/// bytes have the same length as the input.
+pub fn recover_idioms(bytes: &[u8]) -> Masked {
+    mask::recover_idioms(bytes)
+}
+
+/// Parse one file. Never panics, whatever the bytes (non-UTF-8, binary,
+/// truncated, huge, deeply nested). `error_nodes_plain` is left 0; use
+/// [`parse_file_with`] to measure it.
+pub fn parse_file(path: &str, arch: Option<&str>, bytes: &[u8]) -> FileFacts {
+    parse_file_with(path, arch, bytes, ParseOptions::default())
+}
+
+/// [`parse_file`] with options.
+pub fn parse_file_with(
+    path: &str,
+    arch: Option<&str>,
+    bytes: &[u8],
+    opts: ParseOptions,
+) -> FileFacts {
+    let mut facts = FileFacts {
+        path: path.to_string(),
+        arch: arch.map(str::to_string),
+        ..FileFacts::default()
+    };
+    // Offsets are u32 in the facts; a file beyond that is not C we read.
+    if u32::try_from(bytes.len()).is_err() {
+        facts.diagnostics.push(crate::facts::ParseDiagnostic {
+            span: Default::default(),
+            message: "file too large to parse (over 4 GiB)".into(),
+        });
+        return facts;
+    }
+    let masked = mask::recover_idioms(bytes);
+    let Some(tree) = parse_tree(&masked.bytes) else {
+        facts.diagnostics.push(crate::facts::ParseDiagnostic {
+            span: Default::default(),
+            message: "tree-sitter could not parse the file".into(),
+        });
+        return facts;
+    };
+    extract::extract(&mut facts, bytes, &masked, &tree);
+    if opts.measure_plain {
+        if let Some(plain) = parse_tree(bytes) {
+            facts.parse_quality.error_nodes_plain = count_errors(&plain);
+        }
+    }
+    facts
+}
+
+/// Parse many files in parallel with rayon; output in input order.
+/// Each tuple is (path, arch, bytes).
+pub fn parse_files(files: &[(String, Option<String>, Vec<u8>)]) -> Vec<FileFacts> {
+    use rayon::prelude::*;
+    files
+        .par_iter()
+        .map(|(path, arch, bytes)| parse_file(path, arch.as_deref(), bytes))
+        .collect()
+}
+
+/// [`parse_files`] with options.
+pub fn parse_files_with(
+    files: &[(String, Option<String>, Vec<u8>)],
+    opts: ParseOptions,
+) -> Vec<FileFacts> {
+    use rayon::prelude::*;
+    files
+        .par_iter()
+        .map(|(path, arch, bytes)| parse_file_with(path, arch.as_deref(), bytes, opts))
+        .collect()
+}
+
+/// Number of ERROR and MISSING nodes in a tree (iterative: trees can be
+/// deep).
+pub(crate) fn count_errors(tree: &tree_sitter::Tree) -> u32 {
+    let root = tree.root_node();
+    if !root.has_error() {
+        return 0;
+    }
+    let mut n = 0u32;
+    let mut cur = root.walk();
+    'outer: loop {
+        let node = cur.node();
+        if node.is_error() || node.is_missing() {
+            n += 1;
+        }
+        if node.has_error() && cur.goto_first_child() {
+            continue;
+        }
+        loop {
+            if cur.goto_next_sibling() {
+                continue 'outer;
+            }
+            if !cur.goto_parent() {
+                break 'outer;
+            }
+        }
+    }
+    n
+}

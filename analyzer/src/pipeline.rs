@@ -1,0 +1,139 @@
+//! The whole analysis of a tree, stage by stage: load the sources, parse
+//! every C file once (in parallel), read the kernel's own documentation,
+//! then link and analyze one program per architecture (in parallel).
+
+use rayon::prelude::*;
+
+use crate::api::ApiModel;
+use crate::contexts::{Analysis, KernelDocs};
+use crate::facts::FileFacts;
+use crate::graph::Program;
+use crate::kernel_docs::{CpuhpEnum, LockingDoc};
+use crate::source::{SourceError, SourceOptions, SourceSpec, SourceTree};
+
+/// Path of the hotplug state enum inside a kernel tree.
+pub const CPUHOTPLUG_H: &str = "include/linux/cpuhotplug.h";
+/// Path of KVM's locking documentation inside a kernel tree.
+pub const LOCKING_RST: &str = "Documentation/virt/kvm/locking.rst";
+
+/// A warning about the input, with the file (and line when known).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct InputWarning {
+    pub path: String,
+    pub line: Option<u32>,
+    pub message: String,
+}
+
+impl std::fmt::Display for InputWarning {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (self.path.is_empty(), self.line) {
+            (true, _) => f.write_str(&self.message),
+            (false, Some(l)) => write!(f, "{}:{}: {}", self.path, l, self.message),
+            (false, None) => write!(f, "{}: {}", self.path, self.message),
+        }
+    }
+}
+
+/// A parsed tree: sources, facts of every C file, the kernel docs.
+pub struct ParsedTree {
+    pub source: SourceTree,
+    pub files: Vec<FileFacts>,
+    pub cpuhp: Option<CpuhpEnum>,
+    pub locking: Option<LockingDoc>,
+    pub warnings: Vec<InputWarning>,
+}
+
+fn is_c_source(path: &str) -> bool {
+    path.ends_with(".c") || path.ends_with(".h")
+}
+
+impl ParsedTree {
+    /// Load and parse a tree.
+    pub fn load(spec: &SourceSpec, opts: &SourceOptions) -> Result<ParsedTree, SourceError> {
+        let source = SourceTree::load(spec, opts)?;
+        Ok(Self::from_source(source))
+    }
+
+    /// Parse an already loaded tree.
+    pub fn from_source(source: SourceTree) -> ParsedTree {
+        let files: Vec<FileFacts> = source
+            .files
+            .par_iter()
+            .filter(|f| is_c_source(&f.path))
+            .map(|f| crate::parse::parse_file(&f.path, f.arch.as_deref(), &f.bytes))
+            .collect();
+        let mut warnings: Vec<InputWarning> = source
+            .warnings
+            .iter()
+            .map(|w| InputWarning { path: w.path.clone(), line: None, message: w.message.clone() })
+            .collect();
+        for f in &files {
+            if let Some(d) = f.diagnostics.first() {
+                let more = f.diagnostics.len() - 1;
+                warnings.push(InputWarning {
+                    path: f.path.clone(),
+                    line: Some(d.span.line),
+                    message: if more > 0 {
+                        format!("{} (and {more} more parse problems in this file; the rest is analyzed)", d.message)
+                    } else {
+                        format!("{} (the rest of the file is analyzed)", d.message)
+                    },
+                });
+            }
+        }
+        let cpuhp = match source.file(CPUHOTPLUG_H) {
+            Some(f) => match CpuhpEnum::parse(&f.path, &f.bytes) {
+                Ok(c) => Some(c),
+                Err(e) => {
+                    warnings.push(InputWarning {
+                        path: CPUHOTPLUG_H.to_string(),
+                        line: None,
+                        message: format!("{e}; hotplug callbacks are not analyzed"),
+                    });
+                    None
+                }
+            },
+            None => None,
+        };
+        let locking = match source.file(LOCKING_RST) {
+            Some(f) => match LockingDoc::parse(&f.path, &f.bytes) {
+                Ok(d) => Some(d),
+                Err(e) => {
+                    warnings.push(InputWarning {
+                        path: LOCKING_RST.to_string(),
+                        line: None,
+                        message: format!("{e}; lock documentation is not checked"),
+                    });
+                    None
+                }
+            },
+            None => None,
+        };
+        ParsedTree { source, files, cpuhp, locking, warnings }
+    }
+
+    /// The architectures to analyze: each arch with KVM code, or common
+    /// code alone when the tree has none.
+    pub fn arches(&self) -> Vec<Option<String>> {
+        let mut arches: Vec<Option<String>> = self.source.arches.iter().cloned().map(Some).collect();
+        if arches.is_empty() {
+            arches.push(None);
+        }
+        arches
+    }
+
+    /// Link and analyze one architecture.
+    pub fn analyze<'a>(&'a self, arch: Option<&str>, api: &'a ApiModel) -> Analysis<'a> {
+        let program = Program::link(&self.files, arch, api);
+        let docs = KernelDocs { cpuhp: self.cpuhp.as_ref() };
+        Analysis::run(program, api, &docs)
+    }
+
+    /// Analyze every architecture in parallel, in arch order.
+    pub fn analyze_all<'a>(&'a self, api: &'a ApiModel) -> Vec<Analysis<'a>> {
+        self.arches()
+            .par_iter()
+            .map(|a| self.analyze(a.as_deref(), api))
+            .collect()
+    }
+}

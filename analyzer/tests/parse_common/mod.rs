@@ -1,0 +1,80 @@
+//! Shared helpers of the parser tests: locating the real kernel trees.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+
+/// The kernel cache: `$KVMTK_KERNEL_CACHE`, default `<workspace>/.cache/kernels`.
+pub fn kernel_cache() -> PathBuf {
+    match std::env::var_os("KVMTK_KERNEL_CACHE") {
+        Some(p) => PathBuf::from(p),
+        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../.cache/kernels"),
+    }
+}
+
+/// The extracted KVM files of `linux-<version>`, or None when missing:
+/// under CI (env `CI` set) a missing tree is a failure, locally a notice.
+pub fn kernel_tree(version: &str) -> Option<PathBuf> {
+    let dir = kernel_cache().join(format!("linux-{version}"));
+    if dir.join("virt/kvm/kvm_main.c").is_file() {
+        return Some(dir);
+    }
+    let msg = format!(
+        "kernel tree {} is missing (run scripts/fetch-kernels.sh or set KVMTK_KERNEL_CACHE)",
+        dir.display()
+    );
+    if std::env::var_os("CI").is_some() {
+        panic!("{msg}");
+    }
+    eprintln!("notice: skipping: {msg}");
+    None
+}
+
+/// The arch of a tree-relative path: `Some("x86")` under `arch/x86/`.
+pub fn arch_of(rel: &str) -> Option<String> {
+    rel.strip_prefix("arch/").and_then(|r| r.split('/').next()).map(str::to_string)
+}
+
+fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+    let Ok(rd) = std::fs::read_dir(dir) else { return };
+    let mut entries: Vec<_> = rd.flatten().map(|e| e.path()).collect();
+    entries.sort();
+    for p in entries {
+        if p.is_dir() {
+            walk(&p, out);
+        } else if matches!(p.extension().and_then(|e| e.to_str()), Some("c") | Some("h")) {
+            out.push(p);
+        }
+    }
+}
+
+/// All `.c`/`.h` files of the KVM subset of a tree, as (relative path,
+/// arch, bytes), sorted by path.
+pub fn kvm_files(root: &Path) -> Vec<(String, Option<String>, Vec<u8>)> {
+    let mut paths = Vec::new();
+    walk(&root.join("virt/kvm"), &mut paths);
+    if let Ok(rd) = std::fs::read_dir(root.join("arch")) {
+        let mut arches: Vec<_> = rd.flatten().map(|e| e.path()).collect();
+        arches.sort();
+        for a in arches {
+            walk(&a.join("kvm"), &mut paths);
+            let h = a.join("include/asm/kvm_host.h");
+            if h.is_file() {
+                paths.push(h);
+            }
+        }
+    }
+    for h in ["include/linux/kvm_host.h", "include/linux/cpuhotplug.h"] {
+        let p = root.join(h);
+        if p.is_file() {
+            paths.push(p);
+        }
+    }
+    paths
+        .into_iter()
+        .filter_map(|p| {
+            let rel = p.strip_prefix(root).ok()?.to_string_lossy().replace('\\', "/");
+            let bytes = std::fs::read(&p).ok()?;
+            Some((rel.clone(), arch_of(&rel), bytes))
+        })
+        .collect()
+}

@@ -1,0 +1,276 @@
+//! The `kvmtk` command: argument parsing and wiring only. Every behaviour
+//! lives in the `analyzer` and `patchgen` libraries.
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{bail, Context as _, Result};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use analyzer::api::ApiModel;
+use analyzer::pipeline::ParsedTree;
+use analyzer::rules::{RuleSelection, Severity, REGISTRY};
+use analyzer::source::{SourceOptions, SourceSpec};
+
+#[derive(Parser)]
+#[command(name = "kvmtk", version, about = "Analyze and refactor how Linux KVM enables hardware virtualization")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// The hardware-enable call graph with execution contexts and lock sets.
+    Graph(GraphArgs),
+    /// Report findings of rules HW001-HW013.
+    Check(CheckArgs),
+    /// Explain a rule (what it finds, why, an example, the fix), or list them.
+    Explain {
+        /// Rule id or name (`HW001`, `unguarded-list-walk`); none lists all rules.
+        rule: Option<String>,
+    },
+}
+
+#[derive(Args)]
+struct TreeArgs {
+    /// Kernel tree directory.
+    #[arg(conflicts_with = "repo")]
+    tree: Option<PathBuf>,
+    /// Read the tree from a git repository (bare or not), without checking it out.
+    #[arg(long, requires = "rev")]
+    repo: Option<PathBuf>,
+    /// Revision to read with --repo (tag, branch, commit).
+    #[arg(long, requires = "repo")]
+    rev: Option<String>,
+    /// Analyze only these architectures (comma-separated or repeated).
+    #[arg(long, value_delimiter = ',')]
+    arch: Vec<String>,
+    /// Replace the embedded kernel API model with this TOML file.
+    #[arg(long, value_name = "FILE")]
+    api_model: Option<PathBuf>,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum GraphFormat {
+    Text,
+    Json,
+    Dot,
+    Svg,
+}
+
+#[derive(Args)]
+struct GraphArgs {
+    #[command(flatten)]
+    tree: TreeArgs,
+    /// Show these functions (default: the arch enable and disable hooks found).
+    #[arg(long, value_delimiter = ',')]
+    function: Vec<String>,
+    #[arg(long, value_enum, default_value = "text")]
+    format: GraphFormat,
+    /// Write to this file (atomically) instead of standard output.
+    #[arg(long, short)]
+    output: Option<PathBuf>,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum CheckFormat {
+    Text,
+    Json,
+    Sarif,
+    Github,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum SeverityArg {
+    Note,
+    Warning,
+    Error,
+}
+
+impl From<SeverityArg> for Severity {
+    fn from(s: SeverityArg) -> Severity {
+        match s {
+            SeverityArg::Note => Severity::Note,
+            SeverityArg::Warning => Severity::Warning,
+            SeverityArg::Error => Severity::Error,
+        }
+    }
+}
+
+#[derive(Args)]
+struct CheckArgs {
+    #[command(flatten)]
+    tree: TreeArgs,
+    /// Run only these rules (ids or names, comma-separated or repeated).
+    #[arg(long, value_delimiter = ',')]
+    rule: Vec<String>,
+    /// Skip these rules.
+    #[arg(long, value_delimiter = ',')]
+    ignore: Vec<String>,
+    /// Report only findings at or above this severity.
+    #[arg(long, value_enum)]
+    severity: Option<SeverityArg>,
+    /// Exit with 1 when a finding at or above this severity is reported.
+    #[arg(long, value_enum, default_value = "warning")]
+    fail_on: SeverityArg,
+    #[arg(long, value_enum, default_value = "text")]
+    format: CheckFormat,
+    /// Write to this file (atomically) instead of standard output.
+    #[arg(long, short)]
+    output: Option<PathBuf>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("kvmtk: error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<u8> {
+    match cli.command {
+        Command::Explain { rule } => explain(rule.as_deref()),
+        Command::Graph(args) => graph(args),
+        Command::Check(args) => check(args),
+    }
+}
+
+fn load_api(args: &TreeArgs) -> Result<ApiModel> {
+    Ok(match &args.api_model {
+        Some(p) => ApiModel::load(p)?,
+        None => ApiModel::default(),
+    })
+}
+
+fn load_tree(args: &TreeArgs) -> Result<ParsedTree> {
+    let spec = match (&args.tree, &args.repo, &args.rev) {
+        (Some(t), None, _) => SourceSpec::Dir(t.clone()),
+        (None, Some(r), Some(v)) => SourceSpec::Git { repo: r.clone(), rev: v.clone() },
+        (None, None, _) => bail!("no kernel tree given: pass a directory, or --repo R --rev V"),
+        _ => bail!("give either a directory or --repo R --rev V, not both"),
+    };
+    let opts = SourceOptions {
+        arches: if args.arch.is_empty() { None } else { Some(args.arch.clone()) },
+        ..Default::default()
+    };
+    let parsed = ParsedTree::load(&spec, &opts)?;
+    for w in &parsed.warnings {
+        eprintln!("kvmtk: warning: {w}");
+    }
+    Ok(parsed)
+}
+
+/// Write `text` to `path` atomically (a temporary file in the same
+/// directory, renamed into place), or to standard output.
+fn emit(output: Option<&Path>, text: &str) -> Result<()> {
+    match output {
+        None => {
+            let mut out = std::io::stdout().lock();
+            out.write_all(text.as_bytes())?;
+            out.flush()?;
+            Ok(())
+        }
+        Some(path) => {
+            let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+            let mut tmp = tempfile::NamedTempFile::new_in(dir)
+                .with_context(|| format!("cannot write to {}", dir.display()))?;
+            tmp.write_all(text.as_bytes())?;
+            tmp.persist(path).with_context(|| format!("cannot write {}", path.display()))?;
+            Ok(())
+        }
+    }
+}
+
+fn explain(rule: Option<&str>) -> Result<u8> {
+    match rule {
+        None => {
+            let mut s = String::new();
+            for r in REGISTRY {
+                s.push_str(&format!("{}  {:<26} {:<8} {}\n", r.id, r.name, r.severity.as_str(), r.summary));
+            }
+            s.push_str("\nRun `kvmtk explain HW001` for a rule's documentation.\n");
+            emit(None, &s)?;
+        }
+        Some(key) => {
+            let Some(r) = analyzer::rules::find_rule(key) else {
+                bail!(
+                    "unknown rule `{key}`; known rules: {}",
+                    REGISTRY.iter().map(|r| r.id).collect::<Vec<_>>().join(", ")
+                );
+            };
+            emit(None, &format!("{}\nDefault severity: {}\n", r.doc(), r.severity.as_str()))?;
+        }
+    }
+    Ok(0)
+}
+
+fn graph(args: GraphArgs) -> Result<u8> {
+    let api = load_api(&args.tree)?;
+    let parsed = load_tree(&args.tree)?;
+    let analyses = parsed.analyze_all(&api);
+    let report = analyzer::report::graph::GraphReport {
+        tree: parsed.source.root_label.clone(),
+        arches: analyses.iter().map(|a| analyzer::report::graph::arch_graph(a, &args.function)).collect(),
+        locking_doc: parsed.locking.clone(),
+    };
+    let text = match args.format {
+        GraphFormat::Text => analyzer::report::graph::render_text(&report),
+        GraphFormat::Json => serde_json::to_string_pretty(&report)? + "\n",
+        GraphFormat::Dot => analyzer::report::graph::render_dot(&report),
+        GraphFormat::Svg => render_svg(&analyzer::report::graph::render_dot(&report))?,
+    };
+    emit(args.output.as_deref(), &text)?;
+    Ok(0)
+}
+
+/// Render DOT to SVG with Graphviz's `dot`.
+fn render_svg(dot: &str) -> Result<String> {
+    let mut child = std::process::Command::new("dot")
+        .arg("-Tsvg")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| {
+            anyhow::anyhow!("--format svg needs Graphviz's `dot` program ({e}); install it (Debian: apt-get install graphviz) or use --format dot")
+        })?;
+    child.stdin.take().context("dot stdin")?.write_all(dot.as_bytes())?;
+    let out = child.wait_with_output()?;
+    if !out.status.success() {
+        bail!("dot failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn check(args: CheckArgs) -> Result<u8> {
+    for key in args.rule.iter().chain(&args.ignore) {
+        if analyzer::rules::find_rule(key).is_none() {
+            bail!(
+                "unknown rule `{key}`; known rules: {}",
+                REGISTRY.iter().map(|r| r.id).collect::<Vec<_>>().join(", ")
+            );
+        }
+    }
+    let api = load_api(&args.tree)?;
+    let parsed = load_tree(&args.tree)?;
+    let selection = RuleSelection {
+        only: args.rule.clone(),
+        ignore: args.ignore.clone(),
+        min_severity: args.severity.map(Severity::from),
+    };
+    let report = analyzer::check::check(&parsed, &api, &selection);
+    use analyzer::report::findings as f;
+    let text = match args.format {
+        CheckFormat::Text => f::render_text(&report),
+        CheckFormat::Json => f::render_json(&report),
+        CheckFormat::Sarif => f::render_sarif(&report),
+        CheckFormat::Github => f::render_github(&report),
+    };
+    emit(args.output.as_deref(), &text)?;
+    Ok(f::exit_code(&report, args.fail_on.into()) as u8)
+}

@@ -400,6 +400,36 @@ struct CondFrame {
     braces_after_first: Option<Vec<u8>>,
     /// An include guard: contributes no condition.
     guard: bool,
+    /// Opened in a function body or at file scope: a split construct here
+    /// breaks the parse (struct bodies and enums hold directives fine).
+    structural: bool,
+    /// Byte ranges of this chain's directive lines.
+    lines: Vec<(usize, usize)>,
+    /// Where the content after the first `#else`/`#elif` line starts.
+    alt_start: Option<usize>,
+    /// The chain splits a construct (unbalanced braces, a branch ending
+    /// mid-statement, a dangling `else`): flattened at `#endif`.
+    split: bool,
+    /// The next token is the first of a branch.
+    first_pending: bool,
+    prev_at_if: Prev,
+    prev_after_first: Option<Prev>,
+}
+
+impl CondFrame {
+    /// Check the branch that just ended for a split construct.
+    fn end_branch(&mut self, braces_now: &[u8], prev_now: Prev) {
+        if braces_now != self.braces_at_if.as_slice() {
+            self.split = true;
+        }
+        let clean_end = matches!(
+            prev_now,
+            Prev::Semi | Prev::RBrace | Prev::LBrace | Prev::Start | Prev::Colon
+        );
+        if !clean_end && prev_now != self.prev_at_if {
+            self.split = true;
+        }
+    }
 }
 
 struct Scanner<'a> {
@@ -474,7 +504,22 @@ impl<'a> Scanner<'a> {
                 }
                 _ => {
                     self.line_start = false;
+                    self.branch_first_token();
                     self.token();
+                }
+            }
+        }
+    }
+
+    /// A branch starting with `else` continues an `if` outside it.
+    fn branch_first_token(&mut self) {
+        let i = self.i;
+        let starts_else = self.src.get(i..i + 4) == Some(b"else") && !is_ident_char(self.at(i + 4));
+        if let Some(f) = self.frames.last_mut() {
+            if f.first_pending {
+                f.first_pending = false;
+                if starts_else {
+                    f.split = true;
                 }
             }
         }
@@ -979,6 +1024,7 @@ impl<'a> Scanner<'a> {
             name,
             b"if" | b"ifdef" | b"ifndef" | b"elif" | b"else" | b"elifdef" | b"elifndef" | b"endif"
         );
+        self.blank_directive_comments(start, end);
         if conditional && self.braces.last() == Some(&INIT) {
             // Initializer lists cannot hold directives in tree-sitter-c:
             // both branches' initializers are kept, concatenated; the
@@ -987,6 +1033,7 @@ impl<'a> Scanner<'a> {
         }
         match name {
             b"if" | b"ifdef" | b"ifndef" => {
+                let structural = matches!(self.braces.last(), None | Some(&CODE));
                 let cond = match name {
                     b"ifdef" => rest.clone(),
                     b"ifndef" => negate(&rest),
@@ -1000,11 +1047,26 @@ impl<'a> Scanner<'a> {
                     braces_at_if: self.braces.clone(),
                     braces_after_first: None,
                     guard,
+                    structural,
+                    lines: vec![(start, end)],
+                    alt_start: None,
+                    split: false,
+                    first_pending: true,
+                    prev_at_if: self.prev,
+                    prev_after_first: None,
                 });
             }
             b"elif" | b"else" | b"elifdef" | b"elifndef" => {
                 let braces_now = self.braces.clone();
+                let prev_now = self.prev;
                 if let Some(f) = self.frames.last_mut() {
+                    f.end_branch(&braces_now, prev_now);
+                    f.lines.push((start, end));
+                    if f.alt_start.is_none() {
+                        f.alt_start = Some(end);
+                        f.prev_after_first = Some(prev_now);
+                    }
+                    f.first_pending = true;
                     for c in f.current.drain(..) {
                         f.negated.push(negate(&c));
                     }
@@ -1023,9 +1085,26 @@ impl<'a> Scanner<'a> {
                 }
             }
             b"endif" => {
-                if let Some(f) = self.frames.pop() {
-                    if let Some(b) = f.braces_after_first {
+                let braces_now = self.braces.clone();
+                if let Some(mut f) = self.frames.pop() {
+                    f.end_branch(&braces_now, self.prev);
+                    if let Some(b) = f.braces_after_first.take() {
                         self.braces = b;
+                    }
+                    if let Some(p) = f.prev_after_first {
+                        self.prev = p;
+                    }
+                    if f.split && f.structural && !f.guard {
+                        // Keep the first branch as plain code: blank the
+                        // directive lines and the other branches. The
+                        // CondMap still gives the kept code its condition.
+                        for &(s, e) in &f.lines {
+                            self.blank(s, e);
+                        }
+                        if let Some(a) = f.alt_start {
+                            self.blank(a, start);
+                        }
+                        self.blank(start, end);
                     }
                 }
             }
@@ -1037,6 +1116,23 @@ impl<'a> Scanner<'a> {
             .flat_map(|f| f.negated.iter().chain(f.current.iter()).cloned())
             .collect();
         self.masked.conds.segments.push((end as u32, conds));
+    }
+
+    /// Comments inside a directive (between continuation lines of a
+    /// `#define`) end tree-sitter's macro body early: blank them.
+    fn blank_directive_comments(&mut self, start: usize, end: usize) {
+        let mut k = start;
+        while k < end {
+            match self.src[k] {
+                b'"' | b'\'' => k = skip_quoted(self.src, k),
+                b'/' if self.at(k + 1) == b'*' => {
+                    let e = skip_block_comment(self.src, k).min(end);
+                    self.blank(k, e);
+                    k = e;
+                }
+                _ => k += 1,
+            }
+        }
     }
 
     /// `#ifndef X` directly followed by `#define X`: an include guard.

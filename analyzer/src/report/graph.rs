@@ -267,16 +267,6 @@ fn edge_resolution(a: &Analysis<'_>, caller: FnId, start: u32, callee: FnId) -> 
         .and_then(|e| resolution_text(&e.resolution))
 }
 
-fn find_span(a: &Analysis<'_>, caller: FnId, start: u32) -> (u32, u32) {
-    let mut pos = (0, 0);
-    crate::graph::visit_calls(&a.program.func(caller).body.stmts, &mut |c| {
-        if c.span.start == start {
-            pos = (c.span.line, c.span.col);
-        }
-    });
-    pos
-}
-
 fn callees_tree(a: &Analysis<'_>, id: FnId, depth: usize, seen: &mut BTreeSet<FnId>) -> Vec<TreeNode> {
     if depth >= CALLEE_DEPTH {
         return Vec::new();

@@ -57,7 +57,7 @@ fn location(file: &str, line: u32, col: u32) -> Location {
 fn doc_section(doc: &str, heading: &str) -> Option<String> {
     let mut lines = doc.lines().skip_while(|l| l.trim_start_matches('#').trim() != heading || !l.starts_with("##"));
     lines.next()?;
-    let body: Vec<&str> = lines.take_while(|l| !l.starts_with('#')).collect();
+    let body: Vec<&str> = lines.take_while(|l| !l.starts_with("# ") && !l.starts_with("## ")).collect();
     let body = body.join("\n").trim().to_string();
     (!body.is_empty()).then_some(body)
 }

@@ -27,15 +27,23 @@ PATHS=(
 	'*/Makefile'
 )
 
+# The versions the snapshots were reviewed against. When Debian no longer
+# serves one, the newest is installed instead (with a notice): snapshots with
+# line numbers may then need review.
+declare -A PINNED=([6.1]=6.1.192-2 [6.12]=6.12.117-1~deb12u1)
+
 apt_updated=0
 ensure_pkg() {
-	local pkg=$1
+	local pkg=$1 ver=$2
 	if ! dpkg -s "$pkg" >/dev/null 2>&1; then
 		if [ "$apt_updated" = 0 ]; then
 			apt-get update -qq
 			apt_updated=1
 		fi
-		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$pkg" >/dev/null
+		if ! DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$pkg=$ver" >/dev/null 2>&1; then
+			echo "fetch-kernels: notice: $pkg=$ver is not available; installing the newest $pkg" >&2
+			DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$pkg" >/dev/null
+		fi
 	fi
 }
 
@@ -43,7 +51,7 @@ mkdir -p "$cache"
 for ver in 6.1 6.12; do
 	dest="$cache/linux-$ver"
 	if [ ! -f "$dest/.complete" ] || { [ "$full" = 1 ] && [ ! -f "$cache/full-$ver/.complete" ]; }; then
-		ensure_pkg "linux-source-$ver"
+		ensure_pkg "linux-source-$ver" "${PINNED[$ver]}"
 		tarball=$(ls /usr/src/linux-source-"$ver".tar.* 2>/dev/null | head -n1)
 		[ -n "$tarball" ] || { echo "fetch-kernels: no /usr/src/linux-source-$ver.tar.* after installing linux-source-$ver" >&2; exit 1; }
 	fi

@@ -31,6 +31,12 @@ enum Command {
         /// Rule id or name (`HW001`, `unguarded-list-walk`); none lists all rules.
         rule: Option<String>,
     },
+    /// Print the C facts extracted from one file, as JSON (for debugging the parser).
+    #[command(hide = true)]
+    Facts {
+        /// A C file.
+        file: PathBuf,
+    },
 }
 
 #[derive(Args)]
@@ -138,6 +144,13 @@ fn run(cli: Cli) -> Result<u8> {
         Command::Explain { rule } => explain(rule.as_deref()),
         Command::Graph(args) => graph(args),
         Command::Check(args) => check(args),
+        Command::Facts { file } => {
+            let bytes = std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
+            let path = file.to_string_lossy();
+            let facts = analyzer::parse::parse_file(&path, analyzer::source::arch_of(&path).as_deref(), &bytes);
+            emit(None, &(serde_json::to_string_pretty(&facts)? + "\n"))?;
+            Ok(0)
+        }
     }
 }
 

@@ -57,8 +57,9 @@ pub struct Program<'a> {
     pub functions: Vec<FnId>,
     /// Visible (non-static or header) definitions by name.
     global_fns: HashMap<&'a str, Vec<FnId>>,
-    /// File-local (static) definitions by (file, name).
-    static_fns: HashMap<(u32, &'a str), FnId>,
+    /// File-local (static) definitions by (file, name); several when the
+    /// file defines the function in both branches of an `#ifdef`.
+    static_fns: HashMap<(u32, &'a str), Vec<FnId>>,
     /// Globals in scope by name.
     pub globals: HashMap<&'a str, Vec<(u32, &'a Global)>>,
     /// Struct initializers by struct type.
@@ -100,7 +101,7 @@ impl<'a> Program<'a> {
             .collect();
 
         let mut global_fns: HashMap<&'a str, Vec<FnId>> = HashMap::new();
-        let mut static_fns = HashMap::new();
+        let mut static_fns: HashMap<(u32, &'a str), Vec<FnId>> = HashMap::new();
         let mut globals: HashMap<&'a str, Vec<(u32, &'a Global)>> = HashMap::new();
         let mut inits_by_type: HashMap<&'a str, Vec<(u32, &'a StructInit)>> = HashMap::new();
         let mut inits_by_var: HashMap<&'a str, Vec<(u32, &'a StructInit)>> = HashMap::new();
@@ -110,7 +111,7 @@ impl<'a> Program<'a> {
             for (gi, func) in file.functions.iter().enumerate() {
                 let id = FnId { file: fi, func: gi as u32 };
                 if func.is_static && !is_header(&file.path) {
-                    static_fns.insert((fi, func.name.as_str()), id);
+                    static_fns.entry((fi, func.name.as_str())).or_default().push(id);
                 } else {
                     global_fns.entry(func.name.as_str()).or_default().push(id);
                 }
@@ -144,7 +145,7 @@ impl<'a> Program<'a> {
             }
         }
         let mut functions: Vec<FnId> = global_fns.values().flatten().copied().collect();
-        functions.extend(static_fns.values().copied());
+        functions.extend(static_fns.values().flatten().copied());
         functions.sort();
         functions.dedup();
 
@@ -202,8 +203,8 @@ impl<'a> Program<'a> {
 
     /// Resolve a function name as seen from `from_file`.
     pub fn lookup(&self, from_file: u32, name: &str) -> Vec<FnId> {
-        if let Some(&id) = self.static_fns.get(&(from_file, name)) {
-            return vec![id];
+        if let Some(ids) = self.static_fns.get(&(from_file, name)) {
+            return ids.clone();
         }
         self.global_fns.get(name).cloned().unwrap_or_default()
     }
@@ -211,7 +212,7 @@ impl<'a> Program<'a> {
     /// All definitions with this name in scope (any file).
     pub fn lookup_any(&self, name: &str) -> Vec<FnId> {
         let mut out = self.global_fns.get(name).cloned().unwrap_or_default();
-        out.extend(self.static_fns.iter().filter(|((_, n), _)| *n == name).map(|(_, id)| *id));
+        out.extend(self.static_fns.iter().filter(|((_, n), _)| *n == name).flat_map(|(_, ids)| ids.iter().copied()));
         out.sort();
         out
     }

@@ -10,8 +10,6 @@ use super::mask::{AnnotationKind, Masked};
 use super::text::{self, LineIndex};
 use crate::facts::*;
 
-/// Deepest file-scope nesting (preprocessor blocks, ERROR nodes) walked.
-const MAX_TOP_DEPTH: usize = 64;
 /// Diagnostics kept per file: the first ones locate the problem.
 const MAX_DIAGNOSTICS: usize = 64;
 
@@ -118,7 +116,7 @@ pub(crate) fn arg_ident(t: &str) -> (Option<String>, bool) {
             return (None, addr);
         }
     }
-    if expect_ident || out.is_empty() {
+    if expect_ident || out.is_empty() || matches!(out.as_str(), "NULL" | "true" | "false") {
         return (None, addr);
     }
     (Some(out), addr)
@@ -128,7 +126,7 @@ pub(crate) fn arg_ident(t: &str) -> (Option<String>, bool) {
 pub(crate) fn extract(facts: &mut FileFacts, src: &[u8], m: &Masked, tree: &Tree) {
     let cx = Cx { src, m, lines: LineIndex::new(src) };
     let root = tree.root_node();
-    top(&cx, root, facts, 0);
+    top(&cx, root, facts);
     for tm in &m.top_macros {
         facts.top_level_macros.push(MacroUse {
             name: tm.name.clone(),
@@ -144,41 +142,48 @@ pub(crate) fn extract(facts: &mut FileFacts, src: &[u8], m: &Masked, tree: &Tree
     }
 }
 
-fn top(cx: &Cx, node: Node, facts: &mut FileFacts, depth: usize) {
-    if depth > MAX_TOP_DEPTH {
-        return;
-    }
-    let mut cur = node.walk();
-    for child in node.named_children(&mut cur) {
-        match child.kind() {
-            "function_definition" => {
-                if let Some(f) = function(cx, child) {
-                    facts.functions.push(f);
-                }
-            }
-            "declaration" => declaration(cx, child, facts),
-            "type_definition" => {
-                if let Some(t) = child.child_by_field_name("type") {
-                    enums_in(cx, t, facts, 0);
-                }
-            }
-            "preproc_if" | "preproc_ifdef" | "preproc_else" | "preproc_elif" | "preproc_elifdef"
-            | "ERROR" | "linkage_specification" | "declaration_list" => {
-                top(cx, child, facts, depth + 1)
-            }
-            "expression_statement" => {
-                // A macro statement the masker left (e.g. after an odd
-                // token): still a top-level macro use.
-                if let Some(call) = child.named_child(0).filter(|c| c.kind() == "call_expression") {
-                    if let Some(mu) = macro_use(cx, call) {
-                        facts.top_level_macros.push(mu);
+/// Walk the file-scope items, through preprocessor blocks and ERROR
+/// nodes, in source order (explicit stack: nesting can be deep).
+fn top(cx: &Cx, root: Node, facts: &mut FileFacts) {
+    // (node, index of the next child to visit)
+    let mut stack = vec![(root, 0usize)];
+    while let Some((node, from)) = stack.pop() {
+        let count = node.named_child_count();
+        for k in from..count {
+            let Some(child) = node.named_child(k) else { continue };
+            match child.kind() {
+                "function_definition" => {
+                    if let Some(f) = function(cx, child) {
+                        facts.functions.push(f);
                     }
                 }
+                "declaration" => declaration(cx, child, facts),
+                "type_definition" => {
+                    if let Some(t) = child.child_by_field_name("type") {
+                        enums_in(cx, t, facts, 0);
+                    }
+                }
+                "preproc_if" | "preproc_ifdef" | "preproc_else" | "preproc_elif"
+                | "preproc_elifdef" | "ERROR" | "linkage_specification" | "declaration_list" => {
+                    // Visit the container, then come back for the rest.
+                    stack.push((node, k + 1));
+                    stack.push((child, 0));
+                    break;
+                }
+                "expression_statement" => {
+                    // A macro statement the masker left (e.g. after an odd
+                    // token): still a top-level macro use.
+                    if let Some(call) = child.named_child(0).filter(|c| c.kind() == "call_expression") {
+                        if let Some(mu) = macro_use(cx, call) {
+                            facts.top_level_macros.push(mu);
+                        }
+                    }
+                }
+                "struct_specifier" | "union_specifier" | "enum_specifier" => {
+                    enums_in(cx, child, facts, 0)
+                }
+                _ => {}
             }
-            "struct_specifier" | "union_specifier" | "enum_specifier" => {
-                enums_in(cx, child, facts, 0)
-            }
-            _ => {}
         }
     }
 }

@@ -363,6 +363,10 @@ impl Masked {
     }
 }
 
+/// Most `#if` conditions kept per offset (outermost first); real code
+/// nests a handful.
+pub const MAX_CONDITIONS: usize = 64;
+
 /// The previous significant token, which decides what an identifier
 /// followed by `(` can be.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -414,6 +418,8 @@ struct CondFrame {
     first_pending: bool,
     prev_at_if: Prev,
     prev_after_first: Option<Prev>,
+    parens_at_if: Vec<(bool, usize)>,
+    parens_after_first: Option<Vec<(bool, usize)>>,
 }
 
 impl CondFrame {
@@ -443,6 +449,11 @@ struct Scanner<'a> {
     parens: Vec<(bool, usize)>,
     /// After `case` in code, until its `:`: `...` is a GNU case range.
     in_case: bool,
+    /// The last identifier (start, end), and whether it could be a label.
+    last_word: (usize, usize),
+    label_cand: bool,
+    /// Offset after the last `;`, `{` or `}`.
+    last_boundary: usize,
     prev: Prev,
     line_start: bool,
     frames: Vec<CondFrame>,
@@ -459,6 +470,9 @@ pub fn recover_idioms(src: &[u8]) -> Masked {
         braces: Vec::new(),
         parens: Vec::new(),
         in_case: false,
+        last_word: (0, 0),
+        label_cand: false,
+        last_boundary: 0,
         prev: Prev::Start,
         line_start: true,
         frames: Vec::new(),
@@ -509,6 +523,55 @@ impl<'a> Scanner<'a> {
                 }
             }
         }
+    }
+
+    /// At a `:`: a label directly before a directive or `}` (not a
+    /// statement in tree-sitter-c) gets an empty statement by moving the
+    /// colon one byte left (`out:` -> `ou:;`; extraction reads the label
+    /// name from the original bytes); an unnamed bitfield member
+    /// (`unsigned long : 2;`) is blanked.
+    fn colon(&mut self) {
+        let (ws, we) = self.last_word;
+        if self.prev != Prev::Ident || we != self.i {
+            if self.prev == Prev::Ident && self.braces.last() == Some(&OTHER) {
+                self.unnamed_bitfield();
+            }
+            return;
+        }
+        if self.braces.last() == Some(&OTHER) {
+            self.unnamed_bitfield();
+            return;
+        }
+        if !self.label_cand || self.in_case || !self.in_code() || we - ws < 2 {
+            return;
+        }
+        let k = skip_ws_comments(self.src, self.i + 1);
+        if matches!(self.src.get(k), Some(b'#') | Some(b'}')) {
+            self.out[self.i - 1] = b':';
+            self.out[self.i] = b';';
+        }
+    }
+
+    fn unnamed_bitfield(&mut self) {
+        let (ws, we) = self.last_word;
+        let w = &self.src[ws..we];
+        const TYPES: &[&[u8]] = &[
+            b"int", b"long", b"short", b"char", b"unsigned", b"signed", b"u8", b"u16", b"u32",
+            b"u64", b"__u8", b"__u16", b"__u32", b"__u64", b"s8", b"s16", b"s32", b"s64", b"bool",
+        ];
+        if !TYPES.contains(&w) {
+            return;
+        }
+        let Some(semi) = memchr::memchr(b';', super::text::slice(self.src, self.i, self.src.len()))
+        else {
+            return;
+        };
+        let e = self.i + semi + 1;
+        if self.src[self.last_boundary..e].contains(&b'{') {
+            return;
+        }
+        self.blank(self.last_boundary, e);
+        self.i = e - 1;
     }
 
     /// A branch starting with `else` continues an `if` outside it.
@@ -570,15 +633,30 @@ impl<'a> Scanner<'a> {
                 self.braces.push(kind);
                 self.prev = Prev::LBrace;
                 self.i += 1;
+                self.last_boundary = self.i;
             }
             b'}' => {
                 self.braces.pop();
+                // Closing a brace opened before the `#if` splits a
+                // construct even when the branch reopens one (`} else {`).
+                let depth = self.braces.len();
+                for f in self.frames.iter_mut().rev() {
+                    if depth >= f.braces_at_if.len() {
+                        break;
+                    }
+                    f.split = true;
+                }
+                while self.parens.last().is_some_and(|&(_, b)| b > self.braces.len()) {
+                    self.parens.pop();
+                }
                 self.prev = Prev::RBrace;
                 self.i += 1;
+                self.last_boundary = self.i;
             }
             b';' => {
                 self.prev = Prev::Semi;
                 self.i += 1;
+                self.last_boundary = self.i;
             }
             b'(' => {
                 let call = self.prev == Prev::Ident && self.in_code();
@@ -595,6 +673,7 @@ impl<'a> Scanner<'a> {
                 self.i += 1;
             }
             b':' => {
+                self.colon();
                 self.in_case = false;
                 self.prev = Prev::Colon;
                 self.i += 1;
@@ -667,7 +746,25 @@ impl<'a> Scanner<'a> {
             }
         }
 
+        if matches!(w, "offsetof" | "__builtin_offsetof") {
+            // tree-sitter-c's offsetof takes no member paths
+            // (`arch.vcpu_entry`); the value is a constant the facts never
+            // need: `0` and spaces.
+            let p = skip_ws_comments(self.src, end);
+            if self.at(p) == b'(' {
+                if let Some((close, _)) = balanced(self.src, p) {
+                    self.out[start] = b'0';
+                    self.blank(start + 1, close + 1);
+                    self.i = close + 1;
+                    self.prev = Prev::Other;
+                    return;
+                }
+            }
+        }
         let prev = self.prev;
+        self.label_cand = self.in_code()
+            && matches!(prev, Prev::Semi | Prev::LBrace | Prev::RBrace | Prev::Colon);
+        self.last_word = (start, end);
         if w == "case" && self.in_code() {
             self.in_case = true;
         }
@@ -677,13 +774,7 @@ impl<'a> Scanner<'a> {
         self.prev = match w {
             "else" => Prev::Else,
             "do" => Prev::Do,
-            "static" | "extern" | "const" | "inline" | "__inline" | "__inline__" => {
-                if self.braces.is_empty() {
-                    Prev::Storage
-                } else {
-                    Prev::Other
-                }
-            }
+            "static" | "extern" | "const" | "inline" | "__inline" | "__inline__" => Prev::Storage,
             _ if KEYWORDS.contains(&w) => Prev::Other,
             _ => Prev::Ident,
         };
@@ -691,7 +782,12 @@ impl<'a> Scanner<'a> {
         if self.braces.is_empty() {
             self.file_scope_macro(w, start, end, prev);
         } else if self.in_code() {
-            self.iterator_macro(w, start, end, prev);
+            if prev == Prev::Storage {
+                // `static DEFINE_RATELIMIT_STATE(rs, ...);` in a body.
+                self.member_macro(w, start, end);
+            } else {
+                self.iterator_macro(w, start, end, prev);
+            }
         } else if self.braces.last() == Some(&OTHER) && matches!(prev, Prev::LBrace | Prev::Semi) {
             self.member_macro(w, start, end);
         }
@@ -1034,6 +1130,9 @@ impl<'a> Scanner<'a> {
         match name {
             b"if" | b"ifdef" | b"ifndef" => {
                 let structural = matches!(self.braces.last(), None | Some(&CODE));
+                // A directive inside an open parenthesis (an expression or
+                // a parameter list) always splits a construct.
+                let in_parens = self.parens.last().is_some_and(|&(_, b)| b == self.braces.len());
                 let cond = match name {
                     b"ifdef" => rest.clone(),
                     b"ifndef" => negate(&rest),
@@ -1050,10 +1149,12 @@ impl<'a> Scanner<'a> {
                     structural,
                     lines: vec![(start, end)],
                     alt_start: None,
-                    split: false,
+                    split: in_parens,
                     first_pending: true,
                     prev_at_if: self.prev,
                     prev_after_first: None,
+                    parens_at_if: self.parens.clone(),
+                    parens_after_first: None,
                 });
             }
             b"elif" | b"else" | b"elifdef" | b"elifndef" => {
@@ -1065,7 +1166,9 @@ impl<'a> Scanner<'a> {
                     if f.alt_start.is_none() {
                         f.alt_start = Some(end);
                         f.prev_after_first = Some(prev_now);
+                        f.parens_after_first = Some(std::mem::take(&mut self.parens));
                     }
+                    self.parens = f.parens_at_if.clone();
                     f.first_pending = true;
                     for c in f.current.drain(..) {
                         f.negated.push(negate(&c));
@@ -1094,6 +1197,9 @@ impl<'a> Scanner<'a> {
                     if let Some(p) = f.prev_after_first {
                         self.prev = p;
                     }
+                    if let Some(p) = f.parens_after_first.take() {
+                        self.parens = p;
+                    }
                     if f.split && f.structural && !f.guard {
                         // Keep the first branch as plain code: blank the
                         // directive lines and the other branches. The
@@ -1110,10 +1216,12 @@ impl<'a> Scanner<'a> {
             }
             _ => return,
         }
+        // Capped: pathological nesting must not make this quadratic.
         let conds: Vec<String> = self
             .frames
             .iter()
             .flat_map(|f| f.negated.iter().chain(f.current.iter()).cloned())
+            .take(MAX_CONDITIONS)
             .collect();
         self.masked.conds.segments.push((end as u32, conds));
     }

@@ -348,8 +348,19 @@ impl<'a, 'c> Body<'a, 'c> {
             }
             "labeled_statement" => {
                 let label = n.child_by_field_name("label");
-                let name = label.map(|l| cx.text(l)).unwrap_or_default();
-                let lspan = label.map(|l| cx.span(l)).unwrap_or(span);
+                // Read the name from the original bytes: the masker may
+                // have moved the colon one byte left (`out:` -> `ou:;`).
+                let (name, lspan) = match label {
+                    Some(l) => {
+                        let s0 = l.start_byte();
+                        let e = text::slice(cx.src, s0, cx.src.len())
+                            .iter()
+                            .position(|&c| !text::is_ident_char(c))
+                            .map_or(cx.src.len(), |p| s0 + p);
+                        (text::text(cx.src, s0, e), cx.lines.span(s0, e))
+                    }
+                    None => (String::new(), span),
+                };
                 out.push(Stmt::Label { span: lspan, name });
                 let mut cur = n.walk();
                 for c in n.named_children(&mut cur) {

@@ -78,3 +78,65 @@ pub fn kvm_files(root: &Path) -> Vec<(String, Option<String>, Vec<u8>)> {
         })
         .collect()
 }
+
+use analyzer::facts::{Block, Event, FileFacts, Function, Stmt};
+
+/// Visit every statement of a block, depth first, in source order.
+pub fn visit_stmts<'a>(b: &'a Block, f: &mut dyn FnMut(&'a Stmt)) {
+    for s in &b.stmts {
+        f(s);
+        match s {
+            Stmt::Block(b) => visit_stmts(b, f),
+            Stmt::If { then_branch, else_branch, .. } => {
+                visit_stmts(then_branch, f);
+                if let Some(e) = else_branch {
+                    visit_stmts(e, f);
+                }
+            }
+            Stmt::Loop { body, .. } | Stmt::Switch { body, .. } | Stmt::ScopedGuard { body, .. } => {
+                visit_stmts(body, f)
+            }
+            Stmt::Preproc { branches, .. } => {
+                for br in branches {
+                    visit_stmts(&br.body, f);
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Every event of a block (statement events, conditions, loop heads).
+pub fn events(b: &Block) -> Vec<&Event> {
+    let mut out = Vec::new();
+    visit_stmts(b, &mut |s| match s {
+        Stmt::Simple { events, .. } | Stmt::Return { events, .. } => out.extend(events.iter()),
+        Stmt::If { cond, .. } | Stmt::Switch { cond, .. } => out.extend(cond.iter()),
+        Stmt::Loop { head, .. } => out.extend(head.iter()),
+        _ => {}
+    });
+    out
+}
+
+/// The calls of a function body, in order.
+pub fn calls(b: &Block) -> Vec<&analyzer::facts::CallSite> {
+    events(b)
+        .into_iter()
+        .filter_map(|e| match e {
+            Event::Call(c) => Some(c),
+            _ => None,
+        })
+        .collect()
+}
+
+pub fn function<'a>(facts: &'a [FileFacts], path: &str, name: &str) -> &'a Function {
+    let file = facts.iter().find(|f| f.path == path).unwrap_or_else(|| panic!("no file {path}"));
+    file.functions
+        .iter()
+        .find(|f| f.name == name)
+        .unwrap_or_else(|| panic!("no function {name} in {path}"))
+}
+
+pub fn file<'a>(facts: &'a [FileFacts], path: &str) -> &'a FileFacts {
+    facts.iter().find(|f| f.path == path).unwrap_or_else(|| panic!("no file {path}"))
+}

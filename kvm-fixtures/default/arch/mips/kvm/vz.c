@@ -21,7 +21,8 @@ static unsigned int kvm_vz_resize_guest_vtlb(unsigned int size)
 
 	/* Write MMUSize - 1 into the guest Config registers, read it back. */
 	if (cpu_guest_has_conf1)
-		change_gc0_config1(MIPS_CONF1_TLBS, (size - 1) << MIPS_CONF1_TLBS_SHIFT);
+		change_gc0_config1(MIPS_CONF1_TLBS,
+				   (size - 1) << MIPS_CONF1_TLBS_SHIFT);
 	if (cpu_guest_has_conf4)
 		config4 = read_gc0_config4();
 

@@ -49,8 +49,10 @@ static void kvm_on_user_return(struct user_return_notifier *urn)
 	}
 	for (slot = 0; slot < kvm_nr_uret_msrs; ++slot) {
 		if (msrs->values[slot].host != msrs->values[slot].curr) {
-			wrmsrl(kvm_uret_msrs_list[slot], msrs->values[slot].host);
-			msrs->values[slot].curr = msrs->values[slot].host;
+			u64 host = msrs->values[slot].host;
+
+			wrmsrl(kvm_uret_msrs_list[slot], host);
+			msrs->values[slot].curr = host;
 		}
 	}
 }
@@ -147,7 +149,8 @@ int kvm_arch_hardware_enable(void)
 			kvm_for_each_vcpu(i, vcpu, kvm) {
 				vcpu->arch.tsc_offset_adjustment += delta_cyc;
 				vcpu->arch.last_host_tsc = local_tsc;
-				kvm_make_request(KVM_REQ_MASTERCLOCK_UPDATE, vcpu);
+				kvm_make_request(KVM_REQ_MASTERCLOCK_UPDATE,
+						 vcpu);
 			}
 			kvm->arch.last_tsc_nsec = 0;
 			kvm->arch.last_tsc_write = 0;

@@ -82,7 +82,7 @@ int foo_arch_setup(void)
 {
 	int r;
 
-	r = cpuhp_setup_state_nocalls(CPUHP_AP_ONLINE_DYN, "x86/foo-clock:online",
+	r = cpuhp_setup_state_nocalls(CPUHP_AP_ONLINE_DYN, "foo/clock:online",
 				      foo_clock_cpu_online, NULL);
 	if (r < 0)
 		return r;

@@ -1,0 +1,20 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+#if !defined(KVM_X86_OP) || !defined(KVM_X86_OP_OPTIONAL)
+BUILD_BUG_ON(1)
+#endif
+
+/*
+ * One line per kvm_x86_ops member that is invoked through a static call.
+ * The includer defines KVM_X86_OP() (mandatory hooks) and
+ * KVM_X86_OP_OPTIONAL() (hooks a vendor may leave NULL) to declare, define
+ * or update the static calls kvm_x86_<member>.
+ */
+KVM_X86_OP(check_processor_compatibility)
+KVM_X86_OP(enable_virtualization_cpu)
+KVM_X86_OP(disable_virtualization_cpu)
+KVM_X86_OP(hardware_unsetup)
+KVM_X86_OP(vm_init)
+KVM_X86_OP_OPTIONAL(vm_destroy)
+
+#undef KVM_X86_OP
+#undef KVM_X86_OP_OPTIONAL

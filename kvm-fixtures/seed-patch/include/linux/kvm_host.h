@@ -1,0 +1,92 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
+#ifndef __KVM_HOST_H
+#define __KVM_HOST_H
+
+/*
+ * Miniature of include/linux/kvm_host.h (Linux 6.1 shape): the VM and vCPU
+ * structures and the arch hooks used by hardware enabling and by VM
+ * creation/destruction.
+ */
+
+#include <linux/types.h>
+#include <linux/list.h>
+#include <linux/mutex.h>
+#include <linux/refcount.h>
+#include <linux/slab.h>
+#include <linux/xarray.h>
+
+#include <asm/kvm_host.h>
+
+#define KVM_REQ_CLOCK_UPDATE		8
+#define KVM_REQ_MASTERCLOCK_UPDATE	9
+
+struct kvm_vcpu {
+	struct kvm *kvm;
+	int cpu;
+	int vcpu_idx;
+	unsigned long requests;
+	struct kvm_vcpu_arch arch;
+};
+
+struct kvm {
+	struct mutex lock;
+	struct mm_struct *mm;
+	struct xarray vcpu_array;
+	atomic_t online_vcpus;
+	struct list_head vm_list;
+	struct kvm_arch arch;
+	refcount_t users_count;
+	struct mmu_notifier mmu_notifier;
+};
+
+#define kvm_for_each_vcpu(idx, vcpup, kvm)			\
+	xa_for_each_range(&kvm->vcpu_array, idx, vcpup, 0,	\
+			  (atomic_read(&kvm->online_vcpus) - 1))
+
+static inline void kvm_make_request(int req, struct kvm_vcpu *vcpu)
+{
+	set_bit(req, &vcpu->requests);
+}
+
+extern struct mutex kvm_lock;
+extern struct list_head vm_list;
+
+int kvm_init(void *opaque, unsigned int vcpu_size, unsigned int vcpu_align,
+	     struct module *module);
+void kvm_exit(void);
+
+int kvm_irqfd_init(void);
+void kvm_irqfd_exit(void);
+
+void kvm_get_kvm(struct kvm *kvm);
+void kvm_put_kvm(struct kvm *kvm);
+
+#ifndef __KVM_HAVE_ARCH_VM_ALLOC
+static inline struct kvm *kvm_arch_alloc_vm(void)
+{
+	return kzalloc(sizeof(struct kvm), GFP_KERNEL_ACCOUNT);
+}
+
+static inline void kvm_arch_free_vm(struct kvm *kvm)
+{
+	kfree(kvm);
+}
+#endif
+
+int kvm_arch_init(void *opaque);
+void kvm_arch_exit(void);
+
+int kvm_arch_hardware_enable(void);
+void kvm_arch_hardware_disable(void);
+int kvm_arch_hardware_setup(void *opaque);
+void kvm_arch_hardware_unsetup(void);
+int kvm_arch_check_processor_compat(void *opaque);
+
+int kvm_arch_init_vm(struct kvm *kvm, unsigned long type);
+void kvm_arch_destroy_vm(struct kvm *kvm);
+int kvm_arch_post_init_vm(struct kvm *kvm);
+void kvm_arch_pre_destroy_vm(struct kvm *kvm);
+
+extern bool kvm_rebooting;
+
+#endif

@@ -22,7 +22,7 @@ use crate::api::ApiModel;
 use crate::facts::{CallSite, Callee, Span};
 use crate::graph::{FnId, Program};
 use crate::kernel_docs::{CpuhpEnum, CpuhpSection};
-use crate::locks::{analyze_function, FunctionLocks, LockSet, OccurrenceKind};
+use crate::locks::{analyze_function, analyze_function_with, FunctionLocks, LockSet, LockSummary, OccurrenceKind};
 
 /// At most this many distinct reach states are kept per function; the
 /// first found are the shortest (breadth-first).
@@ -126,11 +126,47 @@ pub struct KernelDocs<'a> {
 impl<'a> Analysis<'a> {
     /// Analyze one linked program.
     pub fn run(program: Program<'a>, api: &'a ApiModel, docs: &KernelDocs<'_>) -> Analysis<'a> {
-        let locks: HashMap<FnId, FunctionLocks<'a>> = program
+        let mut locks: HashMap<FnId, FunctionLocks<'a>> = program
             .functions
             .iter()
             .map(|&id| (id, analyze_function(api, program.func(id))))
             .collect();
+        // Callers of functions with a net lock effect (lock helpers, functions
+        // releasing their caller's lock) are re-analyzed with the callees'
+        // summaries, until the summaries stop changing (bounded: helpers
+        // nest a level or two).
+        let mut previous: HashMap<FnId, LockSummary> = HashMap::new();
+        for _round in 0..4 {
+            let summaries: HashMap<FnId, LockSummary> = locks
+                .iter()
+                .map(|(&id, l)| (id, LockSummary::of(l)))
+                .filter(|(_, s)| !s.is_empty())
+                .collect();
+            if summaries == previous {
+                break;
+            }
+            for &id in &program.functions {
+                let edges = program.calls.get(&id).map(Vec::as_slice).unwrap_or(&[]);
+                let affected = |e: &&crate::graph::CallEdge<'_>| {
+                    summaries.contains_key(&e.callee) || previous.contains_key(&e.callee)
+                };
+                if !edges.iter().any(|e| affected(&e)) {
+                    continue;
+                }
+                let lookup = |site: &CallSite| {
+                    // Only a call that resolves to exactly one function
+                    // has a definite effect.
+                    let mut targets = edges.iter().filter(|e| std::ptr::eq(e.site, site));
+                    let first = targets.next()?;
+                    if targets.next().is_some() {
+                        return None;
+                    }
+                    summaries.get(&first.callee).cloned()
+                };
+                locks.insert(id, analyze_function_with(api, program.func(id), Some(&lookup)));
+            }
+            previous = summaries;
+        }
         let mut a = Analysis {
             program,
             api,

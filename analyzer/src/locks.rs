@@ -165,7 +165,47 @@ pub struct FunctionLocks<'a> {
     pub anomalies: Vec<LockAnomaly>,
     /// Locks (may-)held when the function returns, over all exits.
     pub held_at_exit: LockSet,
+    /// Locks held at every exit (`None` until an exit is seen).
+    pub held_at_every_exit: Option<LockSet>,
 }
+
+/// A function's net effect on its caller's locks: what it leaves held and
+/// what it releases that it did not take (lock helpers, `__releases`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LockSummary {
+    pub acquires: Vec<HeldLock>,
+    pub releases: Vec<String>,
+}
+
+impl LockSummary {
+    /// The summary of an analyzed function. Only global locks count: a
+    /// lock named through a parameter (`kvm->lock`) means something else in
+    /// each caller.
+    pub fn of(locks: &FunctionLocks<'_>) -> LockSummary {
+        let global = |name: &str| !name.contains("->") && !name.contains('.');
+        let mut releases: Vec<String> = locks
+            .anomalies
+            .iter()
+            .filter(|a| a.kind == AnomalyKind::ReleaseNotHeld && global(&a.lock))
+            .map(|a| a.lock.clone())
+            .collect();
+        releases.sort();
+        releases.dedup();
+        let acquires = locks
+            .held_at_every_exit
+            .as_ref()
+            .map(|s| s.iter().filter(|l| global(&l.name)).cloned().collect())
+            .unwrap_or_default();
+        LockSummary { acquires, releases }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.acquires.is_empty() && self.releases.is_empty()
+    }
+}
+
+/// The summary of the function a call resolves to, when it has an effect.
+pub type SummaryLookup<'s> = &'s dyn Fn(&CallSite) -> Option<LockSummary>;
 
 impl<'a> FunctionLocks<'a> {
     /// The lock state at a call site (by identity of the site).
@@ -211,6 +251,7 @@ pub fn call_lock_op(api: &ApiModel, site: &CallSite) -> Option<(LockEffect, Held
 
 struct Walker<'a, 'm> {
     api: &'m ApiModel,
+    summaries: Option<SummaryLookup<'m>>,
     out: FunctionLocks<'a>,
     /// Pending states of forward `goto`s, by label.
     gotos: HashMap<&'a str, Option<LockState>>,
@@ -224,8 +265,18 @@ struct Walker<'a, 'm> {
 
 /// Analyze one function.
 pub fn analyze_function<'a>(api: &ApiModel, func: &'a Function) -> FunctionLocks<'a> {
+    analyze_function_with(api, func, None)
+}
+
+/// Analyze one function, applying callees' lock summaries at their calls.
+pub fn analyze_function_with<'a>(
+    api: &ApiModel,
+    func: &'a Function,
+    summaries: Option<SummaryLookup<'_>>,
+) -> FunctionLocks<'a> {
     let mut w = Walker {
         api,
+        summaries,
         out: FunctionLocks::default(),
         gotos: HashMap::new(),
         guard_scopes: Vec::new(),
@@ -252,6 +303,10 @@ impl<'a, 'm> Walker<'a, 'm> {
             });
         }
         self.exit = self.exit.union(&state.may);
+        self.out.held_at_every_exit = Some(match self.out.held_at_every_exit.take() {
+            None => state.must.clone(),
+            Some(s) => s.intersection(&state.must),
+        });
     }
 
     fn block(&mut self, b: &'a Block, state: Option<LockState>) -> Option<LockState> {
@@ -278,6 +333,14 @@ impl<'a, 'm> Walker<'a, 'm> {
                         state: st.clone(),
                         loops: self.loops.clone(),
                     });
+                    if let Some(summary) = self.summaries.and_then(|f| f(c)) {
+                        for name in &summary.releases {
+                            st = st.release(name);
+                        }
+                        for l in summary.acquires {
+                            st = st.acquire(l, true);
+                        }
+                    }
                     if let Some((effect, lock, definitely)) = call_lock_op(self.api, c) {
                         match effect {
                             LockEffect::Acquire => {

@@ -39,9 +39,10 @@ struct kvm {
 	struct mmu_notifier mmu_notifier;
 };
 
-#define kvm_for_each_vcpu(idx, vcpup, kvm)			\
-	xa_for_each_range(&kvm->vcpu_array, idx, vcpup, 0,	\
-			  (atomic_read(&kvm->online_vcpus) - 1))
+/* Walk the online vCPUs of @kvm; @idx is an unsigned long. */
+#define kvm_for_each_vcpu(idx, vcpup, kvm)				\
+	for (idx = 0; idx < atomic_read(&(kvm)->online_vcpus) &&	\
+		      ((vcpup) = xa_load(&(kvm)->vcpu_array, idx)); idx++)
 
 static inline void kvm_make_request(int req, struct kvm_vcpu *vcpu)
 {

@@ -31,9 +31,9 @@ static struct kvm_user_return_msrs __percpu *user_return_msrs;
 
 struct kvm_x86_ops kvm_x86_ops __read_mostly;
 
-#define KVM_X86_OP(func)					     \
-	DEFINE_STATIC_CALL_NULL(kvm_x86_##func,			     \
-				*(((struct kvm_x86_ops *)0)->func));
+/* One static call per member listed in kvm-x86-ops.h. */
+#define KVM_X86_OP(func) \
+	DEFINE_STATIC_CALL_NULL(kvm_x86_##func, kvm_x86_ops.func);
 #define KVM_X86_OP_OPTIONAL KVM_X86_OP
 #include <asm/kvm-x86-ops.h>
 
@@ -114,46 +114,40 @@ int kvm_arch_hardware_enable(void)
 	struct kvm_vcpu *vcpu;
 	unsigned long i;
 	int ret;
-	u64 local_tsc;
+	u64 local_tsc, delta;
 	u64 max_tsc = 0;
-	bool stable, backwards_tsc = false;
+	bool stable;
 
 	kvm_user_return_msr_cpu_online();
 	ret = static_call(kvm_x86_hardware_enable)();
 	if (ret != 0)
 		return ret;
 
+	/* Has the TSC gone backwards since a vCPU last ran on this CPU? */
 	local_tsc = rdtsc();
 	stable = !kvm_check_tsc_unstable();
 	list_for_each_entry(kvm, &vm_list, vm_list) {
 		kvm_for_each_vcpu(i, vcpu, kvm) {
-			if (!stable && vcpu->cpu == smp_processor_id())
-				kvm_make_request(KVM_REQ_CLOCK_UPDATE, vcpu);
-			if (stable && vcpu->arch.last_host_tsc > local_tsc) {
-				backwards_tsc = true;
-				if (vcpu->arch.last_host_tsc > max_tsc)
-					max_tsc = vcpu->arch.last_host_tsc;
+			if (!stable) {
+				if (vcpu->cpu == smp_processor_id())
+					kvm_make_request(KVM_REQ_CLOCK_UPDATE,
+							 vcpu);
+				continue;
 			}
+			max_tsc = max(max_tsc, vcpu->arch.last_host_tsc);
 		}
 	}
 
-	/*
-	 * The TSC went backwards across suspend or hotplug: push every vCPU's
-	 * offset forward so that guests never see time going backwards.
-	 */
-	if (backwards_tsc) {
-		u64 delta_cyc = max_tsc - local_tsc;
+	if (max_tsc <= local_tsc)
+		return 0;
 
-		list_for_each_entry(kvm, &vm_list, vm_list) {
-			kvm->arch.backwards_tsc_observed = true;
-			kvm_for_each_vcpu(i, vcpu, kvm) {
-				vcpu->arch.tsc_offset_adjustment += delta_cyc;
-				vcpu->arch.last_host_tsc = local_tsc;
-				kvm_make_request(KVM_REQ_MASTERCLOCK_UPDATE,
-						 vcpu);
-			}
-			kvm->arch.last_tsc_nsec = 0;
-			kvm->arch.last_tsc_write = 0;
+	/* It has: move every vCPU's offset forward by the difference. */
+	delta = max_tsc - local_tsc;
+	list_for_each_entry(kvm, &vm_list, vm_list) {
+		kvm->arch.backwards_tsc_observed = true;
+		kvm_for_each_vcpu(i, vcpu, kvm) {
+			vcpu->arch.tsc_offset_adjustment += delta;
+			kvm_make_request(KVM_REQ_MASTERCLOCK_UPDATE, vcpu);
 		}
 	}
 	return 0;
@@ -165,17 +159,15 @@ void kvm_arch_hardware_disable(void)
 	drop_user_return_notifiers();
 }
 
-static inline void kvm_ops_update(struct kvm_x86_init_ops *ops)
+/* Install the vendor's ops and point every static call at them. */
+static void kvm_ops_update(struct kvm_x86_init_ops *ops)
 {
 	memcpy(&kvm_x86_ops, ops->runtime_ops, sizeof(kvm_x86_ops));
 
-#define __KVM_X86_OP(func) \
-	static_call_update(kvm_x86_##func, kvm_x86_ops.func);
 #define KVM_X86_OP(func) \
-	WARN_ON(!kvm_x86_ops.func); __KVM_X86_OP(func)
-#define KVM_X86_OP_OPTIONAL __KVM_X86_OP
+	static_call_update(kvm_x86_##func, kvm_x86_ops.func);
+#define KVM_X86_OP_OPTIONAL KVM_X86_OP
 #include <asm/kvm-x86-ops.h>
-#undef __KVM_X86_OP
 }
 
 int kvm_arch_hardware_setup(void *opaque)

@@ -15,6 +15,9 @@
 
 static DEFINE_PER_CPU(unsigned char, kvm_hyp_initialized);
 
+static bool vgic_present;
+static u32 hyp_va_bits;
+
 int kvm_arch_init_vm(struct kvm *kvm, unsigned long type)
 {
 	return kvm_init_stage2_mmu(kvm, type);

@@ -15,6 +15,9 @@
 
 static DEFINE_PER_CPU(unsigned char, kvm_arm_hardware_enabled);
 
+static bool vgic_present;
+static u32 hyp_va_bits;
+
 int kvm_arch_hardware_setup(void *opaque)
 {
 	return 0;

@@ -36,42 +36,40 @@ static unsigned int kvm_vz_resize_guest_vtlb(unsigned int size)
 
 static int kvm_vz_hardware_enable(void)
 {
-	unsigned int mmu_size, guest_mmu_size, ftlb_size;
+	unsigned int vtlb, ftlb, guest;
 
 	/*
-	 * The root and guest share one TLB: grow the guest VTLB to its
-	 * maximum to flush it, then shrink it to leave room for the root's
-	 * wired entries.
+	 * The root and the guest share one TLB.  Hand the guest the whole
+	 * VTLB so that it can be flushed, then take back what the root's
+	 * wired entries (and two spare ones) need.
 	 */
-	mmu_size = current_cpu_data.tlbsizevtlb;
-	ftlb_size = current_cpu_data.tlbsize - mmu_size;
+	vtlb = current_cpu_data.tlbsizevtlb;
+	ftlb = current_cpu_data.tlbsize - vtlb;
 
-	guest_mmu_size = kvm_vz_resize_guest_vtlb(mmu_size);
-	current_cpu_data.guest.tlbsize = guest_mmu_size + ftlb_size;
+	guest = kvm_vz_resize_guest_vtlb(vtlb);
+	current_cpu_data.guest.tlbsize = guest + ftlb;
 	kvm_vz_local_flush_guesttlb_all();
 
-	guest_mmu_size = mmu_size - num_wired_entries() - 2;
-	guest_mmu_size = kvm_vz_resize_guest_vtlb(guest_mmu_size);
-	current_cpu_data.guest.tlbsize = guest_mmu_size + ftlb_size;
+	guest = kvm_vz_resize_guest_vtlb(vtlb - num_wired_entries() - 2);
+	current_cpu_data.guest.tlbsize = guest + ftlb;
 
-	/* Every CPU must present the same VTLB size to the guest. */
-	if (cmpxchg(&kvm_vz_guest_vtlb_size, 0, guest_mmu_size) &&
-	    WARN(guest_mmu_size != kvm_vz_guest_vtlb_size,
-		 "Available guest VTLB size mismatch"))
+	/* The first CPU sets the size; all others must agree with it. */
+	if (cmpxchg(&kvm_vz_guest_vtlb_size, 0, guest) &&
+	    WARN(guest != kvm_vz_guest_vtlb_size, "guest VTLB size mismatch"))
 		return -EINVAL;
 
-	write_c0_guestctl0(MIPS_GCTL0_CP0 |
-			   (MIPS_GCTL0_AT_GUEST << MIPS_GCTL0_AT_SHIFT) |
-			   MIPS_GCTL0_CG | MIPS_GCTL0_CF);
+	/* Guest CP0, guest MMU, guest CACHE and Config access. */
+	write_c0_guestctl0(MIPS_GCTL0_CP0 | MIPS_GCTL0_CG | MIPS_GCTL0_CF |
+			   (MIPS_GCTL0_AT_GUEST << MIPS_GCTL0_AT_SHIFT));
 
 	if (cpu_has_guestid) {
+		/* Start GuestID allocation afresh: global, shared state. */
 		write_c0_guestctl1(0);
 		kvm_vz_local_flush_roottlb_all_guests();
 
 		GUESTID_MASK = current_cpu_data.guestid_mask;
 		GUESTID_FIRST_VERSION = GUESTID_MASK + 1;
 		GUESTID_VERSION_MASK = ~GUESTID_MASK;
-
 		current_cpu_data.guestid_cache = GUESTID_FIRST_VERSION;
 	}
 

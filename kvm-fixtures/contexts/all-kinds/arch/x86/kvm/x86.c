@@ -9,9 +9,8 @@
 
 struct kvm_x86_ops kvm_x86_ops __read_mostly;
 
-#define KVM_X86_OP(func)					     \
-	DEFINE_STATIC_CALL_NULL(kvm_x86_##func,			     \
-				*(((struct kvm_x86_ops *)0)->func));
+#define KVM_X86_OP(func) \
+	DEFINE_STATIC_CALL_NULL(kvm_x86_##func, kvm_x86_ops.func);
 KVM_X86_OP(enable_virtualization_cpu)
 KVM_X86_OP(disable_virtualization_cpu)
 KVM_X86_OP(flush_tlb_all)

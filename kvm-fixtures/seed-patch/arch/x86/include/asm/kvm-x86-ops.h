@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: GPL-2.0 */
-#if !defined(KVM_X86_OP) || !defined(KVM_X86_OP_OPTIONAL)
-BUILD_BUG_ON(1)
+#ifndef KVM_X86_OP_OPTIONAL
+#error "define KVM_X86_OP() and KVM_X86_OP_OPTIONAL() before including this"
 #endif
 
 /*

@@ -329,4 +329,24 @@ fn real_kernels_via_git_match_directories() {
             }
         }
     }
+
+    // The facts and the findings are the same whether the tree comes from
+    // the directory or from the (bare) repository.
+    let api = analyzer::api::ApiModel::default();
+    for (dir, rev) in [(&k61, "v6.1"), (&k612, "v6.12")] {
+        let from_dir =
+            analyzer::pipeline::ParsedTree::load(&SourceSpec::Dir(dir.clone()), &opts).unwrap();
+        let from_git = analyzer::pipeline::ParsedTree::load(&git(&bare, rev), &opts).unwrap();
+        assert!(from_dir.files == from_git.files, "{rev}: facts differ");
+        let sel = analyzer::rules::RuleSelection::default();
+        let a = analyzer::check::check(&from_dir, &api, &sel);
+        let b = analyzer::check::check(&from_git, &api, &sel);
+        let key = |r: &analyzer::check::CheckReport| {
+            r.findings
+                .iter()
+                .map(|f| (f.fingerprint.clone(), f.file.clone(), f.line))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(key(&a), key(&b), "{rev}: findings differ");
+    }
 }

@@ -24,7 +24,8 @@ fn ctags_functions(root: &std::path::Path, dirs: &[String]) -> Option<BTreeSet<(
     let mut set = BTreeSet::new();
     for line in text.lines() {
         let mut it = line.split_whitespace();
-        let (Some(name), Some(kind), Some(_line), Some(file)) = (it.next(), it.next(), it.next(), it.next())
+        let (Some(name), Some(kind), Some(_line), Some(file)) =
+            (it.next(), it.next(), it.next(), it.next())
         else {
             continue;
         };
@@ -36,7 +37,9 @@ fn ctags_functions(root: &std::path::Path, dirs: &[String]) -> Option<BTreeSet<(
 }
 
 fn coverage(version: &str) {
-    let Some(root) = kernel_tree(version) else { return };
+    let Some(root) = kernel_tree(version) else {
+        return;
+    };
     let mut dirs = vec!["virt/kvm".to_string()];
     let mut arches: Vec<_> = std::fs::read_dir(root.join("arch"))
         .map(|rd| rd.flatten().map(|e| e.path()).collect())

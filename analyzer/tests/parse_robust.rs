@@ -19,11 +19,60 @@ impl Rng {
 /// Pieces of C and of the kernel's idioms, so random buffers reach the
 /// masker's and extractor's paths instead of only lexer errors.
 const TOKENS: &[&str] = &[
-    "{", "}", "(", ")", ";", ",", "\n", "#ifdef X\n", "#else\n", "#endif\n", "#if A\n", "#define M(a) a\\\n",
-    "list_for_each_entry(", "for_each_cpu(", "scoped_guard(", "guard(", "static_call(", "DEFINE_MUTEX(",
-    "static ", "int ", "__weak ", "__init ", "x", "y", " = ", "&", "->", ".", "case ", "...", ":", "\"",
-    "'", "/*", "*/", "//", "struct ", "return ", "if ", "else ", "goto out;", "out:", "asm(", "offsetof(",
-    "EXPORT_SYMBOL_GPL(", "\\", "\r\n", "[", "]", "0x1f", "= {", ".f = ", "enum e {", "\u{e9}",
+    "{",
+    "}",
+    "(",
+    ")",
+    ";",
+    ",",
+    "\n",
+    "#ifdef X\n",
+    "#else\n",
+    "#endif\n",
+    "#if A\n",
+    "#define M(a) a\\\n",
+    "list_for_each_entry(",
+    "for_each_cpu(",
+    "scoped_guard(",
+    "guard(",
+    "static_call(",
+    "DEFINE_MUTEX(",
+    "static ",
+    "int ",
+    "__weak ",
+    "__init ",
+    "x",
+    "y",
+    " = ",
+    "&",
+    "->",
+    ".",
+    "case ",
+    "...",
+    ":",
+    "\"",
+    "'",
+    "/*",
+    "*/",
+    "//",
+    "struct ",
+    "return ",
+    "if ",
+    "else ",
+    "goto out;",
+    "out:",
+    "asm(",
+    "offsetof(",
+    "EXPORT_SYMBOL_GPL(",
+    "\\",
+    "\r\n",
+    "[",
+    "]",
+    "0x1f",
+    "= {",
+    ".f = ",
+    "enum e {",
+    "\u{e9}",
 ];
 
 fn check(bytes: &[u8]) {
@@ -118,7 +167,9 @@ fn deep_nesting_does_not_overflow() {
 
 #[test]
 fn empty_and_tiny_inputs() {
-    for s in ["", "\n", "{", "}", "#", "#if", "(", "\"", "/*", "a(", "a(b) {", "DEFINE_MUTEX(", "\\"] {
+    for s in
+        ["", "\n", "{", "}", "#", "#if", "(", "\"", "/*", "a(", "a(b) {", "DEFINE_MUTEX(", "\\"]
+    {
         check(s.as_bytes());
     }
 }
@@ -126,7 +177,9 @@ fn empty_and_tiny_inputs() {
 #[test]
 fn parallel_output_in_input_order() {
     let files: Vec<(String, Option<String>, Vec<u8>)> = (0..64)
-        .map(|i| (format!("f{i}.c"), None, format!("int fn{i}(void) {{ return {i}; }}\n").into_bytes()))
+        .map(|i| {
+            (format!("f{i}.c"), None, format!("int fn{i}(void) {{ return {i}; }}\n").into_bytes())
+        })
         .collect();
     let out = parse_files(&files);
     for (i, f) in out.iter().enumerate() {

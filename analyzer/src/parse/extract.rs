@@ -142,15 +142,20 @@ pub(crate) fn extract(facts: &mut FileFacts, src: &[u8], m: &Masked, tree: &Tree
     }
 }
 
+fn named(n: Node<'_>) -> Vec<Node<'_>> {
+    let mut cur = n.walk();
+    let v: Vec<Node> = n.named_children(&mut cur).collect();
+    v
+}
+
 /// Walk the file-scope items, through preprocessor blocks and ERROR
 /// nodes, in source order (explicit stack: nesting can be deep).
 fn top(cx: &Cx, root: Node, facts: &mut FileFacts) {
-    // (node, index of the next child to visit)
-    let mut stack = vec![(root, 0usize)];
-    while let Some((node, from)) = stack.pop() {
-        let count = node.named_child_count();
-        for k in from..count {
-            let Some(child) = node.named_child(k) else { continue };
+    // (children of a node, index of the next child to visit)
+    let mut stack = vec![(named(root), 0usize)];
+    while let Some((children, from)) = stack.pop() {
+        for k in from..children.len() {
+            let child = children[k];
             match child.kind() {
                 "function_definition" => {
                     if let Some(f) = function(cx, child) {
@@ -163,17 +168,26 @@ fn top(cx: &Cx, root: Node, facts: &mut FileFacts) {
                         enums_in(cx, t, facts, 0);
                     }
                 }
-                "preproc_if" | "preproc_ifdef" | "preproc_else" | "preproc_elif"
-                | "preproc_elifdef" | "ERROR" | "linkage_specification" | "declaration_list" => {
+                "preproc_if"
+                | "preproc_ifdef"
+                | "preproc_else"
+                | "preproc_elif"
+                | "preproc_elifdef"
+                | "ERROR"
+                | "linkage_specification"
+                | "declaration_list" => {
                     // Visit the container, then come back for the rest.
-                    stack.push((node, k + 1));
-                    stack.push((child, 0));
+                    let inner = named(child);
+                    stack.push((children, k + 1));
+                    stack.push((inner, 0));
                     break;
                 }
                 "expression_statement" => {
                     // A macro statement the masker left (e.g. after an odd
                     // token): still a top-level macro use.
-                    if let Some(call) = child.named_child(0).filter(|c| c.kind() == "call_expression") {
+                    if let Some(call) =
+                        child.named_child(0).filter(|c| c.kind() == "call_expression")
+                    {
                         if let Some(mu) = macro_use(cx, call) {
                             facts.top_level_macros.push(mu);
                         }
@@ -242,7 +256,10 @@ pub(crate) fn declarator_name(decl: Node) -> Option<Node> {
     for _ in 0..64 {
         match n.kind() {
             "identifier" | "field_identifier" | "type_identifier" => return Some(n),
-            "init_declarator" | "pointer_declarator" | "array_declarator" | "function_declarator" => {
+            "init_declarator"
+            | "pointer_declarator"
+            | "array_declarator"
+            | "function_declarator" => {
                 n = n.child_by_field_name("declarator")?;
             }
             "parenthesized_declarator" | "attributed_declarator" => n = n.named_child(0)?,
@@ -254,9 +271,8 @@ pub(crate) fn declarator_name(decl: Node) -> Option<Node> {
 
 fn has_specifier(cx: &Cx, node: Node, kinds: &[&str], words: &[&[u8]]) -> bool {
     let mut cur = node.walk();
-    let found = node
-        .children(&mut cur)
-        .any(|c| kinds.contains(&c.kind()) && words.contains(&cx.bytes(c)));
+    let found =
+        node.children(&mut cur).any(|c| kinds.contains(&c.kind()) && words.contains(&cx.bytes(c)));
     found
 }
 
@@ -287,13 +303,12 @@ fn function(cx: &Cx, node: Node) -> Option<Function> {
     let hstart = cx.header_start(node.start_byte());
     let skip = params_node.map(|p| (p.start_byte(), p.end_byte()));
     let attributes = cx.attributes(hstart, body.start_byte(), skip);
-    let start = cx
-        .m
-        .annotations_in(text::clamp_u32(hstart), text::clamp_u32(node.start_byte()))
-        .first()
-        .map(|a| a.start as usize)
-        .unwrap_or(node.start_byte())
-        .min(node.start_byte());
+    let start =
+        cx.m.annotations_in(text::clamp_u32(hstart), text::clamp_u32(node.start_byte()))
+            .first()
+            .map(|a| a.start as usize)
+            .unwrap_or(node.start_byte())
+            .min(node.start_byte());
     let is_inline = has_specifier(
         cx,
         node,
@@ -344,9 +359,7 @@ fn params(cx: &Cx, list: Node) -> Vec<Param> {
                 }
                 out.push(Param { name: cx.text(name), type_text: t.trim().to_string() });
             }
-            "variadic_parameter" => {
-                out.push(Param { name: "...".into(), type_text: "...".into() })
-            }
+            "variadic_parameter" => out.push(Param { name: "...".into(), type_text: "...".into() }),
             _ => {}
         }
     }
@@ -363,13 +376,12 @@ fn declaration(cx: &Cx, node: Node, facts: &mut FileFacts) {
     let is_extern = has_specifier(cx, node, &["storage_class_specifier"], &[b"extern"])
         || define.is_some_and(|d| d.macro_name.starts_with("DECLARE_PER_CPU"));
     let hstart = cx.header_start(node.start_byte());
-    let start = cx
-        .m
-        .annotations_in(text::clamp_u32(hstart), text::clamp_u32(node.start_byte()))
-        .first()
-        .map(|a| a.start as usize)
-        .unwrap_or(node.start_byte())
-        .min(node.start_byte());
+    let start =
+        cx.m.annotations_in(text::clamp_u32(hstart), text::clamp_u32(node.start_byte()))
+            .first()
+            .map(|a| a.start as usize)
+            .unwrap_or(node.start_byte())
+            .min(node.start_byte());
     let condition = cx.cond(start);
     let type_text = match define {
         Some(d) => d.type_text.clone(),
@@ -385,7 +397,8 @@ fn declaration(cx: &Cx, node: Node, facts: &mut FileFacts) {
         };
         let Some(inner) = inner else { continue };
         if let Some((name, fdecl, _)) = function_declarator(inner) {
-            let skip = fdecl.child_by_field_name("parameters").map(|p| (p.start_byte(), p.end_byte()));
+            let skip =
+                fdecl.child_by_field_name("parameters").map(|p| (p.start_byte(), p.end_byte()));
             facts.prototypes.push(Prototype {
                 name: cx.text(name),
                 span: cx.lines.span(start, node.end_byte()),
@@ -395,7 +408,9 @@ fn declaration(cx: &Cx, node: Node, facts: &mut FileFacts) {
             });
             continue;
         }
-        let Some(name) = declarator_name(inner) else { continue };
+        let Some(name) = declarator_name(inner) else {
+            continue;
+        };
         let mut tt = type_text.clone();
         if define.is_none() {
             // Pointer and array parts of the declarator belong to the type.
@@ -541,7 +556,9 @@ fn collect_pairs<'t>(
                     }
                 }
                 let field: String = names.concat();
-                let Some(v) = item.child_by_field_name("value") else { continue };
+                let Some(v) = item.child_by_field_name("value") else {
+                    continue;
+                };
                 let value_text = cx.norm(v);
                 let (ident, _) = arg_ident(&value_text);
                 fields.push(FieldBinding {
@@ -608,7 +625,9 @@ fn enumerators(cx: &Cx, list: Node, out: &mut Vec<Enumerator>, depth: usize) {
     for c in list.named_children(&mut cur) {
         match c.kind() {
             "enumerator" => {
-                let Some(name) = c.child_by_field_name("name") else { continue };
+                let Some(name) = c.child_by_field_name("name") else {
+                    continue;
+                };
                 out.push(Enumerator {
                     name: cx.text(name),
                     value_text: c.child_by_field_name("value").map(|v| cx.norm(v)),
@@ -616,8 +635,8 @@ fn enumerators(cx: &Cx, list: Node, out: &mut Vec<Enumerator>, depth: usize) {
                     condition: cx.cond(c.start_byte()),
                 });
             }
-            "preproc_if" | "preproc_ifdef" | "preproc_else" | "preproc_elif" | "preproc_elifdef"
-            | "ERROR" => enumerators(cx, c, out, depth + 1),
+            "preproc_if" | "preproc_ifdef" | "preproc_else" | "preproc_elif"
+            | "preproc_elifdef" | "ERROR" => enumerators(cx, c, out, depth + 1),
             _ => {}
         }
     }

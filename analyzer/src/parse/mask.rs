@@ -91,14 +91,11 @@ const ATTR_WORDS: &[&str] = &[
     "__no_stack_protector",
     "__noscs",
     "__hyp_text",
-    "__kvm_nvhe",
     "__always_unused",
     "__designated_init",
     "__no_profile",
     "__nonstring",
-    "__ro_after_init_scope",
     "__initdata_or_module",
-    "__weak_alias",
 ];
 
 /// Type qualifiers the checker (sparse) uses: masked so tree-sitter sees
@@ -115,8 +112,6 @@ const QUALIFIER_WORDS: &[&str] = &[
     "__safe",
     "__private",
     "__data_racy",
-    "__le16",
-    "__must_hold_any",
 ];
 
 /// Function-like annotations, masked together with their parenthesized
@@ -330,11 +325,17 @@ impl CondMap {
 /// input) and what was rewritten where, sorted by offset.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Masked {
+    /// The masked source, same length as the input.
     pub bytes: Vec<u8>,
+    /// Annotation words blanked (`__weak`, `__user`, `__acquires(l)`).
     pub annotations: Vec<Annotation>,
+    /// Iterator macros rewritten to `while`/`if`.
     pub iterators: Vec<IteratorSite>,
+    /// File-scope defining macros rewritten to `int (name)`.
     pub defines: Vec<DefineSite>,
+    /// File-scope macro statements blanked.
     pub top_macros: Vec<TopMacro>,
+    /// `#if` conditions by offset.
     pub conds: CondMap,
 }
 
@@ -349,10 +350,7 @@ impl Masked {
 
     /// The defining macro whose masked `int` starts at `offset`, if any.
     pub fn define_at(&self, offset: u32) -> Option<&DefineSite> {
-        self.defines
-            .binary_search_by(|s| s.macro_start.cmp(&offset))
-            .ok()
-            .map(|i| &self.defines[i])
+        self.defines.binary_search_by(|s| s.macro_start.cmp(&offset)).ok().map(|i| &self.defines[i])
     }
 
     /// Annotations whose start lies in `start..end`.
@@ -533,7 +531,10 @@ impl<'a> Scanner<'a> {
     fn colon(&mut self) {
         let (ws, we) = self.last_word;
         if self.prev != Prev::Ident || we != self.i {
-            if self.prev == Prev::Ident && self.braces.last() == Some(&OTHER) {
+            // `long` is a keyword (Prev::Other); the bitfield check reads
+            // the last word itself.
+            if matches!(self.prev, Prev::Ident | Prev::Other) && self.braces.last() == Some(&OTHER)
+            {
                 self.unnamed_bitfield();
             }
             return;
@@ -556,8 +557,25 @@ impl<'a> Scanner<'a> {
         let (ws, we) = self.last_word;
         let w = &self.src[ws..we];
         const TYPES: &[&[u8]] = &[
-            b"int", b"long", b"short", b"char", b"unsigned", b"signed", b"u8", b"u16", b"u32",
-            b"u64", b"__u8", b"__u16", b"__u32", b"__u64", b"s8", b"s16", b"s32", b"s64", b"bool",
+            b"int",
+            b"long",
+            b"short",
+            b"char",
+            b"unsigned",
+            b"signed",
+            b"u8",
+            b"u16",
+            b"u32",
+            b"u64",
+            b"__u8",
+            b"__u16",
+            b"__u32",
+            b"__u64",
+            b"s8",
+            b"s16",
+            b"s32",
+            b"s64",
+            b"bool",
         ];
         if !TYPES.contains(&w) {
             return;
@@ -768,7 +786,8 @@ impl<'a> Scanner<'a> {
         if w == "case" && self.in_code() {
             self.in_case = true;
         }
-        if matches!(w, "asm" | "__asm__" | "__asm") && self.in_code() && self.blank_asm(start, end) {
+        if matches!(w, "asm" | "__asm__" | "__asm") && self.in_code() && self.blank_asm(start, end)
+        {
             return;
         }
         self.prev = match w {
@@ -803,7 +822,9 @@ impl<'a> Scanner<'a> {
         if self.at(p) != b'(' {
             return;
         }
-        let Some((close, commas)) = balanced(self.src, p) else { return };
+        let Some((close, commas)) = balanced(self.src, p) else {
+            return;
+        };
         let args = split_args(self.src, p, close, &commas);
         if self.at(skip_ws_annotations_in(self.src, close + 1)) != b';' || args.is_empty() {
             return;
@@ -839,14 +860,17 @@ impl<'a> Scanner<'a> {
                 e += 1;
             }
             match &self.src[k..e] {
-                b"volatile" | b"__volatile__" | b"__volatile" | b"goto" | b"inline" | b"__inline" => k = e,
+                b"volatile" | b"__volatile__" | b"__volatile" | b"goto" | b"inline"
+                | b"__inline" => k = e,
                 _ => break,
             }
         }
         if self.at(k) != b'(' {
             return false;
         }
-        let Some((close, _)) = balanced(self.src, k) else { return false };
+        let Some((close, _)) = balanced(self.src, k) else {
+            return false;
+        };
         self.blank(start, close + 1);
         self.i = close + 1;
         // What follows (`;`) ends an empty statement.
@@ -943,7 +967,9 @@ impl<'a> Scanner<'a> {
         if self.at(p) != b'(' {
             return;
         }
-        let Some((close, _)) = balanced(self.src, p) else { return };
+        let Some((close, _)) = balanced(self.src, p) else {
+            return;
+        };
         if close == p + 1 {
             return; // `while ()` would not parse; leave it alone
         }
@@ -969,9 +995,7 @@ impl<'a> Scanner<'a> {
         for b in &mut self.out[start + kw.len()..end] {
             *b = b' ';
         }
-        self.masked
-            .iterators
-            .push(IteratorSite { start: start as u32, macro_name: w.to_string() });
+        self.masked.iterators.push(IteratorSite { start: start as u32, macro_name: w.to_string() });
         // The masked keyword is a statement head: the `(` that follows is
         // its condition, and what follows the `)` starts a statement.
         self.prev = Prev::Other;
@@ -989,7 +1013,9 @@ impl<'a> Scanner<'a> {
         if self.at(p) != b'(' {
             return;
         }
-        let Some((close, commas)) = balanced(self.src, p) else { return };
+        let Some((close, commas)) = balanced(self.src, p) else {
+            return;
+        };
         let args = split_args(self.src, p, close, &commas);
         let q = self.skip_ws_annotations(close + 1);
         let next = self.at(q);
@@ -1081,7 +1107,10 @@ impl<'a> Scanner<'a> {
             return false;
         }
         let k = skip_ws_comments(self.src, k);
-        k >= self.src.len() || self.src[k] == b'#' || is_ident_start(self.src[k]) || self.src[k] == b'}'
+        k >= self.src.len()
+            || self.src[k] == b'#'
+            || is_ident_start(self.src[k])
+            || self.src[k] == b'}'
     }
 
     fn skip_ws_annotations(&self, k: usize) -> usize {
@@ -1251,10 +1280,11 @@ impl<'a> Scanner<'a> {
         while let Some(r) = t.strip_prefix(b" ") {
             t = r;
         }
-        let Some(t) = t.strip_prefix(b"define") else { return false };
+        let Some(t) = t.strip_prefix(b"define") else {
+            return false;
+        };
         let t = t.trim_ascii_start();
-        t.starts_with(name.as_bytes())
-            && t.get(name.len()).is_none_or(|&c| !is_ident_char(c))
+        t.starts_with(name.as_bytes()) && t.get(name.len()).is_none_or(|&c| !is_ident_char(c))
     }
 }
 

@@ -132,6 +132,9 @@ pub fn parse_files(files: &[(String, Option<String>, Vec<u8>)]) -> Vec<FileFacts
     use rayon::prelude::*;
     files
         .par_iter()
+        // One file per task: sizes vary 100x, fine-grained stealing
+        // balances the threads.
+        .with_max_len(1)
         .map(|(path, arch, bytes)| parse_file(path, arch.as_deref(), bytes))
         .collect()
 }
@@ -144,6 +147,7 @@ pub fn parse_files_with(
     use rayon::prelude::*;
     files
         .par_iter()
+        .with_max_len(1)
         .map(|(path, arch, bytes)| parse_file_with(path, arch.as_deref(), bytes, opts))
         .collect()
 }

@@ -70,7 +70,9 @@ fn collect_locals<'a>(cx: &Cx<'a>, body: Node, out: &mut HashSet<&'a [u8]>) {
                                 } else {
                                     0
                                 };
-                                if let Some(a) = args.named_child(k).filter(|a| a.kind() == "identifier") {
+                                if let Some(a) =
+                                    args.named_child(k).filter(|a| a.kind() == "identifier")
+                                {
                                     out.insert(cx.bytes(a));
                                 }
                             }
@@ -142,7 +144,8 @@ pub(crate) fn callee_of<'t>(cx: &Cx, func: Node<'t>) -> (Callee, Option<Node<'t>
             let inner_args = func.child_by_field_name("arguments");
             if let (Some(f), Some(a)) = (inner_f, inner_args) {
                 let mut cur = a.walk();
-                let args: Vec<Node> = a.named_children(&mut cur).filter(|c| c.kind() != "comment").collect();
+                let args: Vec<Node> =
+                    a.named_children(&mut cur).filter(|c| c.kind() != "comment").collect();
                 if f.kind() == "identifier" && args.len() == 1 && args[0].kind() == "identifier" {
                     let m = cx.text(f);
                     let key = cx.text(args[0]);
@@ -173,7 +176,9 @@ fn is_macro_call_shape(func: Node) -> bool {
     if func.kind() != "call_expression" {
         return false;
     }
-    let Some(a) = func.child_by_field_name("arguments") else { return false };
+    let Some(a) = func.child_by_field_name("arguments") else {
+        return false;
+    };
     func.child_by_field_name("function").is_some_and(|f| f.kind() == "identifier")
         && a.named_child_count() == 1
         && a.named_child(0).is_some_and(|c| c.kind() == "identifier")
@@ -235,13 +240,11 @@ impl<'a, 'c> Body<'a, 'c> {
             "if_statement" => {
                 let cond_node = n.child_by_field_name("condition");
                 let then = n.child_by_field_name("consequence");
-                let els = n
-                    .child_by_field_name("alternative")
-                    .and_then(|e| {
-                        let mut cur = e.walk();
-                        let s = e.named_children(&mut cur).find(|c| c.kind() != "comment");
-                        s
-                    });
+                let els = n.child_by_field_name("alternative").and_then(|e| {
+                    let mut cur = e.walk();
+                    let s = e.named_children(&mut cur).find(|c| c.kind() != "comment");
+                    s
+                });
                 if let Some(name) = cx.m.iterator_at(text::clamp_u32(n.start_byte())) {
                     // A short iterator macro masked to `if`.
                     let body = then.map(|t| self.block(t, depth)).unwrap_or_default();
@@ -271,7 +274,8 @@ impl<'a, 'c> Body<'a, 'c> {
             }
             "while_statement" => {
                 let cond_node = n.child_by_field_name("condition");
-                let body = n.child_by_field_name("body").map(|b| self.block(b, depth)).unwrap_or_default();
+                let body =
+                    n.child_by_field_name("body").map(|b| self.block(b, depth)).unwrap_or_default();
                 if let Some(name) = cx.m.iterator_at(text::clamp_u32(n.start_byte())) {
                     out.push(self.iterator_stmt(n, name, cond_node, body, depth));
                     return;
@@ -289,11 +293,13 @@ impl<'a, 'c> Body<'a, 'c> {
                         self.events(c, &mut head, AccessKind::Read, depth);
                     }
                 }
-                let body = n.child_by_field_name("body").map(|b| self.block(b, depth)).unwrap_or_default();
+                let body =
+                    n.child_by_field_name("body").map(|b| self.block(b, depth)).unwrap_or_default();
                 out.push(Stmt::Loop { span, kind: LoopKind::For, head, body });
             }
             "do_statement" => {
-                let body = n.child_by_field_name("body").map(|b| self.block(b, depth)).unwrap_or_default();
+                let body =
+                    n.child_by_field_name("body").map(|b| self.block(b, depth)).unwrap_or_default();
                 let mut head = Vec::new();
                 if let Some(c) = n.child_by_field_name("condition") {
                     self.events(c, &mut head, AccessKind::Read, depth);
@@ -305,7 +311,8 @@ impl<'a, 'c> Body<'a, 'c> {
                 if let Some(c) = n.child_by_field_name("condition") {
                     self.events(c, &mut cond, AccessKind::Read, depth);
                 }
-                let body = n.child_by_field_name("body").map(|b| self.block(b, depth)).unwrap_or_default();
+                let body =
+                    n.child_by_field_name("body").map(|b| self.block(b, depth)).unwrap_or_default();
                 out.push(Stmt::Switch { span, cond, body });
             }
             "case_statement" => {
@@ -384,8 +391,14 @@ impl<'a, 'c> Body<'a, 'c> {
                     }
                 }
             }
-            "comment" | "preproc_call" | "preproc_def" | "preproc_function_def" | "preproc_include"
-            | "type_definition" | "function_definition" | "preproc_directive" => {}
+            "comment"
+            | "preproc_call"
+            | "preproc_def"
+            | "preproc_function_def"
+            | "preproc_include"
+            | "type_definition"
+            | "function_definition"
+            | "preproc_directive" => {}
             "ERROR" => {
                 // Recovered statements inside stay statements; loose
                 // expressions become one Simple statement.
@@ -439,7 +452,8 @@ impl<'a, 'c> Body<'a, 'c> {
             }
             _ => "else".to_string(),
         };
-        let cond_node = n.child_by_field_name("condition").or_else(|| n.child_by_field_name("name"));
+        let cond_node =
+            n.child_by_field_name("condition").or_else(|| n.child_by_field_name("name"));
         let alt = n.child_by_field_name("alternative");
         let mut body = Block { span: cx.span(n), stmts: Vec::new() };
         let mut cur = n.walk();
@@ -573,9 +587,13 @@ impl<'a, 'c> Body<'a, 'c> {
                     if dcl.kind() != "init_declarator" {
                         continue;
                     }
-                    let Some(v) = dcl.child_by_field_name("value") else { continue };
+                    let Some(v) = dcl.child_by_field_name("value") else {
+                        continue;
+                    };
                     self.events(v, out, AccessKind::Read, d);
-                    if let Some(name) = dcl.child_by_field_name("declarator").and_then(declarator_name) {
+                    if let Some(name) =
+                        dcl.child_by_field_name("declarator").and_then(declarator_name)
+                    {
                         out.push(Event::LocalAssign(self.local_assign(name, v, dcl)));
                     }
                 }
@@ -590,12 +608,32 @@ impl<'a, 'c> Body<'a, 'c> {
                     self.events(v, out, AccessKind::Read, d);
                 }
             }
-            "sizeof_expression" | "alignof_expression" | "offsetof_expression" | "type_descriptor"
-            | "string_literal" | "concatenated_string" | "number_literal" | "char_literal"
-            | "true" | "false" | "null" | "comment" | "field_identifier" | "statement_identifier"
-            | "primitive_type" | "type_identifier" | "sized_type_specifier" | "struct_specifier"
-            | "union_specifier" | "enum_specifier" | "macro_type_specifier" | "storage_class_specifier"
-            | "type_qualifier" | "attribute_specifier" | "preproc_defined" | "generic_expression" => {}
+            "sizeof_expression"
+            | "alignof_expression"
+            | "offsetof_expression"
+            | "type_descriptor"
+            | "string_literal"
+            | "concatenated_string"
+            | "number_literal"
+            | "char_literal"
+            | "true"
+            | "false"
+            | "null"
+            | "comment"
+            | "field_identifier"
+            | "statement_identifier"
+            | "primitive_type"
+            | "type_identifier"
+            | "sized_type_specifier"
+            | "struct_specifier"
+            | "union_specifier"
+            | "enum_specifier"
+            | "macro_type_specifier"
+            | "storage_class_specifier"
+            | "type_qualifier"
+            | "attribute_specifier"
+            | "preproc_defined"
+            | "generic_expression" => {}
             _ => {
                 let mut cur = n.walk();
                 for c in n.named_children(&mut cur) {
@@ -625,10 +663,17 @@ impl<'a, 'c> Body<'a, 'c> {
         let cx = self.cx();
         match left.kind() {
             "field_expression" => {
-                let base = left.child_by_field_name("argument").map(|b| cx.norm(b)).unwrap_or_default();
-                let field = left.child_by_field_name("field").map(|f| cx.text(f)).unwrap_or_default();
+                let base =
+                    left.child_by_field_name("argument").map(|b| cx.norm(b)).unwrap_or_default();
+                let field =
+                    left.child_by_field_name("field").map(|f| cx.text(f)).unwrap_or_default();
                 let (value_ident, _) = super::extract::arg_ident(&cx.norm(right));
-                out.push(Event::FieldAssign(FieldAssign { base, field, value_ident, span: cx.span(n) }));
+                out.push(Event::FieldAssign(FieldAssign {
+                    base,
+                    field,
+                    value_ident,
+                    span: cx.span(n),
+                }));
             }
             "identifier" if self.locals.contains(cx.bytes(left)) => {
                 out.push(Event::LocalAssign(self.local_assign(left, right, n)));
@@ -639,7 +684,9 @@ impl<'a, 'c> Body<'a, 'c> {
 
     fn call(&self, n: Node, out: &mut Vec<Event>, depth: usize) {
         let cx = self.cx();
-        let Some(func) = n.child_by_field_name("function") else { return };
+        let Some(func) = n.child_by_field_name("function") else {
+            return;
+        };
         let (callee, inner_arg) = callee_of(cx, func);
         match func.kind() {
             "identifier" => {}

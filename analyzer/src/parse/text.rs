@@ -12,6 +12,7 @@ pub struct LineIndex {
 }
 
 impl LineIndex {
+    /// Index the line starts of `src`.
     pub fn new(src: &[u8]) -> Self {
         let mut starts = Vec::with_capacity(src.len() / 32 + 1);
         starts.push(0);
@@ -41,6 +42,7 @@ impl LineIndex {
     }
 }
 
+/// `v` as u32, saturating (offsets beyond 4 GiB are not C we read).
 pub fn clamp_u32(v: usize) -> u32 {
     u32::try_from(v).unwrap_or(u32::MAX)
 }
@@ -103,10 +105,12 @@ pub fn normalized(src: &[u8], start: usize, end: usize) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// `[A-Za-z_]`.
 pub fn is_ident_start(c: u8) -> bool {
     c.is_ascii_alphabetic() || c == b'_'
 }
 
+/// `[A-Za-z0-9_]`.
 pub fn is_ident_char(c: u8) -> bool {
     c.is_ascii_alphanumeric() || c == b'_'
 }

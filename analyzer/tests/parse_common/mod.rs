@@ -35,7 +35,9 @@ pub fn arch_of(rel: &str) -> Option<String> {
 }
 
 fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
-    let Ok(rd) = std::fs::read_dir(dir) else { return };
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return;
+    };
     let mut entries: Vec<_> = rd.flatten().map(|e| e.path()).collect();
     entries.sort();
     for p in entries {
@@ -93,9 +95,9 @@ pub fn visit_stmts<'a>(b: &'a Block, f: &mut dyn FnMut(&'a Stmt)) {
                     visit_stmts(e, f);
                 }
             }
-            Stmt::Loop { body, .. } | Stmt::Switch { body, .. } | Stmt::ScopedGuard { body, .. } => {
-                visit_stmts(body, f)
-            }
+            Stmt::Loop { body, .. }
+            | Stmt::Switch { body, .. }
+            | Stmt::ScopedGuard { body, .. } => visit_stmts(body, f),
             Stmt::Preproc { branches, .. } => {
                 for br in branches {
                     visit_stmts(&br.body, f);

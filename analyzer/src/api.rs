@@ -30,6 +30,21 @@ pub struct ContextSpec {
     /// side (they exclude other holders, but are not held here).
     #[serde(default)]
     pub serialized_by: Vec<String>,
+    /// Runs on the way down of a reboot, halt or power-off: the reboot
+    /// path disables CPU hotplug (`migrate_to_reboot_cpu()`) before the
+    /// machine stops, and nothing runs afterwards that relies on per-CPU
+    /// state staying in step with the hotplug callbacks.
+    #[serde(default)]
+    pub system_shutdown: bool,
+    /// Runs as an interrupt of whatever the CPU was executing (an IPI or
+    /// other hardirq), which may be a guest of another hypervisor: state
+    /// read from the CPU here may not be the host's (HW002).
+    #[serde(default)]
+    pub interrupts_running_code: bool,
+    /// Runs whether or not any VM exists (module load and unload): work
+    /// done here is done for no VM (HW012).
+    #[serde(default)]
+    pub runs_without_vm: bool,
 }
 
 /// A call that registers callbacks to run in another context.
@@ -199,6 +214,16 @@ pub struct UndoSuffix {
     pub undo: Vec<String>,
 }
 
+/// A call that increments or decrements a counter (`atomic_inc(&x)`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CounterOp {
+    pub functions: Vec<String>,
+    /// Argument position of the counter (`&x`).
+    pub var_arg: usize,
+    /// `inc` or `dec`.
+    pub op: String,
+}
+
 /// The whole table, as written in TOML.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ApiTable {
@@ -218,6 +243,35 @@ pub struct ApiTable {
     pub static_calls: Vec<StaticCalls>,
     pub undo_pairs: Vec<UndoPair>,
     pub undo_suffixes: Vec<UndoSuffix>,
+    /// Cross-CPU calls and iterators that reach every online CPU (HW004).
+    #[serde(default)]
+    pub online_cpus: OnlineCpus,
+    /// Counter increments and decrements (HW010).
+    #[serde(default)]
+    pub counter_ops: Vec<CounterOp>,
+}
+
+/// Calls whose targets are the CPUs online at the time of the call.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OnlineCpus {
+    /// Cross-CPU calls to every online CPU (`on_each_cpu`).
+    #[serde(default)]
+    pub broadcasts: Vec<String>,
+    /// Cross-CPU calls to a mask, broadcasts when the mask is an online mask.
+    #[serde(default)]
+    pub masked_broadcasts: Vec<MaskedBroadcast>,
+    /// Masks of the online CPUs (`cpu_online_mask`).
+    #[serde(default)]
+    pub online_masks: Vec<String>,
+    /// Iterator macros over the online CPUs (`for_each_online_cpu`).
+    #[serde(default)]
+    pub iterators: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MaskedBroadcast {
+    pub function: String,
+    pub mask_arg: usize,
 }
 
 /// What a call means to lock tracking.
@@ -468,6 +522,37 @@ impl ApiModel {
             return !atomic;
         }
         false
+    }
+
+    /// Whether a cross-CPU call reaches every online CPU: a broadcast, or a
+    /// masked call given an online mask (argument texts in `args`).
+    pub fn is_online_broadcast(&self, function: &str, args: &[&str]) -> bool {
+        let oc = &self.table.online_cpus;
+        if oc.broadcasts.iter().any(|b| b == function) {
+            return true;
+        }
+        oc.masked_broadcasts.iter().any(|m| {
+            m.function == function
+                && args
+                    .get(m.mask_arg)
+                    .is_some_and(|a| oc.online_masks.iter().any(|o| a.trim().trim_start_matches('&') == o))
+        })
+    }
+
+    /// Whether an iterator macro walks the online CPUs.
+    pub fn is_online_cpu_iterator(&self, macro_name: &str) -> bool {
+        self.table.online_cpus.iterators.iter().any(|i| i == macro_name)
+    }
+
+    /// The counter operation a call performs (`atomic_inc`), if any.
+    pub fn counter_op(&self, function: &str) -> Option<&CounterOp> {
+        self.table.counter_ops.iter().find(|c| c.functions.iter().any(|f| f == function))
+    }
+
+    /// Whether `function` is an allocator that sleeps unless passed an
+    /// atomic GFP flag.
+    pub fn is_gfp_allocator(&self, function: &str) -> bool {
+        self.gfp_allocators.contains_key(function)
     }
 
     pub fn list_op(&self, function: &str) -> Option<&ListOps> {

@@ -225,6 +225,41 @@ impl Finding {
         }
     }
 
+    /// A finding at a place that is not inside a function: a line of
+    /// `Documentation/virt/kvm/locking.rst`, a file-scope definition.
+    /// `function_label` stands for the function in the report and the
+    /// fingerprint (e.g. the documented lock's name).
+    #[allow(clippy::too_many_arguments)]
+    pub fn at_file(
+        info: &RuleInfo,
+        input: &RuleInput<'_>,
+        file: &str,
+        line: u32,
+        col: u32,
+        function_label: &str,
+        message: String,
+        evidence: Vec<Step>,
+        symbols: Vec<String>,
+    ) -> Finding {
+        let arch = if crate::enable_path::is_arch_path(file) { input.arch() } else { "common".to_string() };
+        let fingerprint = fingerprint(info.id, &arch, function_label, &symbols);
+        Finding {
+            rule: info.id,
+            name: info.name,
+            severity: info.severity,
+            arch,
+            file: file.to_string(),
+            line,
+            col,
+            function: function_label.to_string(),
+            message,
+            evidence,
+            related: Vec::new(),
+            symbols,
+            fingerprint,
+        }
+    }
+
     pub fn with_related(mut self, related: Vec<Related>) -> Finding {
         self.related = related;
         self

@@ -193,3 +193,129 @@ pub fn atomic_reason(api: &ApiModel, reach: &Reach, site: &LockState) -> Option<
 pub fn is_arch(a: &Analysis<'_>, id: FnId) -> bool {
     crate::enable_path::is_arch_path(&a.program.file(id).path)
 }
+
+/// A read of host hardware state (API model `state_reads`: `rdmsrl_safe()`
+/// and friends) whose value lands in per-CPU data: directly (the
+/// destination points into data obtained from a per-CPU accessor in the
+/// same function) or through a local that is then stored there.
+#[derive(Debug, Clone)]
+pub struct PercpuSnapshot {
+    pub function: FnId,
+    /// The state-read call.
+    pub span: Span,
+    pub call: String,
+    /// The per-CPU variable written (`user_return_msrs`).
+    pub percpu: String,
+    /// The local the value passes through, when it is not read in place.
+    pub via_local: Option<String>,
+}
+
+/// The leading identifier of an lvalue or pointer expression:
+/// `&m->star` -> `m`, `msrs->values[i]` -> `msrs`, `(*p).x` -> `p`.
+pub fn root_ident(text: &str) -> Option<String> {
+    let t = text.trim_start_matches(|c: char| c == '&' || c == '*' || c == '(' || c.is_whitespace());
+    let id: String = t.chars().take_while(|c| c.is_alphanumeric() || *c == '_').collect();
+    if id.is_empty() || id.starts_with(|c: char| c.is_ascii_digit()) {
+        None
+    } else {
+        Some(id)
+    }
+}
+
+/// Every snapshot of host state into per-CPU data in the program.
+pub fn percpu_snapshots(a: &Analysis<'_>) -> Vec<PercpuSnapshot> {
+    use crate::facts::Event;
+    let api = a.api;
+    let mut out = Vec::new();
+    for &id in &a.program.functions {
+        let func = a.program.func(id);
+        let mut events: Vec<&Event> = Vec::new();
+        crate::graph::visit_events(&func.body.stmts, &mut |e| events.push(e));
+        // The per-CPU variable behind a per-CPU accessor call.
+        let accessor_var = |c: &crate::facts::CallSite| -> Option<String> {
+            let Callee::Direct(name) = &c.callee else { return None };
+            let acc = api.percpu_accessor(name)?;
+            let arg = c.args.get(acc.var_arg)?;
+            arg.ident.clone().or_else(|| root_ident(&arg.text))
+        };
+        // Locals pointing into per-CPU data: `m = this_cpu_ptr(&x)`.
+        let mut percpu_locals: std::collections::HashMap<String, String> = std::collections::HashMap::new();
+        let mut last_accessor: Option<(String, String)> = None;
+        for e in &events {
+            match e {
+                Event::Call(c) => {
+                    if let (Callee::Direct(n), Some(v)) = (&c.callee, accessor_var(c)) {
+                        last_accessor = Some((n.clone(), v));
+                    }
+                }
+                Event::LocalAssign(l) => {
+                    if let (Some(f), Some((n, v))) = (&l.value_call, &last_accessor) {
+                        if f == n {
+                            percpu_locals.insert(l.name.clone(), v.clone());
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        for e in &events {
+            let Event::Call(c) = e else { continue };
+            let Callee::Direct(name) = &c.callee else { continue };
+            let Some(sr) = api.state_read(name) else { continue };
+            let Some(dest) = c.args.get(sr.dest_arg) else { continue };
+            let mut found: Option<(String, Option<String>)> = None;
+            // An accessor inside the destination: `&this_cpu_ptr(&x)->y`.
+            for e2 in &events {
+                if let Event::Call(inner) = e2 {
+                    if inner.span.start >= dest.span.start && inner.span.end <= dest.span.end {
+                        if let Some(v) = accessor_var(inner) {
+                            found = Some((v, None));
+                        }
+                    }
+                }
+            }
+            let root = root_ident(dest.ident.as_deref().unwrap_or(&dest.text));
+            if found.is_none() {
+                if let Some(r) = &root {
+                    if let Some(v) = percpu_locals.get(r) {
+                        found = Some((v.clone(), None));
+                    } else if !a.program.globals.contains_key(r.as_str()) {
+                        // Read into a local, then stored into per-CPU data.
+                        for e2 in &events {
+                            match e2 {
+                                Event::FieldAssign(fa) if fa.value_ident.as_deref() == Some(r.as_str()) => {
+                                    if let Some(v) = root_ident(&fa.base).and_then(|b| percpu_locals.get(&b)) {
+                                        found = Some((v.clone(), Some(r.clone())));
+                                    }
+                                }
+                                Event::Call(w) => {
+                                    let Callee::Direct(wn) = &w.callee else { continue };
+                                    let Some(acc) = api.percpu_accessor(wn) else { continue };
+                                    let stores = w.args.iter().enumerate().any(|(i, arg)| {
+                                        i != acc.var_arg
+                                            && Some(i) != acc.cpu_arg
+                                            && arg.ident.as_deref() == Some(r.as_str())
+                                    });
+                                    if stores {
+                                        if let Some(v) = accessor_var(w) {
+                                            found = Some((v, Some(r.clone())));
+                                        }
+                                    }
+                                }
+                                _ => {}
+                            }
+                            if found.is_some() {
+                                break;
+                            }
+                        }
+                    }
+                }
+            }
+            if let Some((percpu, via_local)) = found {
+                out.push(PercpuSnapshot { function: id, span: c.span, call: name.clone(), percpu, via_local });
+            }
+        }
+    }
+    out.sort_by_key(|s| (s.function, s.span.start));
+    out
+}

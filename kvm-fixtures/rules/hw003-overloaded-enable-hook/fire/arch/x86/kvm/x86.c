@@ -49,12 +49,26 @@ static void foo_snapshot_host_msrs(void)
 	rdmsrl_safe(MSR_LSTAR, &m->lstar);
 }
 
-/* Enables the CPU, and snapshots host state while at it. */
+/*
+ * Enables the CPU, snapshots host state while at it, and marks the clocks
+ * of existing guests for an update.
+ */
 int foo_arch_cpu_up(void)
 {
+	struct kvm *kvm;
+	int r;
+
 	foo_snapshot_host_msrs();
 
-	return vendor_ops.cpu_enable();
+	r = vendor_ops.cpu_enable();
+	if (r)
+		return r;
+
+	mutex_lock(&guest_list_lock);
+	list_for_each_entry(kvm, &guest_list, link)
+		kvm->clock_dirty = true;
+	mutex_unlock(&guest_list_lock);
+	return 0;
 }
 
 void foo_arch_cpu_down(void)

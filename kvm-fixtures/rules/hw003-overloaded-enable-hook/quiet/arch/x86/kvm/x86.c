@@ -43,6 +43,7 @@ static struct foo_vendor_ops vendor_ops = {
 
 int foo_arch_cpu_up(void)
 {
+	pr_debug("foo: enabling CPU%d\n", smp_processor_id());
 	return vendor_ops.cpu_enable();
 }
 

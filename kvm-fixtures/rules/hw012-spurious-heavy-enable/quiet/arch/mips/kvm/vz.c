@@ -1,7 +1,9 @@
 // SPDX-License-Identifier: GPL-2.0-only
 /*
- * Rule fixture HW012, quiet tree: the VZ-like backend.  Enabling a CPU is
- * costly: it agrees on a global guest TLB size and flushes the whole TLB.
+ * Rule fixture HW012, quiet tree: the VZ-like backend.  The guest TLB size
+ * is fixed once when the backend is installed; enabling a CPU only programs
+ * its guest control register.  Disabling flushes the TLB (a disable hook is
+ * not what HW012 looks at).
  */
 
 #include <linux/kvm_host.h>
@@ -13,15 +15,7 @@ static unsigned int vz_guest_tlb_size;
 
 static int vz_cpu_enable(void)
 {
-	unsigned int size = current_cpu_data.tlbsizevtlb - num_wired_entries();
-
-	/* Every CPU must present the same guest TLB size. */
-	if (cmpxchg(&vz_guest_tlb_size, 0, size) &&
-	    WARN(size != vz_guest_tlb_size, "guest TLB size mismatch"))
-		return -EINVAL;
-
 	write_c0_guestctl0(MIPS_GCTL0_CP0 | MIPS_GCTL0_CG);
-	local_flush_tlb_all();
 	return 0;
 }
 
@@ -48,6 +42,8 @@ int foo_vz_install(struct foo_mips_callbacks **install)
 	if (!cpu_has_vz)
 		return -ENODEV;
 
+	/* Same on every CPU; nothing to agree on per CPU. */
+	vz_guest_tlb_size = current_cpu_data.tlbsizevtlb - num_wired_entries();
 	*install = &vz_callbacks;
 	return 0;
 }

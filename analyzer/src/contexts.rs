@@ -404,8 +404,11 @@ impl<'a> Analysis<'a> {
             let edges = self.program.calls.get(&id).unwrap_or(&empty_edges);
             for occ in &locks.occurrences {
                 let OccurrenceKind::Call(site) = occ.kind else { continue };
-                let held_must = r.key.held_must.union(&occ.state.must);
-                let held_may = r.key.held_may.union(&occ.state.may);
+                // Entry locks the function released before this call (its
+                // caller's lock, e.g. `write_unlock(); cond_resched();`) are
+                // not held at the call.
+                let held_must = occ.state.held_with_entry(&r.key.held_must);
+                let held_may = occ.state.held_with_entry(&r.key.held_may).union(&occ.state.may);
                 for e in edges.iter().filter(|e| std::ptr::eq(e.site, site)) {
                     let key = ReachKey {
                         root: r.key.root,

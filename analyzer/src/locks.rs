@@ -93,25 +93,44 @@ impl fmt::Display for LockSet {
     }
 }
 
-/// Must-held and may-held locks at a program point.
+/// Must-held and may-held locks at a program point, and the locks the
+/// function released without having taken them (its caller's locks) on some
+/// path to this point.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize)]
 pub struct LockState {
     pub must: LockSet,
     pub may: LockSet,
+    pub released: LockSet,
 }
 
 impl LockState {
     fn join(&self, other: &LockState) -> LockState {
-        LockState { must: self.must.intersection(&other.must), may: self.may.union(&other.may) }
+        LockState {
+            must: self.must.intersection(&other.must),
+            may: self.may.union(&other.may),
+            released: self.released.union(&other.released),
+        }
+    }
+
+    /// Of the locks held on entry, those still held here (not released by
+    /// this function before this point), plus those it holds itself.
+    pub fn held_with_entry(&self, entry: &LockSet) -> LockSet {
+        let kept = LockSet(Arc::new(entry.iter().filter(|l| !self.released.contains_name(&l.name)).cloned().collect()));
+        kept.union(&self.must)
     }
     fn acquire(&self, l: HeldLock, definitely: bool) -> LockState {
         LockState {
             must: if definitely { self.must.with(l.clone()) } else { self.must.clone() },
             may: self.may.with(l),
+            released: self.released.clone(),
         }
     }
     fn release(&self, name: &str) -> LockState {
-        LockState { must: self.must.without(name), may: self.may.without(name) }
+        LockState { must: self.must.without(name), may: self.may.without(name), released: self.released.clone() }
+    }
+    /// Release a lock this function did not take: the caller's.
+    fn release_entry(&self, lock: HeldLock) -> LockState {
+        LockState { must: self.must.clone(), may: self.may.clone(), released: self.released.with(lock) }
     }
 }
 
@@ -358,8 +377,10 @@ impl<'a, 'm> Walker<'a, 'm> {
                                         lock: lock.name.clone(),
                                         span: c.span,
                                     });
+                                    st = st.release_entry(lock);
+                                } else {
+                                    st = st.release(&lock.name);
                                 }
-                                st = st.release(&lock.name);
                             }
                         }
                     }

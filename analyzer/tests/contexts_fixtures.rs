@@ -56,6 +56,8 @@ fn expected_context(desc: &str) -> &'static str {
         ("cpuhp STARTING", "cpuhp_starting"),
         ("cpuhp ONLINE", "cpuhp_online"),
         ("syscore", "syscore"),
+        // syscore_shutdown() runs on the restart path with other CPUs online.
+        ("syscore shutdown", "reboot"),
         ("reboot notifier", "reboot"),
         ("PM notifier", "pm"),
         ("CPU PM notifier", "cpu_pm"),

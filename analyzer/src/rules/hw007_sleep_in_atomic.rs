@@ -110,7 +110,7 @@ fn conditional_in(stmts: &[Stmt], span: Span, nested: bool) -> Option<bool> {
             }
             Stmt::ScopedGuard { body, .. } if inside(body.span) => return conditional_in(&body.stmts, span, nested),
             Stmt::Preproc { branches, .. } => {
-                for b in branches.iter().filter(|b| inside(b.body.span)) {
+                if let Some(b) = branches.iter().find(|b| inside(b.body.span)) {
                     return conditional_in(&b.body.stmts, span, nested);
                 }
             }

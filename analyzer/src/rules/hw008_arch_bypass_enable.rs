@@ -31,11 +31,11 @@
 //! ```c
 //! int foo_arch_setup(void)
 //! {
-//! 	on_each_cpu(foo_hyp_up, NULL, 1);	/* foo_hyp_up(): the enable hook's worker */
-//! 	err = foo_probe_el2_features();
-//! 	if (err || !foo_protected_mode())
-//! 		on_each_cpu(foo_hyp_down, NULL, 1);	/* left up otherwise */
-//! 	return err;
+//!     on_each_cpu(foo_hyp_up, NULL, 1);    /* foo_hyp_up(): the enable hook's worker */
+//!     err = foo_probe_el2_features();
+//!     if (err || !foo_protected_mode())
+//!         on_each_cpu(foo_hyp_down, NULL, 1);    /* left up otherwise */
+//!     return err;
 //! }
 //! ```
 //!

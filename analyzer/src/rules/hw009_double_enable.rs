@@ -34,19 +34,19 @@
 //! ```c
 //! int foo_arch_setup(void)
 //! {
-//! 	on_each_cpu(foo_hyp_up, NULL, 1);
-//! 	err = foo_probe();
-//! 	if (err || !foo_protected_mode())
-//! 		on_each_cpu(foo_hyp_down, NULL, 1);	/* stays up otherwise */
-//! 	return err;
+//!     on_each_cpu(foo_hyp_up, NULL, 1);
+//!     err = foo_probe();
+//!     if (err || !foo_protected_mode())
+//!         on_each_cpu(foo_hyp_down, NULL, 1);    /* stays up otherwise */
+//!     return err;
 //! }
 //!
 //! int foo_core_init(void)
 //! {
-//! 	r = foo_arch_setup();
-//! 	...
-//! 	r = foo_enable_all();	/* enables again: foo_arch_cpu_up() -> foo_hyp_up() */
-//! 	foo_disable_all();
+//!     r = foo_arch_setup();
+//!     ...
+//!     r = foo_enable_all();    /* enables again: foo_arch_cpu_up() -> foo_hyp_up() */
+//!     foo_disable_all();
 //! }
 //! ```
 //!
@@ -181,10 +181,14 @@ impl State {
     fn join(mut self, o: State) -> State {
         self.off |= o.off;
         self.off_again |= o.off_again;
-        if self.on.is_none() || o.on.as_ref().is_some_and(|w| w.len() < self.on.as_ref().map_or(usize::MAX, Vec::len)) {
-            if o.on.is_some() {
-                self.on = o.on;
-            }
+        // Keep the shortest witness of an enabled path.
+        let shorter = match (&self.on, &o.on) {
+            (None, Some(_)) => true,
+            (Some(w), Some(x)) => x.len() < w.len(),
+            _ => false,
+        };
+        if shorter {
+            self.on = o.on;
         }
         self
     }

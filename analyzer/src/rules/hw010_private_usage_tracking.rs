@@ -29,13 +29,13 @@
 //!
 //! int foo_arch_guest_init(struct kvm *kvm)
 //! {
-//! 	atomic_inc(&foo_guests_running);	/* second usage count */
-//! 	return 0;
+//!     atomic_inc(&foo_guests_running);    /* second usage count */
+//!     return 0;
 //! }
 //!
 //! void foo_arch_guest_destroy(struct kvm *kvm)
 //! {
-//! 	atomic_dec(&foo_guests_running);
+//!     atomic_dec(&foo_guests_running);
 //! }
 //! ```
 //!

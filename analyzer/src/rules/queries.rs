@@ -159,7 +159,7 @@ pub fn lock_acquisitions(a: &Analysis<'_>) -> Vec<LockSite> {
 
 /// Whether `lock` is held on this CPU (must) at a site reached this way.
 pub fn held_at(reach: &Reach, site: &LockState, lock: &str) -> bool {
-    reach.key.held_must.contains_name(lock) || site.must.contains_name(lock)
+    site.held_with_entry(&reach.key.held_must).contains_name(lock)
 }
 
 /// Whether `lock` excludes its other holders here: held on this CPU, or held
@@ -181,7 +181,7 @@ pub fn atomic_reason(api: &ApiModel, reach: &Reach, site: &LockState) -> Option<
             return Some(format!("{} context", reach.key.context));
         }
     }
-    for l in reach.key.held_must.iter().chain(site.must.iter()) {
+    for l in site.held_with_entry(&reach.key.held_must).iter() {
         if api.lock_kind(&l.kind).map(|k| k.atomic).unwrap_or(false) {
             return Some(format!("{} ({}) held", l.name, l.kind));
         }

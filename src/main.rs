@@ -31,6 +31,9 @@ enum Command {
         /// Rule id or name (`HW001`, `unguarded-list-walk`); none lists all rules.
         rule: Option<String>,
     },
+    /// Generate or test the refactor patch series.
+    #[command(subcommand)]
+    Series(SeriesCommand),
     /// Print the C facts extracted from one file, as JSON (for debugging the parser).
     #[command(hide = true)]
     Facts {
@@ -128,6 +131,75 @@ struct CheckArgs {
     output: Option<PathBuf>,
 }
 
+#[derive(Subcommand)]
+enum SeriesCommand {
+    /// Write the refactor series as git format-patch files (cover letter + one patch per transformation).
+    Generate(SeriesGenerateArgs),
+    /// Test a series patch by patch: applies, parses, finding delta, claims, build, checkpatch.
+    Test(SeriesTestArgs),
+}
+
+#[derive(Args)]
+struct SeriesGenerateArgs {
+    #[command(flatten)]
+    tree: TreeArgs,
+    /// Directory to write the patches into (atomically; must not exist or be empty, unless --force).
+    #[arg(long)]
+    out: PathBuf,
+    /// Only these transformations (slugs, comma-separated); a named one that refuses is an error.
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<String>,
+    /// Author of the patches, `Name <mail>` (default: user.name/user.email of --repo, else kvmtk <kvmtk@localhost>).
+    #[arg(long)]
+    author: Option<String>,
+    /// Date of the patches, RFC 2822 (`Thu, 7 Apr 2005 15:13:13 -0700`; default: now).
+    #[arg(long)]
+    date: Option<String>,
+    /// Replace --out if it exists and is not empty.
+    #[arg(long)]
+    force: bool,
+    /// Also create the commits on this new branch of --repo (HEAD, index and work tree untouched).
+    #[arg(long, requires = "repo")]
+    branch: Option<String>,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum SeriesTestFormat {
+    Text,
+    Json,
+}
+
+#[derive(Args)]
+struct SeriesTestArgs {
+    /// `<TREE> <SERIES>`, or `<SERIES>` with --repo/--rev. SERIES: a format-patch directory or an mbox.
+    #[arg(num_args = 1..=2, required = true, value_name = "TREE|SERIES")]
+    paths: Vec<PathBuf>,
+    /// Read the tree from a git repository (bare or not), without checking it out.
+    #[arg(long, requires = "rev")]
+    repo: Option<PathBuf>,
+    /// Revision to read with --repo (tag, branch, commit).
+    #[arg(long, requires = "repo")]
+    rev: Option<String>,
+    /// Analyze only these architectures (comma-separated or repeated).
+    #[arg(long, value_delimiter = ',')]
+    arch: Vec<String>,
+    /// Replace the embedded kernel API model with this TOML file.
+    #[arg(long, value_name = "FILE")]
+    api_model: Option<PathBuf>,
+    /// Build command run after each patch in one scratch copy of the tree, with `sh -c`;
+    /// cwd is the scratch dir and `{dir}` is replaced by its path.
+    #[arg(long, value_name = "CMD")]
+    build: Option<String>,
+    /// Command run once in the scratch dir before the first build (e.g. configuring the kernel).
+    #[arg(long, value_name = "CMD", requires = "build")]
+    build_prepare: Option<String>,
+    /// Run `perl PATH --no-tree -q` on each patch (scripts/checkpatch.pl); errors fail the patch.
+    #[arg(long, value_name = "PATH")]
+    checkpatch: Option<PathBuf>,
+    #[arg(long, value_enum, default_value = "text")]
+    format: SeriesTestFormat,
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli) {
@@ -144,6 +216,8 @@ fn run(cli: Cli) -> Result<u8> {
         Command::Explain { rule } => explain(rule.as_deref()),
         Command::Graph(args) => graph(args),
         Command::Check(args) => check(args),
+        Command::Series(SeriesCommand::Generate(args)) => series_generate(args),
+        Command::Series(SeriesCommand::Test(args)) => series_test(args),
         Command::Facts { file } => {
             let bytes = std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
             let path = file.to_string_lossy();
@@ -191,8 +265,8 @@ fn emit(output: Option<&Path>, text: &str) -> Result<()> {
         }
         Some(path) => {
             let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-            let mut tmp = tempfile::NamedTempFile::new_in(dir)
-                .with_context(|| format!("cannot write to {}", dir.display()))?;
+            let mut tmp =
+                tempfile::NamedTempFile::new_in(dir).with_context(|| format!("cannot write to {}", dir.display()))?;
             tmp.write_all(text.as_bytes())?;
             tmp.persist(path).with_context(|| format!("cannot write {}", path.display()))?;
             Ok(())
@@ -286,4 +360,89 @@ fn check(args: CheckArgs) -> Result<u8> {
     };
     emit(args.output.as_deref(), &text)?;
     Ok(f::exit_code(&report, args.fail_on.into()) as u8)
+}
+
+fn series_generate(args: SeriesGenerateArgs) -> Result<u8> {
+    use patchgen::series::{self, format::MailDate, output};
+    let author = series::resolve_author(args.author.as_deref(), args.tree.repo.as_deref())?;
+    let date = match &args.date {
+        Some(d) => MailDate::parse(d)?,
+        None => MailDate::now(),
+    };
+    let branch = match (&args.branch, &args.tree.repo, &args.tree.rev) {
+        (Some(name), Some(repo), Some(rev)) => {
+            Some(output::BranchTarget { repo: repo.clone(), rev: rev.clone(), name: name.clone() })
+        }
+        _ => None,
+    };
+    // Fail fast on the output and the branch, before the analysis.
+    output::check_out_dir(&args.out, args.force)?;
+    if let Some(b) = &branch {
+        output::check_branch(b)?;
+    }
+    let api = load_api(&args.tree)?;
+    let parsed = load_tree(&args.tree)?;
+    let opts = series::GenerateOptions { only: args.only.clone(), ..series::GenerateOptions::new(author, date) };
+    let s = series::generate(parsed, &api, patchgen::transform::SERIES, &opts)?;
+    for r in &s.refused {
+        eprintln!("kvmtk: refused: {}: {}", r.slug, r.reason);
+    }
+    for w in &s.warnings {
+        eprintln!("kvmtk: warning: {w}");
+    }
+    let written = output::write_series(&s, &output::WriteOptions { out: args.out.clone(), force: args.force, branch })?;
+    let mut text = format!(
+        "wrote {} patch{} and a cover letter to {}\n",
+        s.patches.len(),
+        if s.patches.len() == 1 { "" } else { "es" },
+        args.out.display()
+    );
+    for f in &written.files {
+        text.push_str(&format!("  {}\n", f.display()));
+    }
+    if let (Some(name), Some(tip)) = (&args.branch, written.commits.last()) {
+        text.push_str(&format!("branch {name} at {tip}\n"));
+    }
+    emit(None, &text)?;
+    Ok(0)
+}
+
+fn series_test(args: SeriesTestArgs) -> Result<u8> {
+    use patchgen::series::{apply, test};
+    let (tree, series_path) = match (args.repo.is_some(), args.paths.as_slice()) {
+        (true, [s]) => (None, s.clone()),
+        (false, [t, s]) => (Some(t.clone()), s.clone()),
+        (true, _) => bail!("with --repo, give only the series (a format-patch directory or an mbox)"),
+        (false, _) => {
+            bail!("give the kernel tree and the series: `kvmtk series test TREE SERIES` (or --repo R --rev V SERIES)")
+        }
+    };
+    let tree_args = TreeArgs {
+        tree,
+        repo: args.repo.clone(),
+        rev: args.rev.clone(),
+        arch: args.arch.clone(),
+        api_model: args.api_model.clone(),
+    };
+    let patches = apply::load_series(&series_path)?;
+    let api = load_api(&tree_args)?;
+    let parsed = load_tree(&tree_args)?;
+    let spec = match (&tree_args.tree, &tree_args.repo, &tree_args.rev) {
+        (Some(t), _, _) => SourceSpec::Dir(t.clone()),
+        (None, Some(r), Some(v)) => SourceSpec::Git { repo: r.clone(), rev: v.clone() },
+        _ => bail!("no kernel tree given"),
+    };
+    let opts = test::TestOptions {
+        build: args.build.clone(),
+        build_prepare: args.build_prepare.clone(),
+        checkpatch: args.checkpatch.clone(),
+        tail_lines: 20,
+    };
+    let report = test::test_series(&spec, parsed, &api, &series_path.display().to_string(), &patches, &opts)?;
+    let text = match args.format {
+        SeriesTestFormat::Text => test::render_text(&report),
+        SeriesTestFormat::Json => test::render_json(&report),
+    };
+    emit(None, &text)?;
+    Ok(report.exit_code())
 }

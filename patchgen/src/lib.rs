@@ -11,4 +11,5 @@
 //! ```
 
 pub mod edit;
+pub mod series;
 pub mod transform;

@@ -92,9 +92,27 @@ pub fn check(input: &RuleInput<'_>) -> Vec<Finding> {
             .filter(|(_, r)| !guard.iter().any(|g| excluded_by(r, &walk.state, g)))
             .map(|(i, _)| i)
             .collect();
-        let Some(&first) = unguarded.first() else { continue };
-        let contexts: BTreeSet<String> =
-            unguarded.iter().map(|&i| a.reaches(walk.function)[i].key.context.clone()).collect();
+        // Evidence: the least serialized path first (a path serialized by
+        // some other lock, e.g. an initiator's, is a weaker witness), then
+        // the shortest.
+        let reaches = a.reaches(walk.function);
+        let Some(&first) = unguarded.iter().min_by_key(|&&i| (reaches[i].key.serialized_by.0.len(), reaches[i].depth))
+        else {
+            continue;
+        };
+        let contexts: BTreeSet<String> = unguarded
+            .iter()
+            .map(|&i| {
+                let r = &reaches[i];
+                let others: Vec<&str> =
+                    r.key.serialized_by.names().into_iter().filter(|n| !guard.contains(*n)).collect();
+                if others.is_empty() || r.key.context.starts_with("cpuhp_") {
+                    r.key.context.clone()
+                } else {
+                    format!("{} (serialized by {}, which the writers do not take)", r.key.context, others.join(", "))
+                }
+            })
+            .collect();
         let guard_list = guard.iter().cloned().collect::<Vec<_>>().join(", ");
         let message = format!(
             "`{}` walked with `{}` without {} (held by its writers), reachable from {} context{} that run{} concurrently with them",

@@ -113,7 +113,10 @@ pub fn check(input: &RuleInput<'_>) -> Vec<Finding> {
                 }
             }
         }
-        if other_atomic || hotplug.is_empty() || sleepable.is_empty() {
+        // Also reported once no holder is atomic at all (the callbacks moved
+        // to the ONLINE section): the lock is then raw for nothing, and the
+        // finding keeps its identity until the lock is replaced.
+        if other_atomic || sleepable.is_empty() {
             continue;
         }
         let (mutexes, scope) = candidate_mutexes(a, api, &sleepable, &hotplug_locks);
@@ -126,17 +129,24 @@ pub fn check(input: &RuleInput<'_>) -> Vec<Finding> {
         let sections: BTreeSet<&str> =
             hotplug.iter().map(|(s, ri)| section_name(&a.reaches(s.function)[*ri].key.context)).collect();
         let list = |names: &BTreeSet<&str>| names.iter().map(|n| format!("`{n}()`")).collect::<Vec<_>>().join(", ");
-        let message = format!(
-            "raw spinlock `{lock}` is atomic only for its holders in the {} hotplug section ({}); every other holder ({}) may sleep. With the callbacks in the ONLINE section, the mutex `{mutex}`, already taken on those paths, can protect {} instead",
-            sections.into_iter().collect::<Vec<_>>().join("/"),
-            list(&hotplug_fns),
-            list(&sleepable_fns),
-            if guarded.is_empty() {
-                format!("what `{lock}` protects")
-            } else {
-                guarded.iter().map(|g| format!("`{g}`")).collect::<Vec<_>>().join(", ")
-            },
-        );
+        let protected = if guarded.is_empty() {
+            format!("what `{lock}` protects")
+        } else {
+            guarded.iter().map(|g| format!("`{g}`")).collect::<Vec<_>>().join(", ")
+        };
+        let message = if hotplug.is_empty() {
+            format!(
+                "raw spinlock `{lock}` is taken only where sleeping is allowed ({}): nothing needs it to be atomic; the mutex `{mutex}`, already taken on those paths, can protect {protected} instead",
+                list(&sleepable_fns),
+            )
+        } else {
+            format!(
+                "raw spinlock `{lock}` is atomic only for its holders in the {} hotplug section ({}); every other holder ({}) may sleep. With the callbacks in the ONLINE section, the mutex `{mutex}`, already taken on those paths, can protect {protected} instead",
+                sections.into_iter().collect::<Vec<_>>().join("/"),
+                list(&hotplug_fns),
+                list(&sleepable_fns),
+            )
+        };
         let mut related = Vec::new();
         for (s, ri) in hotplug.iter().chain(sleepable.iter()) {
             let r = &a.reaches(s.function)[*ri];
@@ -173,7 +183,7 @@ pub fn check(input: &RuleInput<'_>) -> Vec<Finding> {
                 },
             });
         }
-        let (first, fri) = hotplug[0];
+        let (first, fri) = hotplug.first().or(sleepable.first()).copied().expect("a holder");
         let (gfi, g) = a.program.globals[lock][0];
         let mut symbols = vec![lock.to_string(), mutex.clone()];
         symbols.extend(guarded.iter().cloned());

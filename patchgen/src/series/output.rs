@@ -1,0 +1,234 @@
+//! Writing a series: the format-patch files into a directory, atomically
+//! (a temporary directory beside it, renamed into place), and optionally
+//! the commits on a new branch of the repository, without touching HEAD,
+//! the index or the work tree.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use git2::{FileMode, Oid, Repository, Signature, Time};
+
+use super::{render, Series, SeriesError};
+
+/// Where to write a series.
+#[derive(Debug, Clone)]
+pub struct WriteOptions {
+    pub out: PathBuf,
+    /// Replace a non-empty `out`.
+    pub force: bool,
+    /// Also create the commits on a new branch.
+    pub branch: Option<BranchTarget>,
+}
+
+/// A new branch for the series' commits, on top of `rev` of `repo`.
+#[derive(Debug, Clone)]
+pub struct BranchTarget {
+    pub repo: PathBuf,
+    pub rev: String,
+    pub name: String,
+}
+
+/// What was written.
+#[derive(Debug, Clone)]
+pub struct Written {
+    pub files: Vec<PathBuf>,
+    /// The commit ids, when a branch was created.
+    pub commits: Vec<String>,
+}
+
+fn err(what: &str, p: &Path, e: impl std::fmt::Display) -> SeriesError {
+    SeriesError::new(format!("{what} {}: {e}", p.display()))
+}
+
+/// Refuse an output directory that exists and is not empty (unless
+/// `force`), or that is not a directory.
+pub fn check_out_dir(out: &Path, force: bool) -> Result<(), SeriesError> {
+    match fs::metadata(out) {
+        Err(_) => Ok(()),
+        Ok(m) if !m.is_dir() => {
+            Err(SeriesError::new(format!("output `{}` exists and is not a directory", out.display())))
+        }
+        Ok(_) => {
+            let non_empty = fs::read_dir(out).map_err(|e| err("cannot read", out, e))?.next().is_some();
+            if non_empty && !force {
+                Err(SeriesError::new(format!(
+                    "output directory `{}` exists and is not empty; pass --force to replace it",
+                    out.display()
+                )))
+            } else {
+                Ok(())
+            }
+        }
+    }
+}
+
+/// A directory beside `out` that is removed on drop unless kept.
+struct Staging {
+    dir: Option<tempfile::TempDir>,
+}
+
+/// Write `files` into `out` atomically: everything is written into a
+/// temporary directory beside `out`, which then replaces `out`. On error
+/// nothing is left behind (and a replaced `out` is restored).
+pub fn write_dir_atomic(out: &Path, files: &[(String, String)], force: bool) -> Result<Vec<PathBuf>, SeriesError> {
+    check_out_dir(out, force)?;
+    let staging = stage(out, files)?;
+    commit_staging(out, staging)
+}
+
+fn stage(out: &Path, files: &[(String, String)]) -> Result<Staging, SeriesError> {
+    let parent = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    if !parent.is_dir() {
+        return Err(SeriesError::new(format!(
+            "cannot write `{}`: {} is not a directory",
+            out.display(),
+            parent.display()
+        )));
+    }
+    let name = out.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "series".into());
+    let tmp = tempfile::Builder::new()
+        .prefix(&format!(".{name}.kvmtk-"))
+        .tempdir_in(parent)
+        .map_err(|e| err("cannot create a temporary directory in", parent, e))?;
+    for (file, text) in files {
+        let p = tmp.path().join(file);
+        fs::write(&p, text).map_err(|e| err("cannot write", &p, e))?;
+    }
+    Ok(Staging { dir: Some(tmp) })
+}
+
+fn commit_staging(out: &Path, mut staging: Staging) -> Result<Vec<PathBuf>, SeriesError> {
+    let tmp = staging.dir.take().expect("staged");
+    let mut names: Vec<PathBuf> = fs::read_dir(tmp.path())
+        .map_err(|e| err("cannot read", tmp.path(), e))?
+        .filter_map(|e| e.ok().map(|e| out.join(e.file_name())))
+        .collect();
+    names.sort();
+    let exists = fs::symlink_metadata(out).is_ok();
+    let empty_dir = exists && fs::read_dir(out).map(|mut d| d.next().is_none()).unwrap_or(false);
+    if !exists || empty_dir {
+        let path = tmp.keep();
+        if let Err(e) = fs::rename(&path, out) {
+            let _ = fs::remove_dir_all(&path);
+            return Err(err("cannot move the series into", out, e));
+        }
+        return Ok(names);
+    }
+    // Replace a non-empty directory (--force): move it aside, move the new
+    // one in, then delete the old one; restore it if the second step fails.
+    let parent = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let aside = tempfile::Builder::new()
+        .prefix(".kvmtk-old-")
+        .tempdir_in(parent)
+        .map_err(|e| err("cannot create a temporary directory in", parent, e))?;
+    let aside_path = aside.path().join("old");
+    fs::rename(out, &aside_path).map_err(|e| err("cannot move aside", out, e))?;
+    let path = tmp.keep();
+    if let Err(e) = fs::rename(&path, out) {
+        let _ = fs::rename(&aside_path, out);
+        let _ = fs::remove_dir_all(&path);
+        return Err(err("cannot move the series into", out, e));
+    }
+    drop(aside);
+    Ok(names)
+}
+
+fn git_err(repo: &Path, e: git2::Error) -> SeriesError {
+    SeriesError::new(format!("{}: {}", repo.display(), e.message()))
+}
+
+/// Check a branch can be created: valid name, not existing, and a
+/// revision naming a commit.
+pub fn check_branch(target: &BranchTarget) -> Result<(), SeriesError> {
+    let refname = format!("refs/heads/{}", target.name);
+    if !git2::Reference::is_valid_name(&refname) {
+        return Err(SeriesError::new(format!("invalid branch name `{}`", target.name)));
+    }
+    let repo = Repository::open(&target.repo).map_err(|e| git_err(&target.repo, e))?;
+    if repo.find_reference(&refname).is_ok() {
+        return Err(SeriesError::new(format!(
+            "branch `{}` already exists in {}; choose another name",
+            target.name,
+            target.repo.display()
+        )));
+    }
+    repo.revparse_single(&target.rev)
+        .and_then(|o| o.peel_to_commit())
+        .map_err(|e| SeriesError::new(format!("--branch needs --rev to name a commit: {}", e.message())))?;
+    Ok(())
+}
+
+/// Create the series' commits (objects only, no reference) on top of
+/// `rev`: author and committer are the series' author at its date, the
+/// messages are the patches' messages. Returns the commit ids in order.
+pub fn create_commits(series: &Series, repo_path: &Path, rev: &str) -> Result<Vec<String>, SeriesError> {
+    let repo = Repository::open(repo_path).map_err(|e| git_err(repo_path, e))?;
+    let mut parent = repo
+        .revparse_single(rev)
+        .and_then(|o| o.peel_to_commit())
+        .map_err(|e| SeriesError::new(format!("--branch needs --rev to name a commit: {}", e.message())))?;
+    let time = Time::new(series.date.epoch, series.date.offset_minutes);
+    let sig = Signature::new(&series.author.name, &series.author.email, &time).map_err(|e| git_err(repo_path, e))?;
+    let mut ids = Vec::new();
+    for p in &series.patches {
+        let base = parent.tree().map_err(|e| git_err(repo_path, e))?;
+        let mut update = git2::build::TreeUpdateBuilder::new();
+        for (path, bytes) in &p.new_contents {
+            let blob = repo.blob(bytes).map_err(|e| git_err(repo_path, e))?;
+            let mode = match base.get_path(Path::new(path)).map(|e| e.filemode()) {
+                Ok(0o100755) => FileMode::BlobExecutable,
+                _ => FileMode::Blob,
+            };
+            update.upsert(path.as_str(), blob, mode);
+        }
+        let tree_id = update.create_updated(&repo, &base).map_err(|e| git_err(repo_path, e))?;
+        let tree = repo.find_tree(tree_id).map_err(|e| git_err(repo_path, e))?;
+        let id: Oid = repo
+            .commit(None, &sig, &sig, &p.message(&series.author), &tree, &[&parent])
+            .map_err(|e| git_err(repo_path, e))?;
+        ids.push(id.to_string());
+        parent = repo.find_commit(id).map_err(|e| git_err(repo_path, e))?;
+    }
+    Ok(ids)
+}
+
+/// Write the series (and its branch) per `opts`; nothing is left behind on
+/// error.
+pub fn write_series(series: &Series, opts: &WriteOptions) -> Result<Written, SeriesError> {
+    check_out_dir(&opts.out, opts.force)?;
+    let commits = match &opts.branch {
+        Some(b) => {
+            check_branch(b)?;
+            create_commits(series, &b.repo, &b.rev)?
+        }
+        None => Vec::new(),
+    };
+    let files = render(series, if commits.is_empty() { None } else { Some(&commits) });
+    let staging = stage(&opts.out, &files)?;
+    let mut created_ref = None;
+    if let Some(b) = &opts.branch {
+        let repo = Repository::open(&b.repo).map_err(|e| git_err(&b.repo, e))?;
+        let tip = match commits.last() {
+            Some(c) => Oid::from_str(c).map_err(|e| git_err(&b.repo, e))?,
+            None => {
+                repo.revparse_single(&b.rev).and_then(|o| o.peel_to_commit()).map_err(|e| git_err(&b.repo, e))?.id()
+            }
+        };
+        let refname = format!("refs/heads/{}", b.name);
+        repo.reference(&refname, tip, false, "kvmtk series generate").map_err(|e| git_err(&b.repo, e))?;
+        created_ref = Some((b.repo.clone(), refname));
+    }
+    match commit_staging(&opts.out, staging) {
+        Ok(files) => Ok(Written { files, commits }),
+        Err(e) => {
+            if let Some((repo, refname)) = created_ref {
+                if let Ok(r) = Repository::open(&repo) {
+                    if let Ok(mut reference) = r.find_reference(&refname) {
+                        let _ = reference.delete();
+                    }
+                }
+            }
+            Err(e)
+        }
+    }
+}

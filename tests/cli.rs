@@ -98,7 +98,12 @@ fn check_on_the_default_fixture_reports_and_fails() {
     let o = kvmtk(&["check", &def, "--format", "github"]);
     assert!(stdout(&o).lines().any(|l| l.starts_with("::warning file=")), "{}", stdout(&o));
 
-    let o = kvmtk(&["check", &def, "--ignore", "HW001,HW002,HW003,HW004,HW005,HW006,HW007,HW008,HW009,HW010,HW011,HW012,HW013"]);
+    let o = kvmtk(&[
+        "check",
+        &def,
+        "--ignore",
+        "HW001,HW002,HW003,HW004,HW005,HW006,HW007,HW008,HW009,HW010,HW011,HW012,HW013",
+    ]);
     assert_eq!(o.status.code(), Some(0));
 }
 

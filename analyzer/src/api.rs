@@ -329,27 +329,20 @@ impl Default for ApiModel {
 impl ApiModel {
     /// Parse and check a table.
     pub fn from_toml(path: &str, text: &str) -> Result<Self, ApiModelError> {
-        let table: ApiTable = toml::from_str(text).map_err(|e| ApiModelError::Parse {
-            path: path.to_string(),
-            message: e.to_string(),
-        })?;
+        let table: ApiTable = toml::from_str(text)
+            .map_err(|e| ApiModelError::Parse { path: path.to_string(), message: e.to_string() })?;
         Self::from_table(path, table)
     }
 
     /// Load a table from a file.
     pub fn load(path: &std::path::Path) -> Result<Self, ApiModelError> {
-        let text = std::fs::read_to_string(path).map_err(|e| ApiModelError::Parse {
-            path: path.display().to_string(),
-            message: e.to_string(),
-        })?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ApiModelError::Parse { path: path.display().to_string(), message: e.to_string() })?;
         Self::from_toml(&path.display().to_string(), &text)
     }
 
     fn from_table(path: &str, table: ApiTable) -> Result<Self, ApiModelError> {
-        let invalid = |message: String| ApiModelError::Invalid {
-            path: path.to_string(),
-            message,
-        };
+        let invalid = |message: String| ApiModelError::Invalid { path: path.to_string(), message };
         for ops in &table.lock_ops {
             if !table.lock_kinds.contains_key(&ops.kind) {
                 return Err(invalid(format!(
@@ -360,10 +353,7 @@ impl ApiModel {
                 )));
             }
             if ops.lock_arg.is_none() && ops.lock.is_none() {
-                return Err(invalid(format!(
-                    "lock_ops {:?}: needs `lock_arg` or `lock`",
-                    ops.acquire
-                )));
+                return Err(invalid(format!("lock_ops {:?}: needs `lock_arg` or `lock`", ops.acquire)));
             }
         }
         for (name, g) in &table.guards {
@@ -374,10 +364,7 @@ impl ApiModel {
         for r in &table.registrations {
             match (&r.context, r.cpuhp_state_arg) {
                 (Some(c), _) if !table.contexts.contains_key(c) => {
-                    return Err(invalid(format!(
-                        "registrations {:?}: unknown context `{c}`",
-                        r.functions
-                    )))
+                    return Err(invalid(format!("registrations {:?}: unknown context `{c}`", r.functions)))
                 }
                 (None, None) => {
                     return Err(invalid(format!(
@@ -395,10 +382,7 @@ impl ApiModel {
         }
         for e in &table.entry_structs {
             if !table.contexts.contains_key(&e.context) {
-                return Err(invalid(format!(
-                    "entry_structs {}: unknown context `{}`",
-                    e.struct_type, e.context
-                )));
+                return Err(invalid(format!("entry_structs {}: unknown context `{}`", e.struct_type, e.context)));
             }
         }
         for needed in ["process", "cpuhp_prepare", "cpuhp_starting", "cpuhp_online"] {
@@ -423,34 +407,20 @@ impl ApiModel {
             }
             m
         };
-        let registrations = index(&mut table
-            .registrations
-            .iter()
-            .enumerate()
-            .flat_map(|(i, r)| r.functions.iter().map(move |f| (i, f))));
-        let list_ops = index(&mut table
-            .list_ops
-            .iter()
-            .enumerate()
-            .flat_map(|(i, r)| r.functions.iter().map(move |f| (i, f))));
-        let list_iterators = index(&mut table
-            .list_iterators
-            .iter()
-            .enumerate()
-            .flat_map(|(i, r)| r.macros.iter().map(move |f| (i, f))));
+        let registrations = index(
+            &mut table.registrations.iter().enumerate().flat_map(|(i, r)| r.functions.iter().map(move |f| (i, f))),
+        );
+        let list_ops =
+            index(&mut table.list_ops.iter().enumerate().flat_map(|(i, r)| r.functions.iter().map(move |f| (i, f))));
+        let list_iterators =
+            index(&mut table.list_iterators.iter().enumerate().flat_map(|(i, r)| r.macros.iter().map(move |f| (i, f))));
         let cpumask_ops = index(&mut table.cpus.cpumask_ops.iter().enumerate().map(|(i, o)| (i, &o.function)));
         let percpu_accessors =
             index(&mut table.cpus.percpu_accessors.iter().enumerate().map(|(i, o)| (i, &o.function)));
-        let state_reads = index(&mut table
-            .state_reads
-            .iter()
-            .enumerate()
-            .flat_map(|(i, r)| r.functions.iter().map(move |f| (i, f))));
-        let entry_macros = index(&mut table
-            .entry_macros
-            .iter()
-            .enumerate()
-            .flat_map(|(i, r)| r.macros.iter().map(move |f| (i, f))));
+        let state_reads =
+            index(&mut table.state_reads.iter().enumerate().flat_map(|(i, r)| r.functions.iter().map(move |f| (i, f))));
+        let entry_macros =
+            index(&mut table.entry_macros.iter().enumerate().flat_map(|(i, r)| r.macros.iter().map(move |f| (i, f))));
         let set = |v: &[String]| v.iter().map(|f| (f.clone(), ())).collect::<HashMap<_, _>>();
         Ok(ApiModel {
             sleeping: set(&table.sleeping.functions),
@@ -516,9 +486,7 @@ impl ApiModel {
             return true;
         }
         if self.gfp_allocators.contains_key(function) {
-            let atomic = args
-                .iter()
-                .any(|a| self.table.sleeping.atomic_gfp.iter().any(|g| a.contains(g.as_str())));
+            let atomic = args.iter().any(|a| self.table.sleeping.atomic_gfp.iter().any(|g| a.contains(g.as_str())));
             return !atomic;
         }
         false
@@ -668,10 +636,7 @@ mod tests {
             m.static_call_target("enable_virtualization_cpu", Some("kvm_x86_call")),
             Some(("kvm_x86_ops", "enable_virtualization_cpu".to_string()))
         );
-        assert_eq!(
-            m.static_call_target("kvm_x86_pmu_refresh", None),
-            Some(("kvm_pmu_ops", "refresh".to_string()))
-        );
+        assert_eq!(m.static_call_target("kvm_x86_pmu_refresh", None), Some(("kvm_pmu_ops", "refresh".to_string())));
         assert_eq!(m.static_call_target("other_key", None), None);
     }
 

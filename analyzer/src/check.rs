@@ -27,7 +27,8 @@ pub fn check(parsed: &ParsedTree, api: &ApiModel, selection: &RuleSelection) -> 
         .map(|arch| {
             let analysis = parsed.analyze(arch.as_deref(), api);
             let enable_path = EnablePath::find(&analysis);
-            let input = RuleInput { analysis: &analysis, enable_path: &enable_path, api, locking_doc: parsed.locking.as_ref() };
+            let input =
+                RuleInput { analysis: &analysis, enable_path: &enable_path, api, locking_doc: parsed.locking.as_ref() };
             (run_rules(&input, selection), analysis.warnings.clone())
         })
         .collect();

@@ -126,22 +126,16 @@ pub struct KernelDocs<'a> {
 impl<'a> Analysis<'a> {
     /// Analyze one linked program.
     pub fn run(program: Program<'a>, api: &'a ApiModel, docs: &KernelDocs<'_>) -> Analysis<'a> {
-        let mut locks: HashMap<FnId, FunctionLocks<'a>> = program
-            .functions
-            .iter()
-            .map(|&id| (id, analyze_function(api, program.func(id))))
-            .collect();
+        let mut locks: HashMap<FnId, FunctionLocks<'a>> =
+            program.functions.iter().map(|&id| (id, analyze_function(api, program.func(id)))).collect();
         // Callers of functions with a net lock effect (lock helpers, functions
         // releasing their caller's lock) are re-analyzed with the callees'
         // summaries, until the summaries stop changing (bounded: helpers
         // nest a level or two).
         let mut previous: HashMap<FnId, LockSummary> = HashMap::new();
         for _round in 0..4 {
-            let summaries: HashMap<FnId, LockSummary> = locks
-                .iter()
-                .map(|(&id, l)| (id, LockSummary::of(l)))
-                .filter(|(_, s)| !s.is_empty())
-                .collect();
+            let summaries: HashMap<FnId, LockSummary> =
+                locks.iter().map(|(&id, l)| (id, LockSummary::of(l))).filter(|(_, s)| !s.is_empty()).collect();
             if summaries == previous {
                 break;
             }
@@ -209,11 +203,8 @@ impl<'a> Analysis<'a> {
         if self.roots.iter().any(|r| r.function == function && r.context == context) {
             return;
         }
-        let serialized_by = self
-            .api
-            .context(context)
-            .map(|c| serialized_set(self.api, &c.serialized_by))
-            .unwrap_or_default();
+        let serialized_by =
+            self.api.context(context).map(|c| serialized_set(self.api, &c.serialized_by)).unwrap_or_default();
         let id = self.roots.len();
         self.roots.push(Root {
             id,
@@ -238,13 +229,7 @@ impl<'a> Analysis<'a> {
                 for arg in &m.args {
                     let Some(name) = &arg.ident else { continue };
                     for id in self.program.lookup(fi, name) {
-                        self.add_root(
-                            &ctx,
-                            id,
-                            format!("{}({name})", m.name),
-                            None,
-                            Some((file.path.clone(), m.span)),
-                        );
+                        self.add_root(&ctx, id, format!("{}({name})", m.name), None, Some((file.path.clone(), m.span)));
                     }
                 }
             }
@@ -321,8 +306,7 @@ impl<'a> Analysis<'a> {
                 };
                 let roles = ["startup", "teardown"];
                 if reg.struct_arg.is_some() {
-                    let Some(var) = reg.struct_arg.and_then(|i| site.args.get(i)).and_then(|a| a.ident.clone())
-                    else {
+                    let Some(var) = reg.struct_arg.and_then(|i| site.args.get(i)).and_then(|a| a.ident.clone()) else {
                         continue;
                     };
                     let inits: Vec<_> = self.program.initializers_of_var(&var).to_vec();
@@ -375,18 +359,16 @@ impl<'a> Analysis<'a> {
             k.hash(&mut h);
             h.finish()
         };
-        let mut push = |reach: &mut HashMap<FnId, Vec<Reach>>,
-                        queue: &mut VecDeque<(FnId, usize)>,
-                        id: FnId,
-                        r: Reach| {
-            let s = seen.entry(id).or_default();
-            if s.len() >= MAX_STATES_PER_FUNCTION || !s.insert(hash(&r.key)) {
-                return;
-            }
-            let v = reach.entry(id).or_default();
-            v.push(r);
-            queue.push_back((id, v.len() - 1));
-        };
+        let mut push =
+            |reach: &mut HashMap<FnId, Vec<Reach>>, queue: &mut VecDeque<(FnId, usize)>, id: FnId, r: Reach| {
+                let s = seen.entry(id).or_default();
+                if s.len() >= MAX_STATES_PER_FUNCTION || !s.insert(hash(&r.key)) {
+                    return;
+                }
+                let v = reach.entry(id).or_default();
+                v.push(r);
+                queue.push_back((id, v.len() - 1));
+            };
         for root in &self.roots {
             let key = ReachKey {
                 root: root.id,
@@ -441,11 +423,8 @@ impl<'a> Analysis<'a> {
                         let at = format!("{}:{}", self.program.file(id).path, site.span.line);
                         // Unknown states were reported when the roots were found.
                         let Ok(c) = Self::cpuhp_context(docs, &state, &at) else { continue };
-                        let extra = self
-                            .api
-                            .context(c)
-                            .map(|s| serialized_set(self.api, &s.serialized_by))
-                            .unwrap_or_default();
+                        let extra =
+                            self.api.context(c).map(|s| serialized_set(self.api, &s.serialized_by)).unwrap_or_default();
                         (c.to_string(), true, extra)
                     }
                     _ => continue,

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 
 /// A byte range into the original file, with the 1-based line and column of
 /// its start (column counted in bytes, as gcc does).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct Span {
     pub start: u32,
     pub end: u32,
@@ -193,17 +193,15 @@ pub struct Block {
     pub stmts: Vec<Stmt>,
 }
 
-impl Default for Span {
-    fn default() -> Self {
-        Span { start: 0, end: 0, line: 0, col: 0 }
-    }
-}
-
 /// A statement, keeping exactly the control flow lock tracking needs.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Stmt {
     /// Expression statement or declaration: its events in evaluation order.
-    Simple { span: Span, events: Vec<Event>, condition: Condition },
+    Simple {
+        span: Span,
+        events: Vec<Event>,
+        condition: Condition,
+    },
     Block(Block),
     If {
         span: Span,
@@ -223,18 +221,45 @@ pub enum Stmt {
         head: Vec<Event>,
         body: Block,
     },
-    Switch { span: Span, cond: Vec<Event>, body: Block },
+    Switch {
+        span: Span,
+        cond: Vec<Event>,
+        body: Block,
+    },
     /// `case X:` / `default:` inside a switch body.
-    Case { span: Span },
-    Return { span: Span, events: Vec<Event> },
-    Goto { span: Span, label: String },
-    Label { span: Span, name: String },
-    Break { span: Span },
-    Continue { span: Span },
+    Case {
+        span: Span,
+    },
+    Return {
+        span: Span,
+        events: Vec<Event>,
+    },
+    Goto {
+        span: Span,
+        label: String,
+    },
+    Label {
+        span: Span,
+        name: String,
+    },
+    Break {
+        span: Span,
+    },
+    Continue {
+        span: Span,
+    },
     /// `scoped_guard(mutex, &l) { ... }`: the lock is held for `body` only.
-    ScopedGuard { span: Span, guard_type: String, args: Vec<Arg>, body: Block },
+    ScopedGuard {
+        span: Span,
+        guard_type: String,
+        args: Vec<Arg>,
+        body: Block,
+    },
     /// `#if`/`#ifdef` inside a function: both branches kept.
-    Preproc { span: Span, branches: Vec<PreprocBranch> },
+    Preproc {
+        span: Span,
+        branches: Vec<PreprocBranch>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -250,7 +275,10 @@ pub enum LoopKind {
     While,
     DoWhile,
     /// An iterator macro followed by a statement: name and arguments.
-    Iterator { macro_name: String, args: Vec<Arg> },
+    Iterator {
+        macro_name: String,
+        args: Vec<Arg>,
+    },
 }
 
 /// Something that happens in a statement, in evaluation order.

@@ -18,7 +18,7 @@ use std::collections::{BTreeSet, HashMap};
 use serde::Serialize;
 
 use crate::api::ApiModel;
-use crate::facts::{Callee, CallSite, Event, FileFacts, Function, Global, Stmt, StructInit};
+use crate::facts::{CallSite, Callee, Event, FileFacts, Function, Global, Stmt, StructInit};
 
 /// Index of a function definition: (file index, function index in file).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
@@ -32,9 +32,18 @@ pub struct FnId {
 pub enum Resolution {
     Direct,
     /// Through an ops table field: `kvm_x86_ops.hardware_enable` bound in `vmx_x86_ops`.
-    OpsField { ops_type: String, field: String, bound_in: String },
+    OpsField {
+        ops_type: String,
+        field: String,
+        bound_in: String,
+    },
     /// Through a static call key mapped to an ops field.
-    StaticCall { key: String, ops_type: String, field: String, bound_in: String },
+    StaticCall {
+        key: String,
+        ops_type: String,
+        field: String,
+        bound_in: String,
+    },
 }
 
 /// A resolved call from a function to a function definition.
@@ -127,11 +136,7 @@ impl<'a> Program<'a> {
                 visit_events(&func.body.stmts, &mut |e| {
                     if let Event::FieldAssign(fa) = e {
                         if let Some(v) = &fa.value_ident {
-                            field_assigns.entry(fa.field.as_str()).or_default().push((
-                                fi,
-                                fa.base.clone(),
-                                v.clone(),
-                            ));
+                            field_assigns.entry(fa.field.as_str()).or_default().push((fi, fa.base.clone(), v.clone()));
                         }
                     }
                 });
@@ -246,19 +251,12 @@ impl<'a> Program<'a> {
     /// The struct type of a global variable (for `ops.field` calls).
     pub fn global_type(&self, name: &str) -> Option<&'a str> {
         let base = name.trim_start_matches('*').trim_start_matches('&');
-        self.globals
-            .get(base)
-            .and_then(|gs| gs.first())
-            .map(|(_, g)| type_tag(&g.type_text))
+        self.globals.get(base).and_then(|gs| gs.first()).map(|(_, g)| type_tag(&g.type_text))
     }
 
     fn resolve_call(&self, file: u32, site: &CallSite, api: &ApiModel) -> Vec<(FnId, Resolution)> {
         match &site.callee {
-            Callee::Direct(name) => self
-                .lookup(file, name)
-                .into_iter()
-                .map(|id| (id, Resolution::Direct))
-                .collect(),
+            Callee::Direct(name) => self.lookup(file, name).into_iter().map(|id| (id, Resolution::Direct)).collect(),
             Callee::OpsMember { base, field } => {
                 let mut out: Vec<(FnId, Resolution)> = Vec::new();
                 if let Some(ty) = self.global_type(base) {
@@ -372,11 +370,8 @@ pub fn visit_events<'a>(stmts: &'a [Stmt], f: &mut dyn FnMut(&'a Event)) {
                     visit_events(&b.body.stmts, f);
                 }
             }
-            Stmt::Case { .. }
-            | Stmt::Goto { .. }
-            | Stmt::Label { .. }
-            | Stmt::Break { .. }
-            | Stmt::Continue { .. } => {}
+            Stmt::Case { .. } | Stmt::Goto { .. } | Stmt::Label { .. } | Stmt::Break { .. } | Stmt::Continue { .. } => {
+            }
         }
     }
 }

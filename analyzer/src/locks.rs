@@ -149,7 +149,11 @@ pub enum OccurrenceKind<'a> {
     Access(&'a Access),
     LocalAssign(&'a LocalAssign),
     /// An iterator-macro loop header (`list_for_each_entry(pos, head, member)`).
-    Iterate { span: Span, macro_name: &'a str, args: &'a [Arg] },
+    Iterate {
+        span: Span,
+        macro_name: &'a str,
+        args: &'a [Arg],
+    },
 }
 
 /// An event with the locks held when it happens.
@@ -315,11 +319,7 @@ pub fn analyze_function_with<'a>(
 impl<'a, 'm> Walker<'a, 'm> {
     fn note_exit(&mut self, state: &LockState, span: Span) {
         for l in state.may.iter() {
-            self.out.anomalies.push(LockAnomaly {
-                kind: AnomalyKind::ReturnHolding,
-                lock: l.name.clone(),
-                span,
-            });
+            self.out.anomalies.push(LockAnomaly { kind: AnomalyKind::ReturnHolding, lock: l.name.clone(), span });
         }
         self.exit = self.exit.union(&state.may);
         self.out.held_at_every_exit = Some(match self.out.held_at_every_exit.take() {

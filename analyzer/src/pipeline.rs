@@ -131,9 +131,6 @@ impl ParsedTree {
 
     /// Analyze every architecture in parallel, in arch order.
     pub fn analyze_all<'a>(&'a self, api: &'a ApiModel) -> Vec<Analysis<'a>> {
-        self.arches()
-            .par_iter()
-            .map(|a| self.analyze(a.as_deref(), api))
-            .collect()
+        self.arches().par_iter().map(|a| self.analyze(a.as_deref(), api)).collect()
     }
 }

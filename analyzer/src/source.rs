@@ -34,11 +34,7 @@ const LOCKING_DOC: &str = "Documentation/virt/kvm/locking.rst";
 const CPUHOTPLUG_H: &str = "include/linux/cpuhotplug.h";
 
 /// Per-arch headers, relative to `arch/<arch>/`.
-const ARCH_HEADERS: [&str; 3] = [
-    "include/asm/kvm_host.h",
-    "include/asm/kvm_ppc.h",
-    "include/asm/kvm-x86-ops.h",
-];
+const ARCH_HEADERS: [&str; 3] = ["include/asm/kvm_host.h", "include/asm/kvm_ppc.h", "include/asm/kvm-x86-ops.h"];
 
 /// How many symbolic links are followed in a row before giving up (a loop).
 const MAX_SYMLINK_HOPS: usize = 8;
@@ -236,21 +232,13 @@ impl SourceTree {
 
     /// The file at `path` (relative, `/` separators), if loaded.
     pub fn file(&self, path: &str) -> Option<&SourceFile> {
-        self.files
-            .binary_search_by(|f| f.path.as_str().cmp(path))
-            .ok()
-            .map(|i| &self.files[i])
+        self.files.binary_search_by(|f| f.path.as_str().cmp(path)).ok().map(|i| &self.files[i])
     }
 
     /// The files of one architecture plus all common files: the unit of
     /// per-arch analysis.
-    pub fn files_for_arch<'a>(
-        &'a self,
-        arch: &'a str,
-    ) -> impl Iterator<Item = &'a SourceFile> + 'a {
-        self.files
-            .iter()
-            .filter(move |f| f.arch.as_deref().map(|a| a == arch) != Some(false))
+    pub fn files_for_arch<'a>(&'a self, arch: &'a str) -> impl Iterator<Item = &'a SourceFile> + 'a {
+        self.files.iter().filter(move |f| f.arch.as_deref().map(|a| a == arch) != Some(false))
     }
 }
 
@@ -266,9 +254,7 @@ fn is_c_source(path: &str) -> bool {
 }
 
 fn blob_id(bytes: &[u8]) -> Option<String> {
-    Oid::hash_object(ObjectType::Blob, bytes)
-        .ok()
-        .map(|o| o.to_string())
+    Oid::hash_object(ObjectType::Blob, bytes).ok().map(|o| o.to_string())
 }
 
 /// What to look for, independent of the storage: filled in by a [`Lister`],
@@ -312,21 +298,14 @@ fn join(dir: &str, name: &str) -> String {
 
 /// Applies the file-set rules to a tree, checking the kernel-tree markers
 /// and the requested arches first.
-fn plan(
-    lister: &dyn Lister,
-    label: &str,
-    opts: &SourceOptions,
-) -> Result<(Plan, Vec<String>), SourceError> {
+fn plan(lister: &dyn Lister, label: &str, opts: &SourceOptions) -> Result<(Plan, Vec<String>), SourceError> {
     let missing: Vec<String> = REQUIRED_FILES
         .iter()
         .filter(|p| !matches!(lister.kind(p), EntryKind::File | EntryKind::Symlink))
         .map(|p| p.to_string())
         .collect();
     if !missing.is_empty() {
-        return Err(SourceError::NotAKernelTree {
-            label: label.to_string(),
-            missing,
-        });
+        return Err(SourceError::NotAKernelTree { label: label.to_string(), missing });
     }
 
     let all_arch_dirs: Vec<String> = lister
@@ -336,11 +315,8 @@ fn plan(
         .filter(|(_, k)| *k == EntryKind::Dir)
         .map(|(n, _)| n)
         .collect();
-    let kvm_arches: Vec<String> = all_arch_dirs
-        .iter()
-        .filter(|a| lister.kind(&format!("arch/{a}/kvm")) == EntryKind::Dir)
-        .cloned()
-        .collect();
+    let kvm_arches: Vec<String> =
+        all_arch_dirs.iter().filter(|a| lister.kind(&format!("arch/{a}/kvm")) == EntryKind::Dir).cloned().collect();
     let selected: Option<BTreeSet<String>> = match &opts.arches {
         None => None,
         Some(wanted) => {
@@ -406,10 +382,7 @@ fn walk_sources(lister: &dyn Lister, dir: &str, plan: &mut Plan) {
     let children = match lister.children(dir) {
         Ok(c) => c,
         Err(message) => {
-            plan.warnings.push(SourceWarning {
-                path: dir.to_string(),
-                message,
-            });
+            plan.warnings.push(SourceWarning { path: dir.to_string(), message });
             return;
         }
     };
@@ -417,9 +390,7 @@ fn walk_sources(lister: &dyn Lister, dir: &str, plan: &mut Plan) {
         let path = join(dir, &name);
         match kind {
             EntryKind::Dir => walk_sources(lister, &path, plan),
-            EntryKind::File | EntryKind::Symlink if is_c_source(&path) => {
-                add_file(lister, path, plan)
-            }
+            EntryKind::File | EntryKind::Symlink if is_c_source(&path) => add_file(lister, path, plan),
             _ => {}
         }
     }
@@ -441,14 +412,12 @@ fn add_file(lister: &dyn Lister, path: String, plan: &mut Plan) {
             }
             Err(message) => plan.warnings.push(SourceWarning { path, message }),
         },
-        EntryKind::Dir => plan.warnings.push(SourceWarning {
-            path,
-            message: "is a directory, expected a file; skipped".to_string(),
-        }),
-        EntryKind::Other => plan.warnings.push(SourceWarning {
-            path,
-            message: "is not a regular file; skipped".to_string(),
-        }),
+        EntryKind::Dir => {
+            plan.warnings.push(SourceWarning { path, message: "is a directory, expected a file; skipped".to_string() })
+        }
+        EntryKind::Other => {
+            plan.warnings.push(SourceWarning { path, message: "is not a regular file; skipped".to_string() })
+        }
         EntryKind::File | EntryKind::Missing => {
             plan.paths.insert(path);
         }
@@ -485,13 +454,7 @@ fn finish(
     files.sort_by(|a, b| a.path.cmp(&b.path));
     warnings.sort_by(|a, b| a.path.cmp(&b.path).then_with(|| a.message.cmp(&b.message)));
     warnings.dedup();
-    SourceTree {
-        root_label,
-        commit,
-        files,
-        arches,
-        warnings,
-    }
+    SourceTree { root_label, commit, files, arches, warnings }
 }
 
 // ---------------------------------------------------------------------------
@@ -567,14 +530,11 @@ impl Lister for DirLister {
 
     fn resolve_link(&self, path: &str) -> Result<String, String> {
         let abs = self.abs(path);
-        let target = fs::canonicalize(&abs)
-            .map_err(|e| format!("cannot read: dangling or looping symbolic link ({e})"))?;
-        let rel = target.strip_prefix(&self.canonical_root).map_err(|_| {
-            format!(
-                "symbolic link points outside the tree (to `{}`); not followed",
-                target.display()
-            )
-        })?;
+        let target =
+            fs::canonicalize(&abs).map_err(|e| format!("cannot read: dangling or looping symbolic link ({e})"))?;
+        let rel = target
+            .strip_prefix(&self.canonical_root)
+            .map_err(|_| format!("symbolic link points outside the tree (to `{}`); not followed", target.display()))?;
         let rel: Vec<String> = rel
             .components()
             .filter_map(|c| match c {
@@ -589,50 +549,25 @@ impl Lister for DirLister {
 fn load_dir(dir: &Path, opts: &SourceOptions) -> Result<SourceTree, SourceError> {
     let meta = match fs::metadata(dir) {
         Ok(m) => m,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            return Err(SourceError::NotFound {
-                path: dir.to_path_buf(),
-            })
-        }
-        Err(source) => {
-            return Err(SourceError::Io {
-                path: dir.to_path_buf(),
-                source,
-            })
-        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(SourceError::NotFound { path: dir.to_path_buf() }),
+        Err(source) => return Err(SourceError::Io { path: dir.to_path_buf(), source }),
     };
     if !meta.is_dir() {
-        return Err(SourceError::NotADirectory {
-            path: dir.to_path_buf(),
-        });
+        return Err(SourceError::NotADirectory { path: dir.to_path_buf() });
     }
-    let mut rd = fs::read_dir(dir).map_err(|source| SourceError::Io {
-        path: dir.to_path_buf(),
-        source,
-    })?;
+    let mut rd = fs::read_dir(dir).map_err(|source| SourceError::Io { path: dir.to_path_buf(), source })?;
     if rd.next().is_none() {
-        return Err(SourceError::EmptyDirectory {
-            path: dir.to_path_buf(),
-        });
+        return Err(SourceError::EmptyDirectory { path: dir.to_path_buf() });
     }
-    let canonical_root = fs::canonicalize(dir).map_err(|source| SourceError::Io {
-        path: dir.to_path_buf(),
-        source,
-    })?;
-    let lister = DirLister {
-        root: dir.to_path_buf(),
-        canonical_root,
-    };
+    let canonical_root = fs::canonicalize(dir).map_err(|source| SourceError::Io { path: dir.to_path_buf(), source })?;
+    let lister = DirLister { root: dir.to_path_buf(), canonical_root };
     let label = dir.display().to_string();
     let (plan, arches) = plan(&lister, &label, opts)?;
 
     // Reading is the expensive part (thousands of files), so it runs in
     // parallel; the output is sorted afterwards, keeping it deterministic.
-    let results: Vec<Result<SourceFile, SourceWarning>> = plan
-        .paths
-        .par_iter()
-        .map(|path| read_dir_file(&lister, path))
-        .collect();
+    let results: Vec<Result<SourceFile, SourceWarning>> =
+        plan.paths.par_iter().map(|path| read_dir_file(&lister, path)).collect();
     let mut files = Vec::with_capacity(results.len());
     let mut warnings = plan.warnings;
     for r in results {
@@ -648,26 +583,14 @@ fn read_dir_file(lister: &DirLister, path: &str) -> Result<SourceFile, SourceWar
     // Symbolic links were checked to stay inside the tree when planned;
     // reading through the original path follows them.
     let abs = lister.abs(path);
-    let meta = fs::metadata(&abs).map_err(|e| SourceWarning {
-        path: path.to_string(),
-        message: format!("cannot read: {e}"),
-    })?;
+    let meta = fs::metadata(&abs)
+        .map_err(|e| SourceWarning { path: path.to_string(), message: format!("cannot read: {e}") })?;
     if !meta.is_file() {
-        return Err(SourceWarning {
-            path: path.to_string(),
-            message: "cannot read: not a regular file".to_string(),
-        });
+        return Err(SourceWarning { path: path.to_string(), message: "cannot read: not a regular file".to_string() });
     }
-    let bytes = fs::read(&abs).map_err(|e| SourceWarning {
-        path: path.to_string(),
-        message: format!("cannot read: {e}"),
-    })?;
-    Ok(SourceFile {
-        path: path.to_string(),
-        arch: arch_of(path),
-        blob_id: blob_id(&bytes),
-        bytes,
-    })
+    let bytes =
+        fs::read(&abs).map_err(|e| SourceWarning { path: path.to_string(), message: format!("cannot read: {e}") })?;
+    Ok(SourceFile { path: path.to_string(), arch: arch_of(path), blob_id: blob_id(&bytes), bytes })
 }
 
 // ---------------------------------------------------------------------------
@@ -700,23 +623,19 @@ impl GitLister<'_> {
     fn resolve(&self, path: &str) -> Result<(String, Oid), String> {
         let mut current = path.to_string();
         for _ in 0..=MAX_SYMLINK_HOPS {
-            let entry = self
-                .entry(&current)
-                .ok_or_else(|| format!("cannot read: dangling symbolic link (to `{current}`)"))?;
+            let entry =
+                self.entry(&current).ok_or_else(|| format!("cannot read: dangling symbolic link (to `{current}`)"))?;
             if entry.filemode() != 0o120000 {
                 return match entry.kind() {
                     Some(ObjectType::Blob) => Ok((current, entry.id())),
                     _ => Err(format!("cannot read: `{current}` is not a file")),
                 };
             }
-            let blob = self
-                .repo
-                .find_blob(entry.id())
-                .map_err(|e| format!("cannot read symbolic link: {}", e.message()))?;
+            let blob =
+                self.repo.find_blob(entry.id()).map_err(|e| format!("cannot read symbolic link: {}", e.message()))?;
             let target = String::from_utf8_lossy(blob.content()).into_owned();
-            current = resolve_relative(&current, &target).ok_or_else(|| {
-                format!("symbolic link points outside the tree (to `{target}`); not followed")
-            })?;
+            current = resolve_relative(&current, &target)
+                .ok_or_else(|| format!("symbolic link points outside the tree (to `{target}`); not followed"))?;
         }
         Err("cannot read: too many levels of symbolic links".to_string())
     }
@@ -737,10 +656,8 @@ impl Lister for GitLister<'_> {
         if entry.kind() != Some(ObjectType::Tree) {
             return Ok(Vec::new());
         }
-        let tree = self
-            .repo
-            .find_tree(entry.id())
-            .map_err(|e| format!("cannot read tree {}: {}", entry.id(), e.message()))?;
+        let tree =
+            self.repo.find_tree(entry.id()).map_err(|e| format!("cannot read tree {}: {}", entry.id(), e.message()))?;
         let mut out: Vec<(String, EntryKind)> = tree
             .iter()
             // Non-UTF-8 names are skipped, as for directories.
@@ -759,43 +676,27 @@ impl Lister for GitLister<'_> {
 }
 
 fn git_err(repo: &Path, e: git2::Error) -> SourceError {
-    SourceError::Git {
-        repo: repo.to_path_buf(),
-        message: e.message().to_string(),
-    }
+    SourceError::Git { repo: repo.to_path_buf(), message: e.message().to_string() }
 }
 
 fn load_git(repo_path: &Path, rev: &str, opts: &SourceOptions) -> Result<SourceTree, SourceError> {
     if !repo_path.exists() {
-        return Err(SourceError::NotFound {
-            path: repo_path.to_path_buf(),
-        });
+        return Err(SourceError::NotFound { path: repo_path.to_path_buf() });
     }
     let repo = Repository::open(repo_path).map_err(|e| match e.code() {
-        ErrorCode::NotFound => SourceError::NotAGitRepository {
-            repo: repo_path.to_path_buf(),
-        },
+        ErrorCode::NotFound => SourceError::NotAGitRepository { repo: repo_path.to_path_buf() },
         _ => git_err(repo_path, e),
     })?;
-    let unknown = || SourceError::UnknownRevision {
-        repo: repo_path.to_path_buf(),
-        rev: rev.to_string(),
-    };
+    let unknown = || SourceError::UnknownRevision { repo: repo_path.to_path_buf(), rev: rev.to_string() };
     let object = repo.revparse_single(rev).map_err(|e| match e.code() {
-        ErrorCode::NotFound
-        | ErrorCode::InvalidSpec
-        | ErrorCode::Ambiguous
-        | ErrorCode::UnbornBranch => unknown(),
+        ErrorCode::NotFound | ErrorCode::InvalidSpec | ErrorCode::Ambiguous | ErrorCode::UnbornBranch => unknown(),
         _ => git_err(repo_path, e),
     })?;
     let commit = object.peel_to_commit().ok().map(|c| c.id().to_string());
     let tree = object.peel_to_tree().map_err(|_| SourceError::NotATree {
         repo: repo_path.to_path_buf(),
         rev: rev.to_string(),
-        kind: object
-            .kind()
-            .map_or("unknown object", |k| k.str())
-            .to_string(),
+        kind: object.kind().map_or("unknown object", |k| k.str()).to_string(),
     })?;
     let label = format!("{}@{rev}", repo_path.display());
     let lister = GitLister { repo: &repo, tree };
@@ -818,10 +719,7 @@ fn load_git(repo_path: &Path, rev: &str, opts: &SourceOptions) -> Result<SourceT
                 bytes,
                 blob_id: Some(oid.to_string()),
             }),
-            Err(message) => warnings.push(SourceWarning {
-                path: path.clone(),
-                message,
-            }),
+            Err(message) => warnings.push(SourceWarning { path: path.clone(), message }),
         }
     }
     Ok(finish(label, commit, arches, files, warnings))
@@ -834,25 +732,16 @@ mod tests {
     #[test]
     fn arch_of_paths() {
         assert_eq!(arch_of("arch/x86/kvm/x86.c").as_deref(), Some("x86"));
-        assert_eq!(
-            arch_of("arch/x86/include/asm/kvm_host.h").as_deref(),
-            Some("x86")
-        );
+        assert_eq!(arch_of("arch/x86/include/asm/kvm_host.h").as_deref(), Some("x86"));
         assert_eq!(arch_of("virt/kvm/kvm_main.c"), None);
         assert_eq!(arch_of("arch/x86"), None);
     }
 
     #[test]
     fn relative_links() {
-        assert_eq!(
-            resolve_relative("a/b/c.h", "../d.h").as_deref(),
-            Some("a/d.h")
-        );
+        assert_eq!(resolve_relative("a/b/c.h", "../d.h").as_deref(), Some("a/d.h"));
         assert_eq!(resolve_relative("a/c.h", "../../d.h"), None);
         assert_eq!(resolve_relative("a/c.h", "/etc/passwd"), None);
-        assert_eq!(
-            resolve_relative("a/c.h", "./x/y.h").as_deref(),
-            Some("a/x/y.h")
-        );
+        assert_eq!(resolve_relative("a/c.h", "./x/y.h").as_deref(), Some("a/x/y.h"));
     }
 }

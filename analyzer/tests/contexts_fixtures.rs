@@ -19,8 +19,12 @@ fn load(dir: &str) -> ParsedTree {
     ParsedTree::load(&SourceSpec::Dir(path), &SourceOptions::default()).expect("fixture loads")
 }
 
-/// Every call `probe("text")` in the program: (function, text, lock state, reach must-sets).
-fn probes<'a>(a: &'a Analysis<'a>, probe: &str) -> Vec<(String, String, analyzer::locks::LockState, Vec<BTreeSet<String>>, Vec<String>)> {
+/// One probe call: (function, text, lock state at the call, the must-held
+/// sets on entry of each reach state, the contexts of those states).
+type Probe = (String, String, analyzer::locks::LockState, Vec<BTreeSet<String>>, Vec<String>);
+
+/// Every call `probe("text")` in the program.
+fn probes<'a>(a: &'a Analysis<'a>, probe: &str) -> Vec<Probe> {
     let mut out = Vec::new();
     for (&id, locks) in &a.locks {
         for o in &locks.occurrences {
@@ -29,11 +33,8 @@ fn probes<'a>(a: &'a Analysis<'a>, probe: &str) -> Vec<(String, String, analyzer
                 continue;
             }
             let text = c.args.first().map(|a| a.text.trim().trim_matches('"').to_string()).unwrap_or_default();
-            let reach_must = a
-                .reaches(id)
-                .iter()
-                .map(|r| r.key.held_must.names().iter().map(|s| s.to_string()).collect())
-                .collect();
+            let reach_must =
+                a.reaches(id).iter().map(|r| r.key.held_must.names().iter().map(|s| s.to_string()).collect()).collect();
             let contexts = a.reaches(id).iter().map(|r| r.key.context.clone()).collect();
             out.push((a.program.func(id).name.clone(), text, o.state.clone(), reach_must, contexts));
         }
@@ -95,7 +96,19 @@ fn every_context_kind_is_derived() {
         }
     }
     assert!(checked >= 25, "only {checked} probes checked");
-    for k in ["ipi", "cpuhp_prepare", "cpuhp_starting", "cpuhp_online", "syscore", "reboot", "pm", "cpu_pm", "stop_machine", "ioctl", "module_init"] {
+    for k in [
+        "ipi",
+        "cpuhp_prepare",
+        "cpuhp_starting",
+        "cpuhp_online",
+        "syscore",
+        "reboot",
+        "pm",
+        "cpu_pm",
+        "stop_machine",
+        "ioctl",
+        "module_init",
+    ] {
         assert!(kinds.contains(k), "context {k} not covered");
     }
 }

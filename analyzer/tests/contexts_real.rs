@@ -82,10 +82,7 @@ fn linux_6_1_x86_enable_hook_contexts() {
         }
     }
     let ctx = contexts_of(&a, id);
-    assert_eq!(
-        ctx.iter().map(|c| c.context.as_str()).collect::<Vec<_>>(),
-        vec!["cpuhp_starting", "ipi", "syscore"]
-    );
+    assert_eq!(ctx.iter().map(|c| c.context.as_str()).collect::<Vec<_>>(), vec!["cpuhp_starting", "ipi", "syscore"]);
     snapshot_graph("6_1_x86", &parsed, &a, &[]);
 }
 
@@ -103,7 +100,9 @@ fn linux_6_12_x86_enable_hook_contexts() {
     // while kvm_enable_virtualization() holds kvm_usage_lock through
     // `guard(mutex)(&kvm_usage_lock)`.
     assert!(
-        st.iter().any(|(c, _, s, r)| c == "cpuhp_online" && s.contains(&"kvm_usage_lock".to_string()) && r == "kvm_dev_ioctl"),
+        st.iter().any(|(c, _, s, r)| c == "cpuhp_online"
+            && s.contains(&"kvm_usage_lock".to_string())
+            && r == "kvm_dev_ioctl"),
         "{st:?}"
     );
     // Debian's 6.12 also declares an inline stub in kvm_host.h; take the definition.

@@ -69,10 +69,7 @@ fn cpuhp_tolerates_ifdefs_comments_and_non_utf8() {
             "CPUHP_AP_BAR_ONLINE"
         ]
     );
-    assert_eq!(
-        e.section_of("CPUHP_AP_FOO_STARTING"),
-        Some(CpuhpSection::Starting)
-    );
+    assert_eq!(e.section_of("CPUHP_AP_FOO_STARTING"), Some(CpuhpSection::Starting));
     assert_eq!(e.get("CPUHP_AP_BAR_ONLINE").unwrap().index, 21);
     assert_eq!(e.get("CPUHP_AP_BAR_ONLINE").unwrap().line, 15);
 }
@@ -101,11 +98,8 @@ fn locking_odd_but_valid() {
     assert_eq!(l.arch.as_deref(), Some("s390"));
     assert_eq!(l.protects, ["one continued", "two"]);
     assert_eq!(l.comment, "line one line two");
-    let pairs: Vec<(&str, &str, u32)> = doc
-        .orderings
-        .iter()
-        .map(|o| (o.outer.as_str(), o.inner.as_str(), o.line))
-        .collect();
+    let pairs: Vec<(&str, &str, u32)> =
+        doc.orderings.iter().map(|o| (o.outer.as_str(), o.inner.as_str(), o.line)).collect();
     assert_eq!(pairs, [("a_lock", "b_lock", 4), ("a_lock", "c_lock", 4)]);
 }
 
@@ -116,8 +110,7 @@ fn no_panics_on_truncated_or_garbled_input() {
     let mut inputs: Vec<Vec<u8>> = vec![
         b"enum cpuhp_state {".to_vec(),
         b"enum cpuhp_state { A = (".to_vec(),
-        b"enum cpuhp_state { A = 1 << 70, B = -(-9223372036854775807 - 1) / -1, C = 5 % 0 };"
-            .to_vec(),
+        b"enum cpuhp_state { A = 1 << 70, B = -(-9223372036854775807 - 1) / -1, C = 5 % 0 };".to_vec(),
         b"enum cpuhp_state { A = 'x', B = \"}\" };".to_vec(),
         b"``x``\n^^^^\n:Type:\n".to_vec(),
         b"``\n^^^\n".to_vec(),

@@ -32,12 +32,7 @@ fn table(e: &CpuhpEnum) -> String {
     let mut out = String::new();
     for s in &e.states {
         let section = s.section.map_or("-".to_string(), |s| s.to_string());
-        writeln!(
-            out,
-            "{:>4} {:<8} {} (line {})",
-            s.index, section, s.name, s.line
-        )
-        .unwrap();
+        writeln!(out, "{:>4} {:<8} {} (line {})", s.index, section, s.name, s.line).unwrap();
     }
     out
 }
@@ -45,38 +40,17 @@ fn table(e: &CpuhpEnum) -> String {
 #[test]
 fn cpuhp_6_1() {
     let Some(e) = cpuhp("6.1") else { return };
-    assert_eq!(
-        e.section_of("CPUHP_AP_KVM_STARTING"),
-        Some(CpuhpSection::Starting)
-    );
-    assert_eq!(
-        e.section_of("CPUHP_AP_X86_KVM_CLK_ONLINE"),
-        Some(CpuhpSection::Online)
-    );
-    assert_eq!(
-        e.section_of("CPUHP_KVM_PPC_BOOK3S_PREPARE"),
-        Some(CpuhpSection::Prepare)
-    );
+    assert_eq!(e.section_of("CPUHP_AP_KVM_STARTING"), Some(CpuhpSection::Starting));
+    assert_eq!(e.section_of("CPUHP_AP_X86_KVM_CLK_ONLINE"), Some(CpuhpSection::Online));
+    assert_eq!(e.section_of("CPUHP_KVM_PPC_BOOK3S_PREPARE"), Some(CpuhpSection::Prepare));
     // Named CPUHP_AP_* but placed before CPUHP_BRINGUP_CPU: still PREPARE.
-    assert_eq!(
-        e.section_of("CPUHP_AP_ARM_CACHE_B15_RAC_DEAD"),
-        Some(CpuhpSection::Prepare)
-    );
-    assert_eq!(
-        e.section_of("CPUHP_AP_ONLINE_DYN"),
-        Some(CpuhpSection::Online)
-    );
-    assert_eq!(
-        e.section_of("CPUHP_BP_PREPARE_DYN"),
-        Some(CpuhpSection::Prepare)
-    );
+    assert_eq!(e.section_of("CPUHP_AP_ARM_CACHE_B15_RAC_DEAD"), Some(CpuhpSection::Prepare));
+    assert_eq!(e.section_of("CPUHP_AP_ONLINE_DYN"), Some(CpuhpSection::Online));
+    assert_eq!(e.section_of("CPUHP_BP_PREPARE_DYN"), Some(CpuhpSection::Prepare));
     assert_eq!(e.section_of("CPUHP_AP_KVM_ONLINE"), None);
     assert_eq!(e.section_of("CPUHP_INVALID"), None);
     let dyn_end = e.get("CPUHP_BP_PREPARE_DYN_END").unwrap();
-    assert_eq!(
-        dyn_end.index,
-        e.get("CPUHP_BP_PREPARE_DYN").unwrap().index + 20
-    );
+    assert_eq!(dyn_end.index, e.get("CPUHP_BP_PREPARE_DYN").unwrap().index + 20);
     assert_eq!(e.get("CPUHP_AP_KVM_STARTING").unwrap().line, 186);
     assert_eq!(e.states.len(), 190);
     assert_eq!(e.states.last().unwrap().name, "CPUHP_ONLINE");
@@ -86,37 +60,19 @@ fn cpuhp_6_1() {
 #[test]
 fn cpuhp_6_12() {
     let Some(e) = cpuhp("6.12") else { return };
-    assert_eq!(
-        e.section_of("CPUHP_AP_KVM_ONLINE"),
-        Some(CpuhpSection::Online)
-    );
-    assert_eq!(
-        e.section_of("CPUHP_AP_X86_KVM_CLK_ONLINE"),
-        Some(CpuhpSection::Online)
-    );
+    assert_eq!(e.section_of("CPUHP_AP_KVM_ONLINE"), Some(CpuhpSection::Online));
+    assert_eq!(e.section_of("CPUHP_AP_X86_KVM_CLK_ONLINE"), Some(CpuhpSection::Online));
     assert_eq!(e.section_of("CPUHP_AP_KVM_STARTING"), None);
-    assert_eq!(
-        e.section_of("CPUHP_BP_KICK_AP"),
-        Some(CpuhpSection::Prepare)
-    );
-    assert_eq!(
-        e.section_of("CPUHP_AP_IDLE_DEAD"),
-        Some(CpuhpSection::Starting)
-    );
-    assert_eq!(
-        e.section_of("CPUHP_AP_ARM_CACHE_B15_RAC_DYING"),
-        Some(CpuhpSection::Starting)
-    );
+    assert_eq!(e.section_of("CPUHP_BP_KICK_AP"), Some(CpuhpSection::Prepare));
+    assert_eq!(e.section_of("CPUHP_AP_IDLE_DEAD"), Some(CpuhpSection::Starting));
+    assert_eq!(e.section_of("CPUHP_AP_ARM_CACHE_B15_RAC_DYING"), Some(CpuhpSection::Starting));
     assert_eq!(e.get("CPUHP_AP_KVM_ONLINE").unwrap().line, 198);
     assert_eq!(e.states.len(), 180);
     snapshot_settings! { insta::assert_snapshot!("kernel_docs_cpuhp_6_12", table(&e)); }
 }
 
 fn has_ordering(doc: &LockingDoc, outer: &str, inner: &str) -> Option<LockOrdering> {
-    doc.orderings
-        .iter()
-        .find(|o| o.outer == outer && o.inner == inner)
-        .cloned()
+    doc.orderings.iter().find(|o| o.outer == outer && o.inner == inner).cloned()
 }
 
 #[test]
@@ -129,13 +85,7 @@ fn locking_6_1() {
     let kvm_lock = doc.lock("kvm_lock").unwrap();
     assert_eq!(kvm_lock.lock_type, "mutex");
     assert_eq!(kvm_lock.protects, ["vm_list"]);
-    assert_eq!(
-        doc.lock("kvm_arch::tsc_write_lock")
-            .unwrap()
-            .arch
-            .as_deref(),
-        Some("x86")
-    );
+    assert_eq!(doc.lock("kvm_arch::tsc_write_lock").unwrap().arch.as_deref(), Some("x86"));
     assert!(doc.lock("kvm_usage_lock").is_none());
     assert_eq!(doc.locks.len(), 8);
     assert_eq!(doc.orderings.len(), 7);
@@ -151,26 +101,15 @@ fn locking_6_12() {
     let Some(doc) = locking("6.12") else { return };
     let usage = doc.lock("kvm_usage_lock").unwrap();
     assert_eq!(usage.lock_type, "mutex");
-    assert_eq!(
-        usage.protects,
-        ["kvm_usage_count", "hardware virtualization enable/disable"]
-    );
+    assert_eq!(usage.protects, ["kvm_usage_count", "hardware virtualization enable/disable"]);
     assert!(doc.lock("kvm_count_lock").is_none());
-    assert_eq!(
-        doc.lock("vendor_module_lock").unwrap().arch.as_deref(),
-        Some("x86")
-    );
+    assert_eq!(doc.lock("vendor_module_lock").unwrap().arch.as_deref(), Some("x86"));
     let o = has_ordering(&doc, "cpus_read_lock", "kvm_lock").unwrap();
     assert_eq!(o.text, "cpus_read_lock() is taken outside kvm_lock");
     assert_eq!(o.line, 12);
     assert!(has_ordering(&doc, "kvm_usage_lock", "cpus_read_lock").is_some());
     assert!(has_ordering(&doc, "vcpu->mutex", "kvm->arch.xen.xen_lock").is_some());
-    assert!(has_ordering(
-        &doc,
-        "kvm->arch.mmu_lock",
-        "kvm->arch.mmu_unsync_pages_lock"
-    )
-    .is_some());
+    assert!(has_ordering(&doc, "kvm->arch.mmu_lock", "kvm->arch.mmu_unsync_pages_lock").is_some());
     assert_eq!(doc.locks.len(), 9);
     assert_eq!(doc.orderings.len(), 10);
     snapshot_settings! { insta::assert_json_snapshot!("kernel_docs_locking_6_12", doc); }

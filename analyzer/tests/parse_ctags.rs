@@ -24,9 +24,7 @@ fn ctags_functions(root: &std::path::Path, dirs: &[String]) -> Option<BTreeSet<(
     let mut set = BTreeSet::new();
     for line in text.lines() {
         let mut it = line.split_whitespace();
-        let (Some(name), Some(kind), Some(_line), Some(file)) =
-            (it.next(), it.next(), it.next(), it.next())
-        else {
+        let (Some(name), Some(kind), Some(_line), Some(file)) = (it.next(), it.next(), it.next(), it.next()) else {
             continue;
         };
         if kind == "function" {
@@ -41,9 +39,8 @@ fn coverage(version: &str) {
         return;
     };
     let mut dirs = vec!["virt/kvm".to_string()];
-    let mut arches: Vec<_> = std::fs::read_dir(root.join("arch"))
-        .map(|rd| rd.flatten().map(|e| e.path()).collect())
-        .unwrap_or_default();
+    let mut arches: Vec<_> =
+        std::fs::read_dir(root.join("arch")).map(|rd| rd.flatten().map(|e| e.path()).collect()).unwrap_or_default();
     arches.sort();
     for a in arches {
         if a.join("kvm").is_dir() {
@@ -58,10 +55,8 @@ fn coverage(version: &str) {
         eprintln!("notice: universal-ctags not found, skipping");
         return;
     };
-    let files: Vec<_> = kvm_files(&root)
-        .into_iter()
-        .filter(|(p, _, _)| dirs.iter().any(|d| p.starts_with(&format!("{d}/"))))
-        .collect();
+    let files: Vec<_> =
+        kvm_files(&root).into_iter().filter(|(p, _, _)| dirs.iter().any(|d| p.starts_with(&format!("{d}/")))).collect();
     let facts = parse_files(&files);
     let mut ours = BTreeSet::new();
     let mut macro_lines = BTreeSet::new();

@@ -58,8 +58,7 @@ int kvm_sync_all(void)
     let fun = func(&f, "kvm_sync_all");
     let l = loops(&fun.body);
     assert_eq!(l.len(), 1);
-    let Stmt::Loop { span, kind: LoopKind::Iterator { macro_name, args }, head, body } = l[0]
-    else {
+    let Stmt::Loop { span, kind: LoopKind::Iterator { macro_name, args }, head, body } = l[0] else {
         panic!("{:?}", l[0])
     };
     assert_eq!(macro_name, "list_for_each_entry");
@@ -111,9 +110,7 @@ static void fixup_all(void)
     let fun = func(&f, "fixup_all");
     let l = loops(&fun.body);
     assert_eq!(l.len(), 2);
-    let Stmt::Loop { kind: LoopKind::Iterator { macro_name, args }, body, .. } = l[0] else {
-        panic!()
-    };
+    let Stmt::Loop { kind: LoopKind::Iterator { macro_name, args }, body, .. } = l[0] else { panic!() };
     assert_eq!(macro_name, "for_each_online_cpu");
     assert_eq!(args.len(), 1);
     assert_eq!(body.stmts.len(), 1);
@@ -157,12 +154,8 @@ static int enable_all(void)
     assert_eq!(c[0].callee, Callee::Direct("guard".into()));
     assert_eq!(at(src, c[0].callee_span), "guard(mutex)");
     assert_eq!(at(src, c[0].span), "guard(mutex)(&kvm_usage_lock)");
-    let a: Vec<_> =
-        c[0].args.iter().map(|a| (a.text.as_str(), a.ident.as_deref(), a.address_of)).collect();
-    assert_eq!(
-        a,
-        [("mutex", Some("mutex"), false), ("&kvm_usage_lock", Some("kvm_usage_lock"), true)]
-    );
+    let a: Vec<_> = c[0].args.iter().map(|a| (a.text.as_str(), a.ident.as_deref(), a.address_of)).collect();
+    assert_eq!(a, [("mutex", Some("mutex"), false), ("&kvm_usage_lock", Some("kvm_usage_lock"), true)]);
     let Stmt::ScopedGuard { guard_type, args, body, span } = &fun.body.stmts[1] else {
         panic!("{:?}", fun.body.stmts[1])
     };
@@ -171,9 +164,7 @@ static int enable_all(void)
     assert_eq!(args[0].ident.as_deref(), Some("kvm->lock"));
     assert!(at(src, *span).starts_with("scoped_guard("));
     let ev = events(body);
-    assert!(
-        matches!(ev[0], Event::Access(Access { name, kind: AccessKind::Write, .. }) if name == "kvm_usage_count")
-    );
+    assert!(matches!(ev[0], Event::Access(Access { name, kind: AccessKind::Write, .. }) if name == "kvm_usage_count"));
 }
 
 #[test]
@@ -202,10 +193,7 @@ void cleanup(void) __releases(kvm_lock);
     let f = parse(src);
     let hook = func(&f, "kvm_arch_hook");
     assert!(hook.is_weak());
-    assert_eq!(
-        at(src, hook.span).lines().next(),
-        Some("int __weak kvm_arch_hook(struct kvm *kvm)")
-    );
+    assert_eq!(at(src, hook.span).lines().next(), Some("int __weak kvm_arch_hook(struct kvm *kvm)"));
     assert_eq!(at(src, hook.name_span), "kvm_arch_hook");
     assert_eq!(hook.return_type, "int");
     assert_eq!(hook.params, [Param { name: "kvm".into(), type_text: "struct kvm *".into() }]);
@@ -219,10 +207,7 @@ void cleanup(void) __releases(kvm_lock);
     let on = func(&f, "is_on");
     assert!(on.is_inline && on.attributes == ["__always_inline"]);
     let g = f.globals.iter().find(|g| g.name == "kvm_rebooting").unwrap();
-    assert_eq!(
-        (g.type_text.as_str(), g.attributes.as_slice()),
-        ("bool", &["__visible".to_string()][..])
-    );
+    assert_eq!((g.type_text.as_str(), g.attributes.as_slice()), ("bool", &["__visible".to_string()][..]));
     assert!(at(src, g.span).starts_with("__visible bool"));
     let g = f.globals.iter().find(|g| g.name == "kvm_x86_ops").unwrap();
     assert_eq!(g.type_text, "struct kvm_x86_ops");
@@ -288,19 +273,13 @@ KVM_X86_OP(hardware_disable)
 ";
     let f = parse(src);
     let names: Vec<_> = f.top_level_macros.iter().map(|m| m.name.as_str()).collect();
-    assert_eq!(
-        names,
-        ["module_init", "EXPORT_SYMBOL_GPL", "module_param", "KVM_X86_OP", "KVM_X86_OP"]
-    );
+    assert_eq!(names, ["module_init", "EXPORT_SYMBOL_GPL", "module_param", "KVM_X86_OP", "KVM_X86_OP"]);
     let mi = &f.top_level_macros[0];
     assert_eq!(at(src, mi.span), "module_init(vmx_init);");
     assert_eq!(mi.args[0].ident.as_deref(), Some("vmx_init"));
     assert_eq!(at(src, mi.args[0].span), "vmx_init");
     let mp = &f.top_level_macros[2];
-    assert_eq!(
-        mp.args.iter().map(|a| a.text.as_str()).collect::<Vec<_>>(),
-        ["enable_vpid", "bool", "0444"]
-    );
+    assert_eq!(mp.args.iter().map(|a| a.text.as_str()).collect::<Vec<_>>(), ["enable_vpid", "bool", "0444"]);
     assert_eq!(at(src, f.top_level_macros[4].span), "KVM_X86_OP(hardware_disable)");
     assert_eq!(f.functions.len(), 1);
 }
@@ -328,16 +307,10 @@ int kvm_arch_enable(void)
         callees,
         [
             Callee::StaticCall { key: "kvm_x86_hardware_enable".into(), via_macro: None },
-            Callee::StaticCall {
-                key: "enable_virtualization_cpu".into(),
-                via_macro: Some("kvm_x86_call".into())
-            },
+            Callee::StaticCall { key: "enable_virtualization_cpu".into(), via_macro: Some("kvm_x86_call".into()) },
             Callee::StaticCall { key: "kvm_x86_vcpu_blocking".into(), via_macro: None },
             Callee::OpsMember { base: "kvm_x86_ops".into(), field: "hardware_enable".into() },
-            Callee::OpsMember {
-                base: "kvm_mips_callbacks".into(),
-                field: "hardware_enable".into()
-            },
+            Callee::OpsMember { base: "kvm_mips_callbacks".into(), field: "hardware_enable".into() },
             Callee::Indirect("(*handler)".into()),
         ]
     );
@@ -384,10 +357,7 @@ static void hardware_enable_nolock(void *junk)
             _ => None,
         })
         .collect();
-    assert_eq!(
-        la,
-        [("cpu", Some("raw_smp_processor_id")), ("r", Some("kvm_arch_hardware_enable"))]
-    );
+    assert_eq!(la, [("cpu", Some("raw_smp_processor_id")), ("r", Some("kvm_arch_hardware_enable"))]);
     let acc: Vec<_> = ev
         .iter()
         .filter_map(|e| match e {
@@ -456,9 +426,7 @@ int no_d(void) { return 3; }
     assert_eq!(en.len(), 2);
     assert_eq!(en[0].condition, ["CONFIG_KVM_GENERIC_HARDWARE_ENABLING"]);
     assert_eq!(en[1].condition, ["!CONFIG_KVM_GENERIC_HARDWARE_ENABLING"]);
-    let Stmt::Preproc { branches, .. } = &en[0].body.stmts[0] else {
-        panic!("{:?}", en[0].body.stmts)
-    };
+    let Stmt::Preproc { branches, .. } = &en[0].body.stmts[0] else { panic!("{:?}", en[0].body.stmts) };
     assert_eq!(branches.len(), 2);
     assert_eq!(branches[0].condition, "CONFIG_X86_64");
     assert_eq!(branches[1].condition, "else");
@@ -467,10 +435,7 @@ int no_d(void) { return 3; }
     assert_eq!(c1.callee.display(), "legacy_setup");
     assert_eq!(c1.condition, ["!CONFIG_X86_64"]);
     assert_eq!(func(&f, "only_a").condition, ["defined(CONFIG_A) && !defined(CONFIG_B)"]);
-    assert_eq!(
-        func(&f, "only_c").condition,
-        ["!(defined(CONFIG_A) && !defined(CONFIG_B))", "IS_ENABLED(CONFIG_C)"]
-    );
+    assert_eq!(func(&f, "only_c").condition, ["!(defined(CONFIG_A) && !defined(CONFIG_B))", "IS_ENABLED(CONFIG_C)"]);
     assert_eq!(func(&f, "no_d").condition, ["!CONFIG_D"]);
 }
 
@@ -499,8 +464,7 @@ static void *map(u64 pfn)
 ";
     let f = parse(src);
     let fun = func(&f, "map");
-    let c: Vec<_> =
-        calls(&fun.body).iter().map(|c| (c.callee.display(), c.condition.clone())).collect();
+    let c: Vec<_> = calls(&fun.body).iter().map(|c| (c.callee.display(), c.condition.clone())).collect();
     assert_eq!(
         c,
         [
@@ -535,21 +499,15 @@ static const struct file_operations fops[] = {
 };
 ";
     let f = parse(src);
-    let get = |n: &str| {
-        f.initializers.iter().find(|i| i.var_name == n).unwrap_or_else(|| panic!("no {n}"))
-    };
+    let get = |n: &str| f.initializers.iter().find(|i| i.var_name == n).unwrap_or_else(|| panic!("no {n}"));
     let s = get("kvm_syscore_ops");
     assert_eq!(s.struct_type, "syscore_ops");
-    let fl: Vec<_> =
-        s.fields.iter().map(|b| (b.field.as_str(), b.value_ident.as_deref())).collect();
+    let fl: Vec<_> = s.fields.iter().map(|b| (b.field.as_str(), b.value_ident.as_deref())).collect();
     assert_eq!(fl, [("suspend", Some("kvm_suspend")), ("resume", Some("kvm_resume"))]);
     assert_eq!(at(src, s.fields[0].span), ".suspend = kvm_suspend");
     let v = get("vmx_init_ops");
     let rt = v.fields.iter().find(|b| b.field == "runtime_ops").unwrap();
-    assert_eq!(
-        (rt.value_text.as_str(), rt.value_ident.as_deref()),
-        ("&vmx_x86_ops", Some("vmx_x86_ops"))
-    );
+    assert_eq!((rt.value_text.as_str(), rt.value_ident.as_deref()), ("&vmx_x86_ops", Some("vmx_x86_ops")));
     let wide = v.fields.iter().find(|b| b.field == "wide").unwrap();
     assert_eq!(wide.condition, ["CONFIG_X86_64"]);
     let pmu = get("vmx_init_ops.pmu_ops");
@@ -603,10 +561,7 @@ out:
             o => format!("{o:?}"),
         })
         .collect();
-    assert_eq!(
-        kinds,
-        ["case:case 1:", "case:case 2 ... 4:", "simple", "break", "case:default:", "goto out"]
-    );
+    assert_eq!(kinds, ["case:case 1:", "case:case 2 ... 4:", "simple", "break", "case:default:", "goto out"]);
     let labels: Vec<_> = fun
         .body
         .stmts
@@ -672,8 +627,7 @@ fn crlf_spans_are_exact() {
 #[test]
 fn measured_variant_counts_plain_errors() {
     let src = "static DEFINE_PER_CPU(bool, x);\nint __weak f(void)\n{\n\tfor_each_online_cpu(cpu) {\n\t\tg();\n\t}\n\treturn 0;\n}\n";
-    let f =
-        parse_file_with("t.c", Some("x86"), src.as_bytes(), ParseOptions { measure_plain: true });
+    let f = parse_file_with("t.c", Some("x86"), src.as_bytes(), ParseOptions { measure_plain: true });
     assert!(f.parse_quality.error_nodes_plain > 0);
     assert_eq!(f.parse_quality.error_nodes_recovered, 0);
     assert_eq!(f.arch.as_deref(), Some("x86"));
@@ -681,8 +635,7 @@ fn measured_variant_counts_plain_errors() {
 
 #[test]
 fn remaining_errors_are_diagnosed_and_rest_extracted() {
-    let src =
-        "int ok1(void) { return 1; }\nint broken(void) { x = = ; }\nint ok2(void) { return 2; }\n";
+    let src = "int ok1(void) { return 1; }\nint broken(void) { x = = ; }\nint ok2(void) { return 2; }\n";
     let f = parse_file("t.c", None, src.as_bytes());
     assert!(!f.diagnostics.is_empty());
     assert_eq!(f.diagnostics[0].span.line, 2);

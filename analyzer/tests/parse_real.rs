@@ -58,24 +58,21 @@ fn key_facts_6_1() {
     // hardware_enable_all() broadcasts hardware_enable_nolock.
     let f = function(&facts, "virt/kvm/kvm_main.c", "hardware_enable_all");
     let c = calls(&f.body);
-    let on_each = c
-        .iter()
-        .find(|c| c.callee == Callee::Direct("on_each_cpu".into()))
-        .expect("on_each_cpu call");
+    let on_each = c.iter().find(|c| c.callee == Callee::Direct("on_each_cpu".into())).expect("on_each_cpu call");
     assert_eq!(on_each.args[0].ident.as_deref(), Some("hardware_enable_nolock"));
 
     // x86's enable hook: static call, then the vm_list walk.
     let f = function(&facts, "arch/x86/kvm/x86.c", "kvm_arch_hardware_enable");
-    assert!(calls(&f.body).iter().any(|c| c.callee
-        == Callee::StaticCall { key: "kvm_x86_hardware_enable".into(), via_macro: None }));
+    assert!(calls(&f.body)
+        .iter()
+        .any(|c| c.callee == Callee::StaticCall { key: "kvm_x86_hardware_enable".into(), via_macro: None }));
     let mut walks = Vec::new();
     visit_stmts(&f.body, &mut |s| {
         if let Stmt::Loop { kind: LoopKind::Iterator { macro_name, args }, .. } = s {
             walks.push((macro_name.clone(), args.clone()));
         }
     });
-    let (_, args) =
-        walks.iter().find(|(m, _)| m == "list_for_each_entry").expect("list_for_each_entry loop");
+    let (_, args) = walks.iter().find(|(m, _)| m == "list_for_each_entry").expect("list_for_each_entry loop");
     assert_eq!(args[1].ident.as_deref(), Some("vm_list"));
     assert!(args[1].address_of);
 
@@ -84,8 +81,7 @@ fn key_facts_6_1() {
     assert_eq!(g.define_macro.as_deref(), Some("DEFINE_RAW_SPINLOCK"));
     assert!(g.is_static);
     assert_eq!(
-        &main_text(&root, "virt/kvm/kvm_main.c")
-            [g.name_span.start as usize..g.name_span.end as usize],
+        &main_text(&root, "virt/kvm/kvm_main.c")[g.name_span.start as usize..g.name_span.end as usize],
         b"kvm_count_lock"
     );
     let g = main.globals.iter().find(|g| g.name == "cpus_hardware_enabled").expect("cpumask");
@@ -96,14 +92,13 @@ fn key_facts_6_1() {
     assert_eq!(g.define_macro.as_deref(), Some("LIST_HEAD"));
     let g = main.globals.iter().find(|g| g.name == "kvm_rebooting").expect("kvm_rebooting");
     assert!(g.attributes.contains(&"__visible".to_string()), "{:?}", g.attributes);
-    assert!(main.top_level_macros.iter().any(|m| m.name == "EXPORT_SYMBOL_GPL"
-        && m.args.first().and_then(|a| a.ident.as_deref()) == Some("kvm_rebooting")));
-
-    let si = main
-        .initializers
+    assert!(main
+        .top_level_macros
         .iter()
-        .find(|i| i.struct_type == "syscore_ops")
-        .expect("syscore_ops initializer");
+        .any(|m| m.name == "EXPORT_SYMBOL_GPL"
+            && m.args.first().and_then(|a| a.ident.as_deref()) == Some("kvm_rebooting")));
+
+    let si = main.initializers.iter().find(|i| i.struct_type == "syscore_ops").expect("syscore_ops initializer");
     let b = si.fields.iter().find(|b| b.field == "suspend").expect(".suspend");
     assert_eq!(b.value_ident.as_deref(), Some("kvm_suspend"));
 
@@ -172,9 +167,9 @@ fn key_facts_6_12() {
 
     let x86 = file(&facts, "arch/x86/kvm/x86.c");
     let any_x86_call = x86.functions.iter().any(|f| {
-        calls(&f.body).iter().any(|c| {
-            matches!(&c.callee, Callee::StaticCall { via_macro: Some(m), .. } if m == "kvm_x86_call")
-        })
+        calls(&f.body)
+            .iter()
+            .any(|c| matches!(&c.callee, Callee::StaticCall { via_macro: Some(m), .. } if m == "kvm_x86_call"))
     });
     assert!(any_x86_call);
 

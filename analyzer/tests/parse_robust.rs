@@ -167,9 +167,7 @@ fn deep_nesting_does_not_overflow() {
 
 #[test]
 fn empty_and_tiny_inputs() {
-    for s in
-        ["", "\n", "{", "}", "#", "#if", "(", "\"", "/*", "a(", "a(b) {", "DEFINE_MUTEX(", "\\"]
-    {
+    for s in ["", "\n", "{", "}", "#", "#if", "(", "\"", "/*", "a(", "a(b) {", "DEFINE_MUTEX(", "\\"] {
         check(s.as_bytes());
     }
 }
@@ -177,9 +175,7 @@ fn empty_and_tiny_inputs() {
 #[test]
 fn parallel_output_in_input_order() {
     let files: Vec<(String, Option<String>, Vec<u8>)> = (0..64)
-        .map(|i| {
-            (format!("f{i}.c"), None, format!("int fn{i}(void) {{ return {i}; }}\n").into_bytes())
-        })
+        .map(|i| (format!("f{i}.c"), None, format!("int fn{i}(void) {{ return {i}; }}\n").into_bytes()))
         .collect();
     let out = parse_files(&files);
     for (i, f) in out.iter().enumerate() {

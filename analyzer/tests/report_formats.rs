@@ -97,27 +97,9 @@ fn report() -> CheckReport {
          reachable from ipi context that runs concurrently with them",
         vec![
             step("kvm_dev_ioctl", MAIN, 5032, 9, "ioctl", &[], &[], None),
-            step(
-                "kvm_dev_ioctl_create_vm",
-                MAIN,
-                4987,
-                7,
-                "ioctl",
-                &[],
-                &[],
-                None,
-            ),
+            step("kvm_dev_ioctl_create_vm", MAIN, 4987, 7, "ioctl", &[], &[], None),
             step("kvm_create_vm", MAIN, 1164, 6, "ioctl", &[], &[], None),
-            step(
-                "hardware_enable_all",
-                MAIN,
-                5162,
-                2,
-                "ioctl",
-                &["kvm_count_lock"],
-                &[],
-                None,
-            ),
+            step("hardware_enable_all", MAIN, 5162, 2, "ioctl", &["kvm_count_lock"], &[], None),
             step(
                 "hardware_enable_nolock",
                 MAIN,
@@ -128,33 +110,20 @@ fn report() -> CheckReport {
                 &["kvm_count_lock"],
                 Some("on_each_cpu(hardware_enable_nolock)"),
             ),
-            step(
-                "kvm_arch_hardware_enable",
-                X86,
-                12201,
-                2,
-                "ipi",
-                &[],
-                &["kvm_count_lock"],
-                None,
-            ),
+            step("kvm_arch_hardware_enable", X86, 12201, 2, "ipi", &[], &["kvm_count_lock"], None),
         ],
         vec![
             Related {
                 file: MAIN.into(),
                 line: 1210,
                 col: 2,
-                message:
-                    "`vm_list` modified here by list_add() in kvm_create_vm() with {kvm_lock} held"
-                        .into(),
+                message: "`vm_list` modified here by list_add() in kvm_create_vm() with {kvm_lock} held".into(),
             },
             Related {
                 file: MAIN.into(),
                 line: 1285,
                 col: 2,
-                message:
-                    "`vm_list` modified here by list_del() in kvm_destroy_vm() with {kvm_lock} held"
-                        .into(),
+                message: "`vm_list` modified here by list_del() in kvm_destroy_vm() with {kvm_lock} held".into(),
             },
         ],
         &["vm_list", "list_for_each_entry"],
@@ -221,10 +190,7 @@ fn sarif_snapshot() {
         rule["fullDescription"]["text"] = "[doc]".into();
         rule["help"] = serde_json::json!({ "text": "[doc]", "markdown": "[doc]" });
     }
-    snapshot!(
-        "report_sarif",
-        serde_json::to_string_pretty(&sarif).unwrap()
-    );
+    snapshot!("report_sarif", serde_json::to_string_pretty(&sarif).unwrap());
 }
 
 #[test]
@@ -256,10 +222,7 @@ fn sarif_structure() {
         assert_eq!(rule["id"], info.id);
         assert_eq!(rule["name"], info.name);
         assert_eq!(rule["shortDescription"]["text"], info.summary);
-        assert_eq!(
-            rule["defaultConfiguration"]["level"],
-            info.severity.as_str()
-        );
+        assert_eq!(rule["defaultConfiguration"]["level"], info.severity.as_str());
         let doc = info.doc();
         if !doc.trim().is_empty() {
             assert_eq!(rule["help"]["markdown"], doc.trim());
@@ -270,47 +233,28 @@ fn sarif_structure() {
     assert_eq!(results.len(), report.findings.len());
     for (result, f) in results.iter().zip(&report.findings) {
         assert_eq!(result["ruleId"], f.rule);
-        assert_eq!(
-            rules[result["ruleIndex"].as_u64().unwrap() as usize]["id"],
-            f.rule
-        );
+        assert_eq!(rules[result["ruleIndex"].as_u64().unwrap() as usize]["id"], f.rule);
         assert_eq!(result["level"], f.severity.as_str());
         assert_eq!(result["message"]["text"], f.message.as_str());
-        assert_eq!(
-            result["partialFingerprints"][FINGERPRINT_KEY],
-            f.fingerprint.as_str()
-        );
+        assert_eq!(result["partialFingerprints"][FINGERPRINT_KEY], f.fingerprint.as_str());
         let loc = &result["locations"][0]["physicalLocation"];
         assert_eq!(loc["artifactLocation"]["uri"], f.file.as_str());
         assert_eq!(loc["artifactLocation"]["uriBaseId"], "SRCROOT");
         assert_eq!(loc["region"]["startLine"], f.line);
         assert_eq!(loc["region"]["startColumn"], f.col);
-        let flow = result["codeFlows"][0]["threadFlows"][0]["locations"]
-            .as_array()
-            .expect("codeFlows present");
+        let flow = result["codeFlows"][0]["threadFlows"][0]["locations"].as_array().expect("codeFlows present");
         assert_eq!(flow.len(), f.evidence.len());
         for (tfl, step) in flow.iter().zip(&f.evidence) {
             let msg = tfl["location"]["message"]["text"].as_str().unwrap();
-            assert!(
-                msg.contains(&step.function) && msg.contains(&format!("[{}]", step.context)),
-                "{msg}"
-            );
-            assert_eq!(
-                tfl["location"]["physicalLocation"]["region"]["startLine"],
-                step.line
-            );
+            assert!(msg.contains(&step.function) && msg.contains(&format!("[{}]", step.context)), "{msg}");
+            assert_eq!(tfl["location"]["physicalLocation"]["region"]["startLine"], step.line);
         }
-        assert!(flow[0]["location"]["message"]["text"]
-            .as_str()
-            .unwrap()
-            .starts_with("root: "));
+        assert!(flow[0]["location"]["message"]["text"].as_str().unwrap().starts_with("root: "));
         let related = result["relatedLocations"].as_array().unwrap();
         assert_eq!(related.len(), f.related.len());
         assert_eq!(related[0]["message"]["text"], f.related[0].message.as_str());
     }
-    let notes = runs[0]["invocations"][0]["toolExecutionNotifications"]
-        .as_array()
-        .unwrap();
+    let notes = runs[0]["invocations"][0]["toolExecutionNotifications"].as_array().unwrap();
     assert_eq!(notes.len(), 1);
     assert_eq!(notes[0]["level"], "warning");
 }
@@ -324,10 +268,7 @@ fn json_structure() {
     assert_eq!(json["tool"], "kvmtk");
     let mut top = keys(&json);
     top.sort();
-    assert_eq!(
-        top,
-        ["arches", "findings", "tool", "tree", "version", "warnings"]
-    );
+    assert_eq!(top, ["arches", "findings", "tool", "tree", "version", "warnings"]);
     let f = &json["findings"][0];
     let mut fk = keys(f);
     fk.sort();
@@ -351,33 +292,14 @@ fn json_structure() {
     );
     let mut sk = keys(&f["evidence"][0]);
     sk.sort();
-    assert_eq!(
-        sk,
-        [
-            "col",
-            "context",
-            "file",
-            "function",
-            "held",
-            "line",
-            "may_held",
-            "serialized_by",
-            "via"
-        ]
-    );
+    assert_eq!(sk, ["col", "context", "file", "function", "held", "line", "may_held", "serialized_by", "via"]);
     assert_eq!(f["evidence"][0]["via"], Value::Null);
-    assert_eq!(
-        f["evidence"][4]["via"],
-        "on_each_cpu(hardware_enable_nolock)"
-    );
+    assert_eq!(f["evidence"][4]["via"], "on_each_cpu(hardware_enable_nolock)");
     assert_eq!(json["warnings"][0]["line"], 88);
     // Key order is the documented one, not alphabetical.
     let text = render_json(&report);
     let in_order = |keys: &[&str]| {
-        let at: Vec<usize> = keys
-            .iter()
-            .map(|k| text.find(&format!("\"{k}\": ")).unwrap())
-            .collect();
+        let at: Vec<usize> = keys.iter().map(|k| text.find(&format!("\"{k}\": ")).unwrap()).collect();
         assert!(at.windows(2).all(|w| w[0] < w[1]), "{keys:?} out of order");
     };
     in_order(&["version", "tool", "tree", "arches", "findings"]);
@@ -409,10 +331,7 @@ fn json_structure() {
 fn text_structure() {
     let text = render_text(&report());
     let lines: Vec<&str> = text.lines().collect();
-    assert_eq!(
-        lines[0],
-        "arch/arm64/kvm/arm.c:88: warning: unbalanced `#ifdef CONFIG_KVM` (the rest is analyzed)"
-    );
+    assert_eq!(lines[0], "arch/arm64/kvm/arm.c:88: warning: unbalanced `#ifdef CONFIG_KVM` (the rest is analyzed)");
     assert!(lines[1].starts_with("arch/x86/kvm/x86.c:12201:2: warning: `vm_list` walked"));
     assert!(lines[1].ends_with(" [HW001 unguarded-list-walk]"));
     assert!(lines[2].starts_with("virt/kvm/kvm_main.c:5032:9: note: root: [ioctl] kvm_dev_ioctl"));
@@ -424,27 +343,14 @@ fn text_structure() {
     // Every line but the summary is `path:line[:col]: severity: ...`.
     for line in &lines[..lines.len() - 1] {
         let rest = line.split_once(": ").unwrap().1;
-        assert!(
-            ["note: ", "warning: ", "error: "]
-                .iter()
-                .any(|s| rest.starts_with(s)),
-            "{line}"
-        );
+        assert!(["note: ", "warning: ", "error: "].iter().any(|s| rest.starts_with(s)), "{line}");
     }
 }
 
 #[test]
 fn text_without_findings() {
-    let empty = CheckReport {
-        tree: "t".into(),
-        arches: strings(&["x86"]),
-        findings: vec![],
-        warnings: vec![],
-    };
-    assert_eq!(
-        render_text(&empty),
-        "0 findings (0 errors, 0 warnings, 0 notes) in arch x86\n"
-    );
+    let empty = CheckReport { tree: "t".into(), arches: strings(&["x86"]), findings: vec![], warnings: vec![] };
+    assert_eq!(render_text(&empty), "0 findings (0 errors, 0 warnings, 0 notes) in arch x86\n");
     assert_eq!(render_github(&empty), "");
     let json: Value = serde_json::from_str(&render_json(&empty)).unwrap();
     assert_eq!(json["findings"], serde_json::json!([]));
@@ -462,10 +368,7 @@ fn github_escaping() {
     let out = render_github(&r);
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines.len(), 3, "one line per annotation:\n{out}");
-    assert_eq!(
-        lines[0],
-        "::warning title=kvmtk input::unbalanced `#ifdef CONFIG_KVM` (the rest is analyzed)"
-    );
+    assert_eq!(lines[0], "::warning title=kvmtk input::unbalanced `#ifdef CONFIG_KVM` (the rest is analyzed)");
     assert!(
         lines[1].starts_with(
             "::warning file=arch/x86/kvm/a%2Cb%3Ac.c,line=12201,col=2,title=HW001 unguarded-list-walk::\
@@ -476,9 +379,7 @@ fn github_escaping() {
         "{}",
         lines[1]
     );
-    assert!(lines[2].starts_with(
-        "::error file=virt/kvm/kvm_main.c,line=5071,col=2,title=HW007 sleep-in-atomic::"
-    ));
+    assert!(lines[2].starts_with("::error file=virt/kvm/kvm_main.c,line=5071,col=2,title=HW007 sleep-in-atomic::"));
     // Only the command separator `::` after the properties; none in the data.
     for line in &lines {
         let (_, data) = line[2..].split_once("::").unwrap();
@@ -491,11 +392,7 @@ fn github_notice_for_notes() {
     let mut r = report();
     r.findings.truncate(1);
     r.findings[0].severity = Severity::Note;
-    assert!(render_github(&r)
-        .lines()
-        .nth(1)
-        .unwrap()
-        .starts_with("::notice file="));
+    assert!(render_github(&r).lines().nth(1).unwrap().starts_with("::notice file="));
 }
 
 #[test]
@@ -505,9 +402,7 @@ fn exit_codes() {
     assert_eq!(exit_code(&r, Severity::Warning), 1);
     assert_eq!(exit_code(&r, Severity::Error), 1);
     let mut warn_only = report();
-    warn_only
-        .findings
-        .retain(|f| f.severity == Severity::Warning);
+    warn_only.findings.retain(|f| f.severity == Severity::Warning);
     assert_eq!(exit_code(&warn_only, Severity::Error), 0);
     assert_eq!(exit_code(&warn_only, Severity::Warning), 1);
     let mut notes = report();
@@ -516,13 +411,6 @@ fn exit_codes() {
     }
     assert_eq!(exit_code(&notes, Severity::Warning), 0);
     assert_eq!(exit_code(&notes, Severity::Note), 1);
-    let none = CheckReport {
-        findings: vec![],
-        ..report()
-    };
-    assert_eq!(
-        exit_code(&none, Severity::Note),
-        0,
-        "input warnings never fail the check"
-    );
+    let none = CheckReport { findings: vec![], ..report() };
+    assert_eq!(exit_code(&none, Severity::Note), 0, "input warnings never fail the check");
 }

@@ -61,7 +61,9 @@ fn has(r: &CheckReport, rule: &str, arch: &str, file_part: &str, needle: &str) -
         f.rule == rule
             && (arch.is_empty() || f.arch == arch)
             && f.file.contains(file_part)
-            && (f.message.contains(needle) || f.function.contains(needle) || f.symbols.iter().any(|s| s.contains(needle)))
+            && (f.message.contains(needle)
+                || f.function.contains(needle)
+                || f.symbols.iter().any(|s| s.contains(needle)))
     })
 }
 

@@ -20,19 +20,13 @@ fn fake_tree(root: &Path) {
         ("virt/kvm/sub/helper.h", "#define HELPER 1\n"),
         ("virt/kvm/Makefile.kvm", "obj-y += kvm_main.o\n"),
         ("include/linux/kvm_host.h", "struct kvm;\n"),
-        (
-            "include/linux/cpuhotplug.h",
-            "enum cpuhp_state { CPUHP_OFFLINE };\n",
-        ),
+        ("include/linux/cpuhotplug.h", "enum cpuhp_state { CPUHP_OFFLINE };\n"),
         ("include/linux/list.h", "struct list_head;\n"),
         ("arch/x86/kvm/x86.c", "int x86;\n"),
         ("arch/x86/kvm/vmx/vmx.c", "int vmx;\n"),
         ("arch/x86/kvm/Makefile", "obj-y += x86.o\n"),
         ("arch/x86/include/asm/kvm_host.h", "struct kvm_arch;\n"),
-        (
-            "arch/x86/include/asm/kvm-x86-ops.h",
-            "KVM_X86_OP(hardware_enable)\n",
-        ),
+        ("arch/x86/include/asm/kvm-x86-ops.h", "KVM_X86_OP(hardware_enable)\n"),
         ("arch/x86/include/asm/apic.h", "int apic;\n"),
         ("arch/arm64/kvm/arm.c", "int arm;\n"),
         ("arch/arm64/include/asm/kvm_host.h", "struct kvm_arch;\n"),
@@ -108,10 +102,7 @@ fn blob_ids_match_git() {
 fn arch_narrowing_keeps_common_files() {
     let tmp = tempfile::tempdir().unwrap();
     fake_tree(tmp.path());
-    let opts = SourceOptions {
-        arches: Some(vec!["x86".to_string()]),
-        ..Default::default()
-    };
+    let opts = SourceOptions { arches: Some(vec!["x86".to_string()]), ..Default::default() };
     let tree = load_dir(tmp.path(), &opts).unwrap();
     assert_eq!(
         paths(&tree),
@@ -129,10 +120,7 @@ fn arch_narrowing_keeps_common_files() {
         ]
     );
     assert_eq!(tree.arches, ["x86"]);
-    let x86: Vec<&str> = tree
-        .files_for_arch("arm64")
-        .map(|f| f.path.as_str())
-        .collect();
+    let x86: Vec<&str> = tree.files_for_arch("arm64").map(|f| f.path.as_str()).collect();
     assert!(!x86.iter().any(|p| p.starts_with("arch/")));
 }
 
@@ -204,33 +192,19 @@ fn symlinks_inside_followed_outside_and_dangling_warned() {
     let root = tmp.path().join("linux");
     fake_tree(&root);
     write(tmp.path(), "outside.c", b"int secret;\n");
-    symlink(
-        "../../include/linux/kvm_host.h",
-        root.join("virt/kvm/alias.h"),
-    )
-    .unwrap();
-    symlink(
-        tmp.path().join("outside.c"),
-        root.join("virt/kvm/outside.c"),
-    )
-    .unwrap();
+    symlink("../../include/linux/kvm_host.h", root.join("virt/kvm/alias.h")).unwrap();
+    symlink(tmp.path().join("outside.c"), root.join("virt/kvm/outside.c")).unwrap();
     symlink("../../../outside.c", root.join("virt/kvm/outside_rel.c")).unwrap();
     symlink("does-not-exist.c", root.join("virt/kvm/dangling.c")).unwrap();
     // A symbolic link to a directory is not descended into.
     symlink("../../arch", root.join("virt/kvm/archlink")).unwrap();
 
     let tree = load_dir(&root, &SourceOptions::default()).unwrap();
-    assert_eq!(
-        tree.file("virt/kvm/alias.h").unwrap().bytes,
-        b"struct kvm;\n"
-    );
+    assert_eq!(tree.file("virt/kvm/alias.h").unwrap().bytes, b"struct kvm;\n");
     assert!(tree.file("virt/kvm/outside.c").is_none());
     assert!(tree.file("virt/kvm/outside_rel.c").is_none());
     assert!(tree.file("virt/kvm/dangling.c").is_none());
-    assert!(!tree
-        .files
-        .iter()
-        .any(|f| f.path.starts_with("virt/kvm/archlink")));
+    assert!(!tree.files.iter().any(|f| f.path.starts_with("virt/kvm/archlink")));
 
     let outside = fs::canonicalize(tmp.path().join("outside.c")).unwrap();
     let warnings: Vec<String> = tree.warnings.iter().map(|w| w.to_string()).collect();
@@ -278,10 +252,7 @@ fn unreadable_file_and_directory_become_warnings() {
 
     if privileged {
         eprintln!("notice: running privileged; chmod 000 does not block reads");
-        assert_eq!(
-            tree.file("virt/kvm/secret.c").unwrap().bytes,
-            b"int secret;\n"
-        );
+        assert_eq!(tree.file("virt/kvm/secret.c").unwrap().bytes, b"int secret;\n");
         assert!(tree.file("arch/arm64/kvm/hyp/switch.c").is_some());
         assert_eq!(tree.warnings, []);
     } else {
@@ -305,10 +276,7 @@ fn a_directory_named_like_a_source_file_is_a_warning() {
     fs::create_dir_all(tmp.path().join("arch/x86/include/asm/kvm_ppc.h")).unwrap();
     let tree = load_dir(tmp.path(), &SourceOptions::default()).unwrap();
     let warnings: Vec<String> = tree.warnings.iter().map(|w| w.to_string()).collect();
-    assert_eq!(
-        warnings,
-        ["arch/x86/include/asm/kvm_ppc.h: warning: is a directory, expected a file; skipped"]
-    );
+    assert_eq!(warnings, ["arch/x86/include/asm/kvm_ppc.h: warning: is a directory, expected a file; skipped"]);
 }
 
 #[test]
@@ -329,10 +297,7 @@ fn error_not_a_kernel_tree_names_all_missing_files() {
     let err = load_dir(tmp.path(), &SourceOptions::default()).unwrap_err();
     assert_eq!(
         err.to_string(),
-        format!(
-            "`{}` is not a kernel source tree: missing virt/kvm/kvm_main.c",
-            tmp.path().display()
-        )
+        format!("`{}` is not a kernel source tree: missing virt/kvm/kvm_main.c", tmp.path().display())
     );
 }
 
@@ -356,10 +321,7 @@ fn error_nonexistent_path_and_file_path() {
     let err = load_dir(&missing, &SourceOptions::default()).unwrap_err();
     assert_eq!(
         err.to_string(),
-        format!(
-            "`{}` does not exist; expected a kernel source tree or git repository",
-            missing.display()
-        )
+        format!("`{}` does not exist; expected a kernel source tree or git repository", missing.display())
     );
 
     let file = tmp.path().join("file.txt");
@@ -367,10 +329,7 @@ fn error_nonexistent_path_and_file_path() {
     let err = load_dir(&file, &SourceOptions::default()).unwrap_err();
     assert_eq!(
         err.to_string(),
-        format!(
-            "`{}` is not a directory; expected the top directory of a kernel source tree",
-            file.display()
-        )
+        format!("`{}` is not a directory; expected the top directory of a kernel source tree", file.display())
     );
 }
 
@@ -378,16 +337,10 @@ fn error_nonexistent_path_and_file_path() {
 fn error_unknown_arch_lists_present_arches() {
     let tmp = tempfile::tempdir().unwrap();
     fake_tree(tmp.path());
-    let opts = SourceOptions {
-        arches: Some(vec!["x86".to_string(), "sparc".to_string()]),
-        ..Default::default()
-    };
+    let opts = SourceOptions { arches: Some(vec!["x86".to_string(), "sparc".to_string()]), ..Default::default() };
     let err = load_dir(tmp.path(), &opts).unwrap_err();
     assert_eq!(
         err.to_string(),
-        format!(
-            "unknown architecture `sparc` in `{}`; architectures with KVM code: arm64, x86",
-            tmp.path().display()
-        )
+        format!("unknown architecture `sparc` in `{}`; architectures with KVM code: arm64, x86", tmp.path().display())
     );
 }

@@ -19,12 +19,7 @@ fn read_all(dir: &Path) -> Vec<(String, Vec<u8>)> {
             if ft.is_dir() {
                 walk(root, &e.path(), out);
             } else if ft.is_file() {
-                let rel = e
-                    .path()
-                    .strip_prefix(root)
-                    .unwrap()
-                    .to_string_lossy()
-                    .replace('\\', "/");
+                let rel = e.path().strip_prefix(root).unwrap().to_string_lossy().replace('\\', "/");
                 out.push((rel, fs::read(e.path()).unwrap()));
             }
         }
@@ -54,12 +49,7 @@ fn entry(path: &str, id: Oid, mode: u32, size: usize) -> IndexEntry {
 
 /// Commits `files` (and `symlinks`: path -> target) as the next commit on
 /// HEAD, without touching any work tree (works on bare repositories).
-fn commit(
-    repo: &Repository,
-    files: &[(String, Vec<u8>)],
-    symlinks: &[(&str, &str)],
-    msg: &str,
-) -> Oid {
+fn commit(repo: &Repository, files: &[(String, Vec<u8>)], symlinks: &[(&str, &str)], msg: &str) -> Oid {
     let mut index = git2::Index::new().unwrap();
     for (path, bytes) in files {
         let id = repo.blob(bytes).unwrap();
@@ -73,25 +63,18 @@ fn commit(
     let sig = Signature::new("kvmtk test", "test@kvmtk.invalid", &git2::Time::new(0, 0)).unwrap();
     let parent = repo.head().ok().and_then(|h| h.peel_to_commit().ok());
     let parents: Vec<&git2::Commit> = parent.iter().collect();
-    repo.commit(Some("HEAD"), &sig, &sig, msg, &tree, &parents)
-        .unwrap()
+    repo.commit(Some("HEAD"), &sig, &sig, msg, &tree, &parents).unwrap()
 }
 
 fn git(repo: &Path, rev: &str) -> SourceSpec {
-    SourceSpec::Git {
-        repo: repo.to_path_buf(),
-        rev: rev.to_string(),
-    }
+    SourceSpec::Git { repo: repo.to_path_buf(), rev: rev.to_string() }
 }
 
 fn fake_files() -> Vec<(String, Vec<u8>)> {
     [
         ("virt/kvm/kvm_main.c", "int kvm_main;\n"),
         ("include/linux/kvm_host.h", "struct kvm;\n"),
-        (
-            "include/linux/cpuhotplug.h",
-            "enum cpuhp_state { CPUHP_OFFLINE };\n",
-        ),
+        ("include/linux/cpuhotplug.h", "enum cpuhp_state { CPUHP_OFFLINE };\n"),
         ("Documentation/virt/kvm/locking.rst", "locks\n"),
         ("arch/x86/kvm/x86.c", "int x86;\n"),
         ("arch/x86/kvm/Makefile", "obj-y += x86.o\n"),
@@ -146,10 +129,7 @@ fn fake_tree_revisions_symlinks_and_errors() {
     let alias = head.file("virt/kvm/alias.h").unwrap();
     assert_eq!(alias.bytes, b"struct kvm;\n");
     // The blob id is the target's, as for directory sources (content hash).
-    assert_eq!(
-        alias.blob_id,
-        head.file("include/linux/kvm_host.h").unwrap().blob_id
-    );
+    assert_eq!(alias.blob_id, head.file("include/linux/kvm_host.h").unwrap().blob_id);
     let warnings: Vec<String> = head.warnings.iter().map(|w| w.to_string()).collect();
     assert_eq!(
         warnings,
@@ -173,13 +153,7 @@ fn fake_tree_revisions_symlinks_and_errors() {
 
     // Errors.
     let err = SourceTree::load(&git(&repo_dir, "v9.9"), &opts).unwrap_err();
-    assert_eq!(
-        err.to_string(),
-        format!(
-            "unknown revision `v9.9` in git repository `{}`",
-            repo_dir.display()
-        )
-    );
+    assert_eq!(err.to_string(), format!("unknown revision `v9.9` in git repository `{}`", repo_dir.display()));
     let blob = repo.blob(b"x").unwrap();
     let err = SourceTree::load(&git(&repo_dir, &blob.to_string()), &opts).unwrap_err();
     assert_eq!(
@@ -189,10 +163,7 @@ fn fake_tree_revisions_symlinks_and_errors() {
             repo_dir.display()
         )
     );
-    let x86 = SourceOptions {
-        arches: Some(vec!["arm64".into()]),
-        ..Default::default()
-    };
+    let x86 = SourceOptions { arches: Some(vec!["arm64".into()]), ..Default::default() };
     let err = SourceTree::load(&git(&repo_dir, "HEAD"), &x86).unwrap_err();
     assert_eq!(
         err.to_string(),
@@ -219,12 +190,7 @@ fn fake_tree_revisions_symlinks_and_errors() {
     // A repository whose revision is not a kernel tree.
     let other_dir = tmp.path().join("other");
     let other = Repository::init(&other_dir).unwrap();
-    commit(
-        &other,
-        &[("README".into(), b"hi\n".to_vec())],
-        &[],
-        "readme",
-    );
+    commit(&other, &[("README".into(), b"hi\n".to_vec())], &[], "readme");
     let err = SourceTree::load(&git(&other_dir, "HEAD"), &opts).unwrap_err();
     assert_eq!(
         err.to_string(),
@@ -237,13 +203,7 @@ fn fake_tree_revisions_symlinks_and_errors() {
     let empty_dir = tmp.path().join("empty");
     Repository::init(&empty_dir).unwrap();
     let err = SourceTree::load(&git(&empty_dir, "HEAD"), &opts).unwrap_err();
-    assert_eq!(
-        err.to_string(),
-        format!(
-            "unknown revision `HEAD` in git repository `{}`",
-            empty_dir.display()
-        )
-    );
+    assert_eq!(err.to_string(), format!("unknown revision `HEAD` in git repository `{}`", empty_dir.display()));
 }
 
 fn copy_dir(from: &Path, to: &Path) {
@@ -262,11 +222,7 @@ fn copy_dir(from: &Path, to: &Path) {
 fn assert_same(git_tree: &SourceTree, dir_tree: &SourceTree) {
     let git_paths: Vec<&str> = git_tree.files.iter().map(|f| f.path.as_str()).collect();
     let dir_paths: Vec<&str> = dir_tree.files.iter().map(|f| f.path.as_str()).collect();
-    assert_eq!(
-        git_paths, dir_paths,
-        "{} vs {}",
-        git_tree.root_label, dir_tree.root_label
-    );
+    assert_eq!(git_paths, dir_paths, "{} vs {}", git_tree.root_label, dir_tree.root_label);
     for (g, d) in git_tree.files.iter().zip(&dir_tree.files) {
         assert!(g.bytes == d.bytes, "{}: bytes differ", g.path);
         assert_eq!(g.blob_id, d.blob_id, "{}", g.path);
@@ -281,10 +237,7 @@ fn assert_same(git_tree: &SourceTree, dir_tree: &SourceTree) {
 /// of the first one's git directory.
 #[test]
 fn real_kernels_via_git_match_directories() {
-    let (Some(k61), Some(k612)) = (
-        source_common::real_kernel("6.1"),
-        source_common::real_kernel("6.12"),
-    ) else {
+    let (Some(k61), Some(k612)) = (source_common::real_kernel("6.1"), source_common::real_kernel("6.12")) else {
         return;
     };
     let tmp = tempfile::tempdir().unwrap();
@@ -292,33 +245,17 @@ fn real_kernels_via_git_match_directories() {
     let repo = Repository::init(&work).unwrap();
     let sig = Signature::new("kvmtk test", "test@kvmtk.invalid", &git2::Time::new(0, 0)).unwrap();
     let c1 = commit(&repo, &read_all(&k61), &[], "Linux 6.1");
-    repo.tag(
-        "v6.1",
-        &repo.find_object(c1, None).unwrap(),
-        &sig,
-        "Linux 6.1",
-        false,
-    )
-    .unwrap();
+    repo.tag("v6.1", &repo.find_object(c1, None).unwrap(), &sig, "Linux 6.1", false).unwrap();
     let c2 = commit(&repo, &read_all(&k612), &[], "Linux 6.12");
-    repo.tag_lightweight("v6.12", &repo.find_object(c2, None).unwrap(), false)
-        .unwrap();
+    repo.tag_lightweight("v6.12", &repo.find_object(c2, None).unwrap(), false).unwrap();
     drop(repo);
     let bare = tmp.path().join("linux.git");
     copy_dir(&work.join(".git"), &bare);
-    Repository::open(&bare)
-        .unwrap()
-        .config()
-        .unwrap()
-        .set_bool("core.bare", true)
-        .unwrap();
+    Repository::open(&bare).unwrap().config().unwrap().set_bool("core.bare", true).unwrap();
     assert!(Repository::open(&bare).unwrap().is_bare());
 
     let opts = SourceOptions::default();
-    let x86 = SourceOptions {
-        arches: Some(vec!["x86".into()]),
-        ..Default::default()
-    };
+    let x86 = SourceOptions { arches: Some(vec!["x86".into()]), ..Default::default() };
     for (dir, rev, commit_id) in [(&k61, "v6.1", c1), (&k612, "v6.12", c2)] {
         for o in [&opts, &x86] {
             let from_dir = SourceTree::load(&SourceSpec::Dir(dir.clone()), o).unwrap();
@@ -334,18 +271,14 @@ fn real_kernels_via_git_match_directories() {
     // the directory or from the (bare) repository.
     let api = analyzer::api::ApiModel::default();
     for (dir, rev) in [(&k61, "v6.1"), (&k612, "v6.12")] {
-        let from_dir =
-            analyzer::pipeline::ParsedTree::load(&SourceSpec::Dir(dir.clone()), &opts).unwrap();
+        let from_dir = analyzer::pipeline::ParsedTree::load(&SourceSpec::Dir(dir.clone()), &opts).unwrap();
         let from_git = analyzer::pipeline::ParsedTree::load(&git(&bare, rev), &opts).unwrap();
         assert!(from_dir.files == from_git.files, "{rev}: facts differ");
         let sel = analyzer::rules::RuleSelection::default();
         let a = analyzer::check::check(&from_dir, &api, &sel);
         let b = analyzer::check::check(&from_git, &api, &sel);
         let key = |r: &analyzer::check::CheckReport| {
-            r.findings
-                .iter()
-                .map(|f| (f.fingerprint.clone(), f.file.clone(), f.line))
-                .collect::<Vec<_>>()
+            r.findings.iter().map(|f| (f.fingerprint.clone(), f.file.clone(), f.line)).collect::<Vec<_>>()
         };
         assert_eq!(key(&a), key(&b), "{rev}: findings differ");
     }

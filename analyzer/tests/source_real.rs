@@ -24,16 +24,13 @@ fn check_common(tree: &SourceTree) {
         "arch/powerpc/include/asm/kvm_ppc.h",
         "arch/arm64/kvm/arm.c",
     ] {
-        assert!(
-            tree.file(path).is_some(),
-            "{}: {path} missing",
-            tree.root_label
-        );
+        assert!(tree.file(path).is_some(), "{}: {path} missing", tree.root_label);
     }
     // Only the KVM file set: no Makefiles, no other documentation.
-    assert!(tree.files.iter().all(|f| f.path.ends_with(".c")
-        || f.path.ends_with(".h")
-        || f.path == "Documentation/virt/kvm/locking.rst"));
+    assert!(tree
+        .files
+        .iter()
+        .all(|f| f.path.ends_with(".c") || f.path.ends_with(".h") || f.path == "Documentation/virt/kvm/locking.rst"));
     assert!(tree.file("virt/kvm/Makefile.kvm").is_none());
     assert!(tree.file("Documentation/virt/kvm/api.rst").is_none());
     // Sorted, unique, each with its arch and blob id.
@@ -50,13 +47,9 @@ fn linux_6_1() {
         return;
     };
     check_common(&tree);
-    assert_eq!(
-        tree.arches,
-        ["arm64", "mips", "powerpc", "riscv", "s390", "x86"]
-    );
+    assert_eq!(tree.arches, ["arm64", "mips", "powerpc", "riscv", "s390", "x86"]);
     assert_eq!(tree.files.len(), 281);
-    let main =
-        String::from_utf8_lossy(&tree.file("virt/kvm/kvm_main.c").unwrap().bytes).into_owned();
+    let main = String::from_utf8_lossy(&tree.file("virt/kvm/kvm_main.c").unwrap().bytes).into_owned();
     assert!(main.contains("kvm_count_lock"));
     assert!(main.contains("CPUHP_AP_KVM_STARTING"));
 }
@@ -67,41 +60,23 @@ fn linux_6_12() {
         return;
     };
     check_common(&tree);
-    assert_eq!(
-        tree.arches,
-        [
-            "arm64",
-            "loongarch",
-            "mips",
-            "powerpc",
-            "riscv",
-            "s390",
-            "x86"
-        ]
-    );
+    assert_eq!(tree.arches, ["arm64", "loongarch", "mips", "powerpc", "riscv", "s390", "x86"]);
     assert_eq!(tree.files.len(), 322);
-    let main =
-        String::from_utf8_lossy(&tree.file("virt/kvm/kvm_main.c").unwrap().bytes).into_owned();
+    let main = String::from_utf8_lossy(&tree.file("virt/kvm/kvm_main.c").unwrap().bytes).into_owned();
     assert!(main.contains("kvm_usage_lock"));
     assert!(main.contains("CPUHP_AP_KVM_ONLINE"));
 }
 
 #[test]
 fn narrowed_to_x86() {
-    let opts = SourceOptions {
-        arches: Some(vec!["x86".into()]),
-        ..Default::default()
-    };
+    let opts = SourceOptions { arches: Some(vec!["x86".into()]), ..Default::default() };
     for version in ["6.1", "6.12"] {
         let Some(full) = load(version, &SourceOptions::default()) else {
             return;
         };
         let x86 = load(version, &opts).unwrap();
         assert_eq!(x86.arches, ["x86"]);
-        assert!(x86
-            .files
-            .iter()
-            .all(|f| f.arch.as_deref().map(|a| a == "x86") != Some(false)));
+        assert!(x86.files.iter().all(|f| f.arch.as_deref().map(|a| a == "x86") != Some(false)));
         // Exactly the common files plus x86's, byte for byte.
         let expected: Vec<_> = full.files_for_arch("x86").cloned().collect();
         assert_eq!(x86.files, expected);

@@ -48,7 +48,12 @@ pub fn apply_to_file(path: &str, original: &[u8], edits: &[&Edit]) -> Result<Vec
     sorted.sort_by_key(|(i, e)| (e.start, e.end, *i));
     for (_, e) in &sorted {
         if e.start > e.end || e.end > original.len() {
-            return Err(EditError::OutOfRange { path: path.to_string(), start: e.start, end: e.end, len: original.len() });
+            return Err(EditError::OutOfRange {
+                path: path.to_string(),
+                start: e.start,
+                end: e.end,
+                len: original.len(),
+            });
         }
     }
     for w in sorted.windows(2) {
@@ -77,10 +82,7 @@ pub fn apply_to_file(path: &str, original: &[u8], edits: &[&Edit]) -> Result<Vec
 
 /// Apply a set of edits over several files; returns the new contents of
 /// the files touched.
-pub fn apply(
-    files: &BTreeMap<String, Vec<u8>>,
-    edits: &[Edit],
-) -> Result<BTreeMap<String, Vec<u8>>, EditError> {
+pub fn apply(files: &BTreeMap<String, Vec<u8>>, edits: &[Edit]) -> Result<BTreeMap<String, Vec<u8>>, EditError> {
     let mut by_file: BTreeMap<&str, Vec<&Edit>> = BTreeMap::new();
     for e in edits {
         by_file.entry(e.path.as_str()).or_default().push(e);

@@ -138,9 +138,7 @@ pub enum CpuhpError {
         reason: String,
     },
     /// A section boundary state is missing, so sections cannot be told apart.
-    #[error(
-        "{path}: `enum cpuhp_state` has no `{marker}`; expected it as the section boundary {role}"
-    )]
+    #[error("{path}: `enum cpuhp_state` has no `{marker}`; expected it as the section boundary {role}")]
     MissingMarker {
         /// The file.
         path: String,
@@ -304,9 +302,7 @@ fn parse_enum(path: &str, toks: &[(Tok, u32)]) -> Result<Vec<CpuhpState>, CpuhpE
                 && w[1].0 == Tok::Ident("cpuhp_state".into())
                 && w[2].0 == Tok::Punct('{')
         })
-        .ok_or_else(|| CpuhpError::NotFound {
-            path: path.to_string(),
-        })?;
+        .ok_or_else(|| CpuhpError::NotFound { path: path.to_string() })?;
     let enum_line = toks[start].1;
     let unterminated = || CpuhpError::Unterminated {
         path: path.to_string(),
@@ -356,12 +352,7 @@ fn parse_enum(path: &str, toks: &[(Tok, u32)]) -> Result<Vec<CpuhpState>, CpuhpE
                 reason,
             })?;
         }
-        states.push(CpuhpState {
-            name,
-            index: value,
-            line,
-            section: None,
-        });
+        states.push(CpuhpState { name, index: value, line, section: None });
         next = value.wrapping_add(1);
         match toks.get(i) {
             None => return Err(unterminated()),
@@ -386,11 +377,7 @@ fn eval(expr: &[&Tok], known: &[CpuhpState]) -> Result<i64, String> {
     if expr.is_empty() {
         return Err("empty expression after `=`".to_string());
     }
-    let mut p = Eval {
-        toks: expr,
-        pos: 0,
-        known,
-    };
+    let mut p = Eval { toks: expr, pos: 0, known };
     let v = p.binary(0)?;
     if p.pos != expr.len() {
         return Err(format!("unexpected {} in the expression", expr[p.pos]));
@@ -477,17 +464,13 @@ impl Eval<'_> {
                     _ => Err("missing `)`".to_string()),
                 }
             }
-            Tok::Number(n) => {
-                parse_int(&n).ok_or_else(|| format!("`{n}` is not an integer literal"))
-            }
+            Tok::Number(n) => parse_int(&n).ok_or_else(|| format!("`{n}` is not an integer literal")),
             Tok::Ident(name) => self
                 .known
                 .iter()
                 .find(|s| s.name == name)
                 .map(|s| s.index)
-                .ok_or_else(|| {
-                    format!("`{name}` is not an earlier enumerator of `enum cpuhp_state`")
-                }),
+                .ok_or_else(|| format!("`{name}` is not an earlier enumerator of `enum cpuhp_state`")),
             other => Err(format!("unexpected {other} in the expression")),
         }
     }
@@ -495,15 +478,9 @@ impl Eval<'_> {
 
 fn parse_int(lit: &str) -> Option<i64> {
     let digits = lit.trim_end_matches(['u', 'U', 'l', 'L']);
-    let (radix, body) = if let Some(h) = digits
-        .strip_prefix("0x")
-        .or_else(|| digits.strip_prefix("0X"))
-    {
+    let (radix, body) = if let Some(h) = digits.strip_prefix("0x").or_else(|| digits.strip_prefix("0X")) {
         (16, h)
-    } else if let Some(b) = digits
-        .strip_prefix("0b")
-        .or_else(|| digits.strip_prefix("0B"))
-    {
+    } else if let Some(b) = digits.strip_prefix("0b").or_else(|| digits.strip_prefix("0B")) {
         (2, b)
     } else if digits.len() > 1 && digits.starts_with('0') {
         (8, &digits[1..])
@@ -516,15 +493,11 @@ fn parse_int(lit: &str) -> Option<i64> {
 /// Assigns sections from the marker states' values (see the module docs).
 fn classify(path: &str, mut states: Vec<CpuhpState>) -> Result<CpuhpEnum, CpuhpError> {
     let value_of = |marker: &str, role: &str| {
-        states
-            .iter()
-            .find(|s| s.name == marker)
-            .map(|s| s.index)
-            .ok_or_else(|| CpuhpError::MissingMarker {
-                path: path.to_string(),
-                marker: marker.to_string(),
-                role: role.to_string(),
-            })
+        states.iter().find(|s| s.name == marker).map(|s| s.index).ok_or_else(|| CpuhpError::MissingMarker {
+            path: path.to_string(),
+            marker: marker.to_string(),
+            role: role.to_string(),
+        })
     };
     let bringup = value_of(BRINGUP_MARKER, "between PREPARE and STARTING")?;
     let ap_online = value_of(AP_ONLINE_MARKER, "between STARTING and ONLINE")?;
@@ -550,11 +523,7 @@ mod tests {
     fn evaluates_initializers() {
         let text = "enum cpuhp_state {\n CPUHP_INVALID = -1,\n CPUHP_OFFLINE = 0,\n A,\n A_END = A + (1 << 2),\n#ifdef X\n CPUHP_BRINGUP_CPU,\n#endif\n CPUHP_AP_X, /* c */\n CPUHP_AP_ONLINE,\n CPUHP_TEARDOWN_CPU,\n CPUHP_AP_Y = 0x20,\n};\n";
         let e = CpuhpEnum::parse("t.h", text.as_bytes()).unwrap();
-        let v: Vec<(&str, i64)> = e
-            .states
-            .iter()
-            .map(|s| (s.name.as_str(), s.index))
-            .collect();
+        let v: Vec<(&str, i64)> = e.states.iter().map(|s| (s.name.as_str(), s.index)).collect();
         assert_eq!(
             v,
             [
@@ -573,10 +542,7 @@ mod tests {
         assert_eq!(e.section_of("A_END"), Some(CpuhpSection::Prepare));
         assert_eq!(e.section_of("CPUHP_AP_X"), Some(CpuhpSection::Starting));
         assert_eq!(e.section_of("CPUHP_AP_ONLINE"), Some(CpuhpSection::Online));
-        assert_eq!(
-            e.section_of("CPUHP_TEARDOWN_CPU"),
-            Some(CpuhpSection::Prepare)
-        );
+        assert_eq!(e.section_of("CPUHP_TEARDOWN_CPU"), Some(CpuhpSection::Prepare));
         assert_eq!(e.section_of("CPUHP_AP_Y"), Some(CpuhpSection::Online));
         assert_eq!(e.get("CPUHP_AP_Y").unwrap().line, 12);
     }

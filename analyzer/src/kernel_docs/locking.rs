@@ -82,7 +82,9 @@ pub enum LockingDocError {
         path: String,
     },
     /// A lock entry without the field that says what kind of lock it is.
-    #[error("{path}:{line}: lock entry ``{name}`` has no :Type: field; expected a line like `:Type: mutex` after its title")]
+    #[error(
+        "{path}:{line}: lock entry ``{name}`` has no :Type: field; expected a line like `:Type: mutex` after its title"
+    )]
     MissingType {
         /// The file.
         path: String,
@@ -111,10 +113,7 @@ pub fn normalize_lock_name(raw: &str) -> String {
 fn is_lock_name(s: &str) -> bool {
     let mut rest = s;
     loop {
-        let ident_len = rest
-            .bytes()
-            .take_while(|b| b.is_ascii_alphanumeric() || *b == b'_')
-            .count();
+        let ident_len = rest.bytes().take_while(|b| b.is_ascii_alphanumeric() || *b == b'_').count();
         if ident_len == 0 || rest.as_bytes()[0].is_ascii_digit() {
             return false;
         }
@@ -150,18 +149,11 @@ fn headings(lines: &[&str]) -> Vec<Heading> {
     let mut out = Vec::new();
     for i in 0..lines.len().saturating_sub(1) {
         let text = lines[i].trim();
-        if text.is_empty()
-            || lines[i].starts_with([' ', '\t'])
-            || underline_char(lines[i]).is_some()
-        {
+        if text.is_empty() || lines[i].starts_with([' ', '\t']) || underline_char(lines[i]).is_some() {
             continue;
         }
         if let Some(c) = underline_char(lines[i + 1]) {
-            out.push(Heading {
-                line: i,
-                text: text.to_string(),
-                underline: c,
-            });
+            out.push(Heading { line: i, text: text.to_string(), underline: c });
         }
     }
     out
@@ -172,11 +164,8 @@ fn field(line: &str) -> Option<(&str, &str)> {
     let rest = line.strip_prefix(':')?;
     let end = rest.find(':')?;
     let name = &rest[..end];
-    (!name.is_empty()
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == ' ' || c == '_'))
-    .then(|| (name, rest[end + 1..].trim()))
+    (!name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == ' ' || c == '_'))
+        .then(|| (name, rest[end + 1..].trim()))
 }
 
 impl LockingDoc {
@@ -211,12 +200,7 @@ impl LockingDoc {
             let body_start = h.line + 2;
             let body_end = heads.get(k + 1).map_or(lines.len(), |n| n.line);
             if let Some(name) = lock_title(&h.text) {
-                doc.locks.push(parse_entry(
-                    path,
-                    &name,
-                    h.line,
-                    &lines[body_start.min(body_end)..body_end],
-                )?);
+                doc.locks.push(parse_entry(path, &name, h.line, &lines[body_start.min(body_end)..body_end])?);
                 continue;
             }
             let title = h.text.to_ascii_lowercase();
@@ -231,9 +215,7 @@ impl LockingDoc {
             }
         }
         if doc.locks.is_empty() {
-            return Err(LockingDocError::NoLocks {
-                path: path.to_string(),
-            });
+            return Err(LockingDocError::NoLocks { path: path.to_string() });
         }
         Ok(doc)
     }
@@ -254,12 +236,7 @@ fn lock_title(title: &str) -> Option<String> {
     (!name.is_empty()).then_some(name)
 }
 
-fn parse_entry(
-    path: &str,
-    name: &str,
-    title_line: usize,
-    body: &[&str],
-) -> Result<DocumentedLock, LockingDocError> {
+fn parse_entry(path: &str, name: &str, title_line: usize, body: &[&str]) -> Result<DocumentedLock, LockingDocError> {
     // Each field: its name and its value lines (first line, then
     // continuation lines, trimmed).
     let mut fields: Vec<(String, Vec<String>)> = Vec::new();
@@ -282,12 +259,7 @@ fn parse_entry(
         fields
             .iter()
             .find(|(f, _)| f.eq_ignore_ascii_case(n))
-            .map(|(_, v)| {
-                v.iter()
-                    .filter(|l| !l.is_empty())
-                    .cloned()
-                    .collect::<Vec<_>>()
-            })
+            .map(|(_, v)| v.iter().filter(|l| !l.is_empty()).cloned().collect::<Vec<_>>())
     };
     let lock_type = get("Type").map(|v| v.join(" ")).filter(|t| !t.is_empty());
     let Some(lock_type) = lock_type else {
@@ -305,12 +277,8 @@ fn parse_entry(
         name: name.to_string(),
         lock_type,
         arch,
-        protects: get("Protects")
-            .map(|v| protects_items(&v))
-            .unwrap_or_default(),
-        comment: get("Comment")
-            .map(|v| collapse(&v.join(" ")))
-            .unwrap_or_default(),
+        protects: get("Protects").map(|v| protects_items(&v)).unwrap_or_default(),
+        comment: get("Comment").map(|v| collapse(&v.join(" "))).unwrap_or_default(),
         line: line_no(title_line),
     })
 }
@@ -343,11 +311,7 @@ fn protects_items(lines: &[String]) -> Vec<String> {
                 items.push(l.clone());
             }
         }
-        return items
-            .iter()
-            .map(|i| strip_literals(i))
-            .filter(|i| !i.is_empty())
-            .collect();
+        return items.iter().map(|i| strip_literals(i)).filter(|i| !i.is_empty()).collect();
     }
     let joined = strip_literals(&lines.join(" "));
     // "a, b" is a list of names; a comma inside braces
@@ -366,11 +330,7 @@ fn protects_items(lines: &[String]) -> Vec<String> {
         }
     }
     parts.push(joined[start..].trim().to_string());
-    if parts.len() > 1
-        && parts
-            .iter()
-            .all(|p| !p.is_empty() && !p.contains(char::is_whitespace))
-    {
+    if parts.len() > 1 && parts.iter().all(|p| !p.is_empty() && !p.contains(char::is_whitespace)) {
         parts
     } else if joined.trim().is_empty() {
         Vec::new()
@@ -386,10 +346,7 @@ fn parse_orderings(lines: &[&str], first: usize, out: &mut Vec<LockOrdering>) {
     while i < lines.len() {
         let line = lines[i];
         let trimmed = line.trim();
-        if let Some(item) = trimmed
-            .strip_prefix("- ")
-            .or_else(|| (trimmed == "-").then_some(""))
-        {
+        if let Some(item) = trimmed.strip_prefix("- ").or_else(|| (trimmed == "-").then_some("")) {
             // A bullet and its continuation lines (indented, up to a blank
             // line or the next bullet), each piece remembering its line.
             let indent = line.len() - line.trim_start().len();
@@ -408,11 +365,7 @@ fn parse_orderings(lines: &[&str], first: usize, out: &mut Vec<LockOrdering>) {
             orderings_in_bullet(&pieces, arch.as_deref(), out);
             continue;
         }
-        if !trimmed.is_empty()
-            && !line.starts_with([' ', '\t'])
-            && trimmed.ends_with(':')
-            && !trimmed.ends_with("::")
-        {
+        if !trimmed.is_empty() && !line.starts_with([' ', '\t']) && trimmed.ends_with(':') && !trimmed.ends_with("::") {
             // A paragraph introducing the next bullets: "On x86:" scopes
             // them to an architecture, any other ("For SRCU:") ends that.
             arch = trimmed
@@ -437,13 +390,7 @@ fn orderings_in_bullet(pieces: &[(usize, &str)], arch: Option<&str>, out: &mut V
         starts.push((text.len(), *line));
         text.push_str(&piece.split_whitespace().collect::<Vec<_>>().join(" "));
     }
-    let line_at = |offset: usize| {
-        starts
-            .iter()
-            .rev()
-            .find(|(s, _)| *s <= offset)
-            .map_or(0, |(_, l)| *l)
-    };
+    let line_at = |offset: usize| starts.iter().rev().find(|(s, _)| *s <= offset).map_or(0, |(_, l)| *l);
     for (offset, sentence) in clauses(&text) {
         for (outer, inner) in sentence_orderings(sentence) {
             out.push(LockOrdering {
@@ -501,42 +448,26 @@ fn object_list(s: &str) -> Option<Vec<String>> {
 fn sentence_orderings(sentence: &str) -> Vec<(String, String)> {
     let body = sentence.trim_end_matches(['.', ';']);
     let mut pairs = Vec::new();
-    for verb in [
-        " is taken outside ",
-        " are taken outside ",
-        " is taken inside ",
-        " are taken inside ",
-    ] {
+    for verb in [" is taken outside ", " are taken outside ", " is taken inside ", " are taken inside "] {
         let Some(pos) = body.find(verb) else { continue };
-        let (Some(subject), Some(object)) = (
-            name_list(&body[..pos]),
-            object_list(&body[pos + verb.len()..]),
-        ) else {
+        let (Some(subject), Some(object)) = (name_list(&body[..pos]), object_list(&body[pos + verb.len()..])) else {
             continue;
         };
         let outside = verb.contains("outside");
         for s in &subject {
             for o in &object {
-                pairs.push(if outside {
-                    (s.clone(), o.clone())
-                } else {
-                    (o.clone(), s.clone())
-                });
+                pairs.push(if outside { (s.clone(), o.clone()) } else { (o.clone(), s.clone()) });
             }
         }
         return pairs;
     }
     let lower = body.to_ascii_lowercase();
-    if let (Some(a), Some(b)) = (
-        lower.find("critical sections for "),
-        lower.find(" must also take "),
-    ) {
+    if let (Some(a), Some(b)) = (lower.find("critical sections for "), lower.find(" must also take ")) {
         let subject_start = a + "critical sections for ".len();
         if subject_start <= b {
-            if let (Some(subject), Some(object)) = (
-                name_list(&body[subject_start..b]),
-                object_list(&body[b + " must also take ".len()..]),
-            ) {
+            if let (Some(subject), Some(object)) =
+                (name_list(&body[subject_start..b]), object_list(&body[b + " must also take ".len()..]))
+            {
                 for s in &subject {
                     for o in &object {
                         pairs.push((o.clone(), s.clone()));
@@ -554,10 +485,7 @@ mod tests {
 
     #[test]
     fn names() {
-        assert_eq!(
-            normalize_lock_name("``cpus_read_lock()``"),
-            "cpus_read_lock"
-        );
+        assert_eq!(normalize_lock_name("``cpus_read_lock()``"), "cpus_read_lock");
         assert_eq!(normalize_lock_name("&kvm->srcu"), "kvm->srcu");
         assert!(is_lock_name("kvm->arch.hyperv.hv_lock"));
         assert!(is_lock_name("kvm_arch::tsc_write_lock"));
@@ -569,23 +497,12 @@ mod tests {
     fn sentences() {
         assert_eq!(
             sentence_orderings("kvm->lock is taken outside kvm->slots_lock and kvm->irq_lock"),
-            [
-                ("kvm->lock".into(), "kvm->slots_lock".into()),
-                ("kvm->lock".into(), "kvm->irq_lock".into())
-            ]
+            [("kvm->lock".into(), "kvm->slots_lock".into()), ("kvm->lock".into(), "kvm->irq_lock".into())]
         );
         assert_eq!(
-            sentence_orderings(
-                "kvm->a and kvm->b are taken inside kvm->c, and cannot be taken otherwise."
-            ),
-            [
-                ("kvm->c".into(), "kvm->a".into()),
-                ("kvm->c".into(), "kvm->b".into())
-            ]
+            sentence_orderings("kvm->a and kvm->b are taken inside kvm->c, and cannot be taken otherwise."),
+            [("kvm->c".into(), "kvm->a".into()), ("kvm->c".into(), "kvm->b".into())]
         );
-        assert!(
-            sentence_orderings("Taking cpus_read_lock() outside of kvm_lock is problematic")
-                .is_empty()
-        );
+        assert!(sentence_orderings("Taking cpus_read_lock() outside of kvm_lock is problematic").is_empty());
     }
 }

@@ -185,17 +185,13 @@ fn top(cx: &Cx, root: Node, facts: &mut FileFacts) {
                 "expression_statement" => {
                     // A macro statement the masker left (e.g. after an odd
                     // token): still a top-level macro use.
-                    if let Some(call) =
-                        child.named_child(0).filter(|c| c.kind() == "call_expression")
-                    {
+                    if let Some(call) = child.named_child(0).filter(|c| c.kind() == "call_expression") {
                         if let Some(mu) = macro_use(cx, call) {
                             facts.top_level_macros.push(mu);
                         }
                     }
                 }
-                "struct_specifier" | "union_specifier" | "enum_specifier" => {
-                    enums_in(cx, child, facts, 0)
-                }
+                "struct_specifier" | "union_specifier" | "enum_specifier" => enums_in(cx, child, facts, 0),
                 _ => {}
             }
         }
@@ -214,12 +210,7 @@ fn macro_use(cx: &Cx, call: Node) -> Option<MacroUse> {
         .filter(|a| a.kind() != "comment")
         .map(|a| cx.arg(a.start_byte(), a.end_byte()))
         .collect();
-    Some(MacroUse {
-        name: cx.text(f),
-        args,
-        span: cx.span(call),
-        condition: cx.cond(call.start_byte()),
-    })
+    Some(MacroUse { name: cx.text(f), args, span: cx.span(call), condition: cx.cond(call.start_byte()) })
 }
 
 /// Descend a declarator to the function declarator that names a
@@ -256,10 +247,7 @@ pub(crate) fn declarator_name(decl: Node) -> Option<Node> {
     for _ in 0..64 {
         match n.kind() {
             "identifier" | "field_identifier" | "type_identifier" => return Some(n),
-            "init_declarator"
-            | "pointer_declarator"
-            | "array_declarator"
-            | "function_declarator" => {
+            "init_declarator" | "pointer_declarator" | "array_declarator" | "function_declarator" => {
                 n = n.child_by_field_name("declarator")?;
             }
             "parenthesized_declarator" | "attributed_declarator" => n = n.named_child(0)?,
@@ -271,8 +259,7 @@ pub(crate) fn declarator_name(decl: Node) -> Option<Node> {
 
 fn has_specifier(cx: &Cx, node: Node, kinds: &[&str], words: &[&[u8]]) -> bool {
     let mut cur = node.walk();
-    let found =
-        node.children(&mut cur).any(|c| kinds.contains(&c.kind()) && words.contains(&cx.bytes(c)));
+    let found = node.children(&mut cur).any(|c| kinds.contains(&c.kind()) && words.contains(&cx.bytes(c)));
     found
 }
 
@@ -397,8 +384,7 @@ fn declaration(cx: &Cx, node: Node, facts: &mut FileFacts) {
         };
         let Some(inner) = inner else { continue };
         if let Some((name, fdecl, _)) = function_declarator(inner) {
-            let skip =
-                fdecl.child_by_field_name("parameters").map(|p| (p.start_byte(), p.end_byte()));
+            let skip = fdecl.child_by_field_name("parameters").map(|p| (p.start_byte(), p.end_byte()));
             facts.prototypes.push(Prototype {
                 name: cx.text(name),
                 span: cx.lines.span(start, node.end_byte()),
@@ -635,8 +621,9 @@ fn enumerators(cx: &Cx, list: Node, out: &mut Vec<Enumerator>, depth: usize) {
                     condition: cx.cond(c.start_byte()),
                 });
             }
-            "preproc_if" | "preproc_ifdef" | "preproc_else" | "preproc_elif"
-            | "preproc_elifdef" | "ERROR" => enumerators(cx, c, out, depth + 1),
+            "preproc_if" | "preproc_ifdef" | "preproc_else" | "preproc_elif" | "preproc_elifdef" | "ERROR" => {
+                enumerators(cx, c, out, depth + 1)
+            }
             _ => {}
         }
     }

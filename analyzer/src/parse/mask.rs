@@ -342,10 +342,7 @@ pub struct Masked {
 impl Masked {
     /// The iterator macro rewritten at `offset`, if any.
     pub fn iterator_at(&self, offset: u32) -> Option<&str> {
-        self.iterators
-            .binary_search_by(|s| s.start.cmp(&offset))
-            .ok()
-            .map(|i| self.iterators[i].macro_name.as_str())
+        self.iterators.binary_search_by(|s| s.start.cmp(&offset)).ok().map(|i| self.iterators[i].macro_name.as_str())
     }
 
     /// The defining macro whose masked `int` starts at `offset`, if any.
@@ -426,10 +423,7 @@ impl CondFrame {
         if braces_now != self.braces_at_if.as_slice() {
             self.split = true;
         }
-        let clean_end = matches!(
-            prev_now,
-            Prev::Semi | Prev::RBrace | Prev::LBrace | Prev::Start | Prev::Colon
-        );
+        let clean_end = matches!(prev_now, Prev::Semi | Prev::RBrace | Prev::LBrace | Prev::Start | Prev::Colon);
         if !clean_end && prev_now != self.prev_at_if {
             self.split = true;
         }
@@ -533,8 +527,7 @@ impl<'a> Scanner<'a> {
         if self.prev != Prev::Ident || we != self.i {
             // `long` is a keyword (Prev::Other); the bitfield check reads
             // the last word itself.
-            if matches!(self.prev, Prev::Ident | Prev::Other) && self.braces.last() == Some(&OTHER)
-            {
+            if matches!(self.prev, Prev::Ident | Prev::Other) && self.braces.last() == Some(&OTHER) {
                 self.unnamed_bitfield();
             }
             return;
@@ -580,8 +573,7 @@ impl<'a> Scanner<'a> {
         if !TYPES.contains(&w) {
             return;
         }
-        let Some(semi) = memchr::memchr(b';', super::text::slice(self.src, self.i, self.src.len()))
-        else {
+        let Some(semi) = memchr::memchr(b';', super::text::slice(self.src, self.i, self.src.len())) else {
             return;
         };
         let e = self.i + semi + 1;
@@ -614,9 +606,7 @@ impl<'a> Scanner<'a> {
                 self.prev = Prev::Other;
             }
             b'0'..=b'9' => {
-                while self.i < self.src.len()
-                    && (is_ident_char(self.src[self.i]) || self.src[self.i] == b'.')
-                {
+                while self.i < self.src.len() && (is_ident_char(self.src[self.i]) || self.src[self.i] == b'.') {
                     self.i += 1;
                 }
                 self.prev = Prev::Other;
@@ -733,11 +723,7 @@ impl<'a> Scanner<'a> {
         let w = std::str::from_utf8(word).unwrap_or("");
 
         if ATTR_WORDS.contains(&w) || QUALIFIER_WORDS.contains(&w) {
-            let kind = if ATTR_WORDS.contains(&w) {
-                AnnotationKind::Attribute
-            } else {
-                AnnotationKind::Qualifier
-            };
+            let kind = if ATTR_WORDS.contains(&w) { AnnotationKind::Attribute } else { AnnotationKind::Qualifier };
             self.blank(start, end);
             self.masked.annotations.push(Annotation {
                 start: start as u32,
@@ -780,14 +766,12 @@ impl<'a> Scanner<'a> {
             }
         }
         let prev = self.prev;
-        self.label_cand = self.in_code()
-            && matches!(prev, Prev::Semi | Prev::LBrace | Prev::RBrace | Prev::Colon);
+        self.label_cand = self.in_code() && matches!(prev, Prev::Semi | Prev::LBrace | Prev::RBrace | Prev::Colon);
         self.last_word = (start, end);
         if w == "case" && self.in_code() {
             self.in_case = true;
         }
-        if matches!(w, "asm" | "__asm__" | "__asm") && self.in_code() && self.blank_asm(start, end)
-        {
+        if matches!(w, "asm" | "__asm__" | "__asm") && self.in_code() && self.blank_asm(start, end) {
             return;
         }
         self.prev = match w {
@@ -860,8 +844,7 @@ impl<'a> Scanner<'a> {
                 e += 1;
             }
             match &self.src[k..e] {
-                b"volatile" | b"__volatile__" | b"__volatile" | b"goto" | b"inline"
-                | b"__inline" => k = e,
+                b"volatile" | b"__volatile__" | b"__volatile" | b"goto" | b"inline" | b"__inline" => k = e,
                 _ => break,
             }
         }
@@ -911,8 +894,8 @@ impl<'a> Scanner<'a> {
                     }
                     k = te;
                 }
-                b"unsigned" | b"signed" | b"int" | b"long" | b"short" | b"char" | b"void"
-                | b"bool" | b"_Bool" | b"float" | b"double"
+                b"unsigned" | b"signed" | b"int" | b"long" | b"short" | b"char" | b"void" | b"bool" | b"_Bool"
+                | b"float" | b"double"
                     if !saw_tag =>
                 {
                     saw_prim = true;
@@ -952,13 +935,7 @@ impl<'a> Scanner<'a> {
     fn iterator_macro(&mut self, w: &str, start: usize, end: usize, prev: Prev) {
         if !matches!(
             prev,
-            Prev::Semi
-                | Prev::LBrace
-                | Prev::RBrace
-                | Prev::RParen
-                | Prev::Colon
-                | Prev::Else
-                | Prev::Do
+            Prev::Semi | Prev::LBrace | Prev::RBrace | Prev::RParen | Prev::Colon | Prev::Else | Prev::Do
         ) || KEYWORDS.contains(&w)
         {
             return;
@@ -1067,12 +1044,7 @@ impl<'a> Scanner<'a> {
             return;
         };
         self.blank(start, stmt_end);
-        self.masked.top_macros.push(TopMacro {
-            name: w.to_string(),
-            start: start as u32,
-            end: stmt_end as u32,
-            args,
-        });
+        self.masked.top_macros.push(TopMacro { name: w.to_string(), start: start as u32, end: stmt_end as u32, args });
         self.i = stmt_end;
         self.prev = Prev::Semi;
     }
@@ -1107,10 +1079,7 @@ impl<'a> Scanner<'a> {
             return false;
         }
         let k = skip_ws_comments(self.src, k);
-        k >= self.src.len()
-            || self.src[k] == b'#'
-            || is_ident_start(self.src[k])
-            || self.src[k] == b'}'
+        k >= self.src.len() || self.src[k] == b'#' || is_ident_start(self.src[k]) || self.src[k] == b'}'
     }
 
     fn skip_ws_annotations(&self, k: usize) -> usize {
@@ -1145,10 +1114,8 @@ impl<'a> Scanner<'a> {
         }
         let name = &line[ns..k];
         let rest = super::text::normalized(line, k, line.len());
-        let conditional = matches!(
-            name,
-            b"if" | b"ifdef" | b"ifndef" | b"elif" | b"else" | b"elifdef" | b"elifndef" | b"endif"
-        );
+        let conditional =
+            matches!(name, b"if" | b"ifdef" | b"ifndef" | b"elif" | b"else" | b"elifdef" | b"elifndef" | b"endif");
         self.blank_directive_comments(start, end);
         if conditional && self.braces.last() == Some(&INIT) {
             // Initializer lists cannot hold directives in tree-sitter-c:

@@ -90,17 +90,8 @@ pub fn parse_file(path: &str, arch: Option<&str>, bytes: &[u8]) -> FileFacts {
 }
 
 /// [`parse_file`] with options.
-pub fn parse_file_with(
-    path: &str,
-    arch: Option<&str>,
-    bytes: &[u8],
-    opts: ParseOptions,
-) -> FileFacts {
-    let mut facts = FileFacts {
-        path: path.to_string(),
-        arch: arch.map(str::to_string),
-        ..FileFacts::default()
-    };
+pub fn parse_file_with(path: &str, arch: Option<&str>, bytes: &[u8], opts: ParseOptions) -> FileFacts {
+    let mut facts = FileFacts { path: path.to_string(), arch: arch.map(str::to_string), ..FileFacts::default() };
     // Offsets are u32 in the facts; a file beyond that is not C we read.
     if u32::try_from(bytes.len()).is_err() {
         facts.diagnostics.push(crate::facts::ParseDiagnostic {
@@ -140,10 +131,7 @@ pub fn parse_files(files: &[(String, Option<String>, Vec<u8>)]) -> Vec<FileFacts
 }
 
 /// [`parse_files`] with options.
-pub fn parse_files_with(
-    files: &[(String, Option<String>, Vec<u8>)],
-    opts: ParseOptions,
-) -> Vec<FileFacts> {
+pub fn parse_files_with(files: &[(String, Option<String>, Vec<u8>)], opts: ParseOptions) -> Vec<FileFacts> {
     use rayon::prelude::*;
     files
         .par_iter()

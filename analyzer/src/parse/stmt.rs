@@ -21,12 +21,7 @@ struct Body<'a, 'c> {
 }
 
 /// The statement tree of a function body.
-pub(crate) fn function_body(
-    cx: &Cx,
-    body: Node,
-    params: Option<Node>,
-    fn_cond: &[String],
-) -> Block {
+pub(crate) fn function_body(cx: &Cx, body: Node, params: Option<Node>, fn_cond: &[String]) -> Block {
     let mut locals = HashSet::new();
     if let Some(p) = params {
         let mut cur = p.walk();
@@ -65,14 +60,9 @@ fn collect_locals<'a>(cx: &Cx<'a>, body: Node, out: &mut HashSet<&'a [u8]>) {
                         let w = std::str::from_utf8(cx.bytes(f)).unwrap_or("");
                         if f.kind() == "identifier" && super::mask::define_type(w).is_some() {
                             if let Some(args) = call.child_by_field_name("arguments") {
-                                let k = if w.contains("PER_CPU") {
-                                    args.named_child_count().saturating_sub(1)
-                                } else {
-                                    0
-                                };
-                                if let Some(a) =
-                                    args.named_child(k).filter(|a| a.kind() == "identifier")
-                                {
+                                let k =
+                                    if w.contains("PER_CPU") { args.named_child_count().saturating_sub(1) } else { 0 };
+                                if let Some(a) = args.named_child(k).filter(|a| a.kind() == "identifier") {
                                     out.insert(cx.bytes(a));
                                 }
                             }
@@ -144,8 +134,7 @@ pub(crate) fn callee_of<'t>(cx: &Cx, func: Node<'t>) -> (Callee, Option<Node<'t>
             let inner_args = func.child_by_field_name("arguments");
             if let (Some(f), Some(a)) = (inner_f, inner_args) {
                 let mut cur = a.walk();
-                let args: Vec<Node> =
-                    a.named_children(&mut cur).filter(|c| c.kind() != "comment").collect();
+                let args: Vec<Node> = a.named_children(&mut cur).filter(|c| c.kind() != "comment").collect();
                 if f.kind() == "identifier" && args.len() == 1 && args[0].kind() == "identifier" {
                     let m = cx.text(f);
                     let key = cx.text(args[0]);
@@ -258,11 +247,8 @@ impl<'a, 'c> Body<'a, 'c> {
                 let mut cond_text = String::new();
                 if let Some(c) = cond_node {
                     self.events(c, &mut cond, AccessKind::Read, depth);
-                    cond_text = text::normalized(
-                        cx.src,
-                        c.start_byte().saturating_add(1),
-                        c.end_byte().saturating_sub(1),
-                    );
+                    cond_text =
+                        text::normalized(cx.src, c.start_byte().saturating_add(1), c.end_byte().saturating_sub(1));
                 }
                 out.push(Stmt::If {
                     span,
@@ -274,8 +260,7 @@ impl<'a, 'c> Body<'a, 'c> {
             }
             "while_statement" => {
                 let cond_node = n.child_by_field_name("condition");
-                let body =
-                    n.child_by_field_name("body").map(|b| self.block(b, depth)).unwrap_or_default();
+                let body = n.child_by_field_name("body").map(|b| self.block(b, depth)).unwrap_or_default();
                 if let Some(name) = cx.m.iterator_at(text::clamp_u32(n.start_byte())) {
                     out.push(self.iterator_stmt(n, name, cond_node, body, depth));
                     return;
@@ -293,13 +278,11 @@ impl<'a, 'c> Body<'a, 'c> {
                         self.events(c, &mut head, AccessKind::Read, depth);
                     }
                 }
-                let body =
-                    n.child_by_field_name("body").map(|b| self.block(b, depth)).unwrap_or_default();
+                let body = n.child_by_field_name("body").map(|b| self.block(b, depth)).unwrap_or_default();
                 out.push(Stmt::Loop { span, kind: LoopKind::For, head, body });
             }
             "do_statement" => {
-                let body =
-                    n.child_by_field_name("body").map(|b| self.block(b, depth)).unwrap_or_default();
+                let body = n.child_by_field_name("body").map(|b| self.block(b, depth)).unwrap_or_default();
                 let mut head = Vec::new();
                 if let Some(c) = n.child_by_field_name("condition") {
                     self.events(c, &mut head, AccessKind::Read, depth);
@@ -311,8 +294,7 @@ impl<'a, 'c> Body<'a, 'c> {
                 if let Some(c) = n.child_by_field_name("condition") {
                     self.events(c, &mut cond, AccessKind::Read, depth);
                 }
-                let body =
-                    n.child_by_field_name("body").map(|b| self.block(b, depth)).unwrap_or_default();
+                let body = n.child_by_field_name("body").map(|b| self.block(b, depth)).unwrap_or_default();
                 out.push(Stmt::Switch { span, cond, body });
             }
             "case_statement" => {
@@ -447,13 +429,10 @@ impl<'a, 'c> Body<'a, 'c> {
                     name
                 }
             }
-            "preproc_if" | "preproc_elif" => {
-                n.child_by_field_name("condition").map(|c| cx.norm(c)).unwrap_or_default()
-            }
+            "preproc_if" | "preproc_elif" => n.child_by_field_name("condition").map(|c| cx.norm(c)).unwrap_or_default(),
             _ => "else".to_string(),
         };
-        let cond_node =
-            n.child_by_field_name("condition").or_else(|| n.child_by_field_name("name"));
+        let cond_node = n.child_by_field_name("condition").or_else(|| n.child_by_field_name("name"));
         let alt = n.child_by_field_name("alternative");
         let mut body = Block { span: cx.span(n), stmts: Vec::new() };
         let mut cur = n.walk();
@@ -473,14 +452,7 @@ impl<'a, 'c> Body<'a, 'c> {
         }
     }
 
-    fn iterator_stmt(
-        &self,
-        n: Node,
-        name: &str,
-        cond: Option<Node>,
-        body: Block,
-        depth: usize,
-    ) -> Stmt {
+    fn iterator_stmt(&self, n: Node, name: &str, cond: Option<Node>, body: Block, depth: usize) -> Stmt {
         let cx = self.cx();
         let mut nodes = Vec::new();
         if let Some(c) = cond {
@@ -509,12 +481,7 @@ impl<'a, 'c> Body<'a, 'c> {
             }
             self.events(*a, &mut head, AccessKind::Read, depth);
         }
-        Stmt::Loop {
-            span,
-            kind: LoopKind::Iterator { macro_name: name.to_string(), args },
-            head,
-            body,
-        }
+        Stmt::Loop { span, kind: LoopKind::Iterator { macro_name: name.to_string(), args }, head, body }
     }
 
     fn access(&self, n: Node, kind: AccessKind, out: &mut Vec<Event>) {
@@ -591,9 +558,7 @@ impl<'a, 'c> Body<'a, 'c> {
                         continue;
                     };
                     self.events(v, out, AccessKind::Read, d);
-                    if let Some(name) =
-                        dcl.child_by_field_name("declarator").and_then(declarator_name)
-                    {
+                    if let Some(name) = dcl.child_by_field_name("declarator").and_then(declarator_name) {
                         out.push(Event::LocalAssign(self.local_assign(name, v, dcl)));
                     }
                 }
@@ -650,12 +615,7 @@ impl<'a, 'c> Body<'a, 'c> {
             .then(|| v.child_by_field_name("function"))
             .flatten()
             .map(|f| callee_of(cx, f).0.display());
-        LocalAssign {
-            name: cx.text(name),
-            value_text: cx.norm(value),
-            value_call,
-            span: cx.span(whole),
-        }
+        LocalAssign { name: cx.text(name), value_text: cx.norm(value), value_call, span: cx.span(whole) }
     }
 
     /// `x.f = fn;` gives a FieldAssign; `local = value;` a LocalAssign.
@@ -663,17 +623,10 @@ impl<'a, 'c> Body<'a, 'c> {
         let cx = self.cx();
         match left.kind() {
             "field_expression" => {
-                let base =
-                    left.child_by_field_name("argument").map(|b| cx.norm(b)).unwrap_or_default();
-                let field =
-                    left.child_by_field_name("field").map(|f| cx.text(f)).unwrap_or_default();
+                let base = left.child_by_field_name("argument").map(|b| cx.norm(b)).unwrap_or_default();
+                let field = left.child_by_field_name("field").map(|f| cx.text(f)).unwrap_or_default();
                 let (value_ident, _) = super::extract::arg_ident(&cx.norm(right));
-                out.push(Event::FieldAssign(FieldAssign {
-                    base,
-                    field,
-                    value_ident,
-                    span: cx.span(n),
-                }));
+                out.push(Event::FieldAssign(FieldAssign { base, field, value_ident, span: cx.span(n) }));
             }
             "identifier" if self.locals.contains(cx.bytes(left)) => {
                 out.push(Event::LocalAssign(self.local_assign(left, right, n)));

@@ -186,20 +186,12 @@ fn lock_set(names: &[String]) -> String {
 /// One evidence step in words: `[ipi] hardware_enable_nolock, held {},
 /// serialized by {kvm_count_lock} (via on_each_cpu(hardware_enable_nolock))`.
 fn describe_step(step: &Step) -> String {
-    let mut s = format!(
-        "[{}] {}, held {}",
-        step.context,
-        step.function,
-        lock_set(&step.held)
-    );
+    let mut s = format!("[{}] {}, held {}", step.context, step.function, lock_set(&step.held));
     if !step.may_held.is_empty() {
         s.push_str(&format!(", may hold {}", lock_set(&step.may_held)));
     }
     if !step.serialized_by.is_empty() {
-        s.push_str(&format!(
-            ", serialized by {}",
-            lock_set(&step.serialized_by)
-        ));
+        s.push_str(&format!(", serialized by {}", lock_set(&step.serialized_by)));
     }
     if let Some(via) = &step.via {
         s.push_str(&format!(" (via {via})"));
@@ -253,12 +245,7 @@ mod tests {
 
     #[test]
     fn chain_shows_context_changes_only() {
-        let chain = [
-            step("a", "ioctl"),
-            step("b", "ioctl"),
-            step("c", "ipi"),
-            step("d", "ipi"),
-        ];
+        let chain = [step("a", "ioctl"), step("b", "ioctl"), step("c", "ipi"), step("d", "ipi")];
         assert_eq!(compact_chain(&chain), "[ioctl] a -> b -> [ipi] c -> d");
         assert_eq!(compact_chain(&[]), "");
     }

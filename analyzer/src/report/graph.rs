@@ -136,16 +136,13 @@ pub fn arch_graph(a: &Analysis<'_>, focus: &[String]) -> ArchGraph {
 
 /// The distinct contexts of a function, merged over roots.
 pub fn contexts_of(a: &Analysis<'_>, id: FnId) -> Vec<ContextView> {
-    let mut merged: BTreeMap<(String, Vec<String>, Vec<String>, Vec<String>), BTreeSet<String>> = BTreeMap::new();
+    // (context, held, may-held, serialized by) -> root functions.
+    type StateKey = (String, Vec<String>, Vec<String>, Vec<String>);
+    let mut merged: BTreeMap<StateKey, BTreeSet<String>> = BTreeMap::new();
     for r in a.reaches(id) {
         let held: Vec<String> = r.key.held_must.names().iter().map(|s| s.to_string()).collect();
-        let may: Vec<String> = r
-            .key
-            .held_may
-            .iter()
-            .filter(|l| !r.key.held_must.contains_name(&l.name))
-            .map(|l| l.name.clone())
-            .collect();
+        let may: Vec<String> =
+            r.key.held_may.iter().filter(|l| !r.key.held_must.contains_name(&l.name)).map(|l| l.name.clone()).collect();
         let ser: Vec<String> = r.key.serialized_by.names().iter().map(|s| s.to_string()).collect();
         let root = &a.roots[r.key.root];
         merged
@@ -174,7 +171,7 @@ fn focus_view(a: &Analysis<'_>, id: FnId) -> FocusView {
         file: a.program.file(id).path.clone(),
         line: func.name_span.line,
         contexts: contexts_of(a, id),
-        callers: callers_tree(a, id, 0, &mut seen.clone()),
+        callers: callers_tree(a, id),
         callees: callees_tree(a, id, 0, &mut seen),
     }
 }
@@ -214,7 +211,7 @@ fn root_label(a: &Analysis<'_>, id: FnId) -> Option<String> {
 /// site that first reached it), so the tree shows how every context arises
 /// without listing every caller in the kernel. Callers that reach it in no
 /// new state are not shown.
-fn callers_tree(a: &Analysis<'_>, id: FnId, _depth: usize, _seen: &mut BTreeSet<FnId>) -> Vec<TreeNode> {
+fn callers_tree(a: &Analysis<'_>, id: FnId) -> Vec<TreeNode> {
     let all: Vec<usize> = (0..a.reaches(id).len()).collect();
     callers_of_states(a, id, &all, 0)
 }
@@ -224,7 +221,10 @@ fn callers_of_states(a: &Analysis<'_>, id: FnId, states: &[usize], depth: usize)
         return Vec::new();
     }
     // Group the states by their parent (caller, site).
-    let mut groups: BTreeMap<(String, u32, FnId), (Span, Option<String>, Vec<usize>)> = BTreeMap::new();
+    // (caller file, call offset, caller) -> (call span, via, caller states).
+    type ParentKey = (String, u32, FnId);
+    type ParentGroup = (Span, Option<String>, Vec<usize>);
+    let mut groups: BTreeMap<ParentKey, ParentGroup> = BTreeMap::new();
     for &ri in states {
         let Some(r) = a.reaches(id).get(ri) else { continue };
         let Some((pid, pri, span)) = r.parent else { continue };
@@ -238,7 +238,11 @@ fn callers_of_states(a: &Analysis<'_>, id: FnId, states: &[usize], depth: usize)
     for ((file, start, pid), (span, via, parent_states)) in groups {
         let (held, may_held) = site_locks(a, pid, start);
         let context = via.as_ref().and_then(|_| {
-            states.iter().filter_map(|&ri| a.reaches(id).get(ri)).find(|r| r.parent.map(|p| p.0) == Some(pid)).map(|r| r.key.context.clone())
+            states
+                .iter()
+                .filter_map(|&ri| a.reaches(id).get(ri))
+                .find(|r| r.parent.map(|p| p.0) == Some(pid))
+                .map(|r| r.key.context.clone())
         });
         let is_root_here = parent_states.iter().any(|&pri| a.reaches(pid).get(pri).is_some_and(|r| r.parent.is_none()));
         out.push(TreeNode {
@@ -272,9 +276,18 @@ fn callees_tree(a: &Analysis<'_>, id: FnId, depth: usize, seen: &mut BTreeSet<Fn
         return Vec::new();
     }
     let mut out = Vec::new();
-    let mut entries: Vec<(FnId, u32, u32, u32, Option<String>, Option<String>)> = Vec::new();
+    // (callee, call offset, line, col, via, context)
+    type CalleeEntry = (FnId, u32, u32, u32, Option<String>, Option<String>);
+    let mut entries: Vec<CalleeEntry> = Vec::new();
     for e in a.program.calls.get(&id).into_iter().flatten() {
-        entries.push((e.callee, e.site.span.start, e.site.span.line, e.site.span.col, resolution_text(&e.resolution), None));
+        entries.push((
+            e.callee,
+            e.site.span.start,
+            e.site.span.line,
+            e.site.span.col,
+            resolution_text(&e.resolution),
+            None,
+        ));
     }
     for ce in a.callback_edges.iter().filter(|ce| ce.caller == id) {
         entries.push((ce.callee, ce.span.start, ce.span.line, ce.span.col, Some(ce.via.clone()), ce.context.clone()));
@@ -341,8 +354,16 @@ pub fn render_text(report: &GraphReport) -> String {
     let _ = writeln!(out, "tree: {}", report.tree);
     for ag in &report.arches {
         let _ = writeln!(out, "\n== arch {} ==", ag.arch);
-        let _ = writeln!(out, "enable hooks: {}", if ag.enable_hooks.is_empty() { "(none found)".into() } else { ag.enable_hooks.join(", ") });
-        let _ = writeln!(out, "disable hooks: {}", if ag.disable_hooks.is_empty() { "(none found)".into() } else { ag.disable_hooks.join(", ") });
+        let _ = writeln!(
+            out,
+            "enable hooks: {}",
+            if ag.enable_hooks.is_empty() { "(none found)".into() } else { ag.enable_hooks.join(", ") }
+        );
+        let _ = writeln!(
+            out,
+            "disable hooks: {}",
+            if ag.disable_hooks.is_empty() { "(none found)".into() } else { ag.disable_hooks.join(", ") }
+        );
         let _ = writeln!(out, "roots:");
         for r in &ag.roots {
             let _ = write!(out, "  [{}] {}  {}:{}  ({}", r.context, r.function, r.file, r.line, r.origin);
@@ -402,9 +423,15 @@ fn dot_escape(s: &str) -> String {
 /// Graphviz DOT: nodes coloured by context (several contexts: striped),
 /// edges labelled with the locks held at the call.
 pub fn render_dot(report: &GraphReport) -> String {
-    let mut out = String::from("digraph kvmtk {\n  rankdir=LR;\n  node [shape=box, style=\"filled\", fontname=\"monospace\"];\n");
+    let mut out =
+        String::from("digraph kvmtk {\n  rankdir=LR;\n  node [shape=box, style=\"filled\", fontname=\"monospace\"];\n");
     for ag in &report.arches {
-        let _ = writeln!(out, "  subgraph \"cluster_{}\" {{\n    label=\"arch {}\";", dot_escape(&ag.arch), dot_escape(&ag.arch));
+        let _ = writeln!(
+            out,
+            "  subgraph \"cluster_{}\" {{\n    label=\"arch {}\";",
+            dot_escape(&ag.arch),
+            dot_escape(&ag.arch)
+        );
         let mut nodes: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
         let mut edges: BTreeSet<(String, String, String)> = BTreeSet::new();
         fn walk(
@@ -447,7 +474,11 @@ pub fn render_dot(report: &GraphReport) -> String {
             let colours: Vec<&str> = ctxs.iter().map(|c| context_colour(c)).collect();
             let fill = if colours.is_empty() { "#ffffff".to_string() } else { colours.join(":") };
             let style = if colours.len() > 1 { "striped" } else { "filled" };
-            let ctx_label = if ctxs.is_empty() { String::new() } else { format!("\\n[{}]", ctxs.iter().cloned().collect::<Vec<_>>().join(", ")) };
+            let ctx_label = if ctxs.is_empty() {
+                String::new()
+            } else {
+                format!("\\n[{}]", ctxs.iter().cloned().collect::<Vec<_>>().join(", "))
+            };
             let _ = writeln!(
                 out,
                 "    \"{}\" [label=\"{}{}\", style=\"{style}\", fillcolor=\"{fill}\"];",
@@ -457,7 +488,13 @@ pub fn render_dot(report: &GraphReport) -> String {
             );
         }
         for (from, to, label) in &edges {
-            let _ = writeln!(out, "    \"{}\" -> \"{}\" [label=\"{}\"];", dot_escape(from), dot_escape(to), dot_escape(label));
+            let _ = writeln!(
+                out,
+                "    \"{}\" -> \"{}\" [label=\"{}\"];",
+                dot_escape(from),
+                dot_escape(to),
+                dot_escape(label)
+            );
         }
         out.push_str("  }\n");
     }

@@ -74,7 +74,10 @@ pub fn check(input: &RuleInput<'_>) -> Vec<Finding> {
         let mut guard = guard.unwrap_or_default();
         if let Some(doc) = input.locking_doc {
             for l in &doc.locks {
-                if l.protects.iter().any(|p| p.split(|c: char| !c.is_alphanumeric() && c != '_').any(|w| w == walk.head)) {
+                if l.protects
+                    .iter()
+                    .any(|p| p.split(|c: char| !c.is_alphanumeric() && c != '_').any(|w| w == walk.head))
+                {
                     guard.insert(l.name.clone());
                 }
             }

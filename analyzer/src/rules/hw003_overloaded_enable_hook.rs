@@ -88,6 +88,8 @@ struct Ctx<'a, 'b> {
     snaps: HashMap<FnId, Vec<PercpuSnapshot>>,
     /// Walks of written global lists: function -> (span, head).
     vm_walks: HashMap<FnId, Vec<(Span, String)>>,
+    /// The functions adding to or deleting from each written global list.
+    writers: BTreeMap<String, BTreeSet<String>>,
 }
 
 fn is_dispatch(r: &Resolution) -> bool {
@@ -113,7 +115,12 @@ impl Ctx<'_, '_> {
             }
             if walk.is_none() {
                 if let Some((_, head)) = self.vm_walks.get(&f).and_then(|v| v.first()) {
-                    walk = Some(format!("walks `{head}` in `{}()`", p.func(f).name));
+                    let by = self.writers.get(head).map(|w| w.iter().cloned().collect::<Vec<_>>().join(", "));
+                    walk = Some(format!(
+                        "walks `{head}` in `{}()`, a list {} modify",
+                        p.func(f).name,
+                        by.unwrap_or_default()
+                    ));
                 }
             }
             if depth >= MAX_DEPTH {
@@ -208,7 +215,11 @@ impl Ctx<'_, '_> {
                             concern: Some(Concern::Fixup),
                             span: *span,
                             what: format!(
-                                "walks `{head_name}` with `{macro_name}`, which VM creation and destruction modify"
+                                "walks `{head_name}` with `{macro_name}`, a list {} modify",
+                                self.writers
+                                    .get(head_name)
+                                    .map(|w| w.iter().cloned().collect::<Vec<_>>().join(", "))
+                                    .unwrap_or_default()
                             ),
                         });
                     } else {
@@ -246,14 +257,19 @@ pub fn check(input: &RuleInput<'_>) -> Vec<Finding> {
     for s in percpu_snapshots(a) {
         snaps.entry(s.function).or_default().push(s);
     }
-    let written: BTreeSet<String> = list_writes(a).into_iter().filter_map(|w| w.head).collect();
+    let mut written: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for w in list_writes(a) {
+        if let Some(h) = w.head {
+            written.entry(h).or_default().insert(format!("`{}()`", a.program.func(w.function).name));
+        }
+    }
     let mut vm_walks: HashMap<FnId, Vec<(Span, String)>> = HashMap::new();
     for w in list_walks(a) {
-        if written.contains(&w.head) {
+        if written.contains_key(&w.head) {
             vm_walks.entry(w.function).or_default().push((w.span, w.head));
         }
     }
-    let ctx = Ctx { a, snaps, vm_walks };
+    let ctx = Ctx { a, snaps, vm_walks, writers: written };
     let mut out = Vec::new();
     for &hook in &input.enable_path.enable_hooks {
         let func = a.program.func(hook);
@@ -301,8 +317,9 @@ pub fn check(input: &RuleInput<'_>) -> Vec<Finding> {
             })
             .collect();
         let evidence = if a.reaches(hook).is_empty() { Vec::new() } else { a.witness(hook, 0, None) };
-        let mut symbols = vec![func.name.clone()];
-        symbols.extend(by_concern.keys().map(|c| c.label().to_string()));
+        // The hook alone: removing one concern (as the series' first patch
+        // does) keeps the finding's identity while others remain.
+        let symbols = vec![func.name.clone()];
         out.push(
             Finding::new(info, input, hook, func.name_span.line, func.name_span.col, message, evidence, symbols)
                 .with_related(related),

@@ -136,9 +136,7 @@ pub static REGISTRY: &[RuleInfo] = &[
 
 /// Look a rule up by id (`HW001`, case-insensitive) or name.
 pub fn find_rule(key: &str) -> Option<&'static RuleInfo> {
-    REGISTRY
-        .iter()
-        .find(|r| r.id.eq_ignore_ascii_case(key) || r.name.eq_ignore_ascii_case(key))
+    REGISTRY.iter().find(|r| r.id.eq_ignore_ascii_case(key) || r.name.eq_ignore_ascii_case(key))
 }
 
 /// Everything a rule reads.
@@ -302,7 +300,8 @@ pub struct RuleSelection {
 
 impl RuleSelection {
     pub fn enabled(&self, info: &RuleInfo) -> bool {
-        let hit = |list: &[String]| list.iter().any(|k| k.eq_ignore_ascii_case(info.id) || k.eq_ignore_ascii_case(info.name));
+        let hit =
+            |list: &[String]| list.iter().any(|k| k.eq_ignore_ascii_case(info.id) || k.eq_ignore_ascii_case(info.name));
         (self.only.is_empty() || hit(&self.only)) && !hit(&self.ignore)
     }
 }

@@ -82,10 +82,7 @@ pub fn list_writes(a: &Analysis<'_>) -> Vec<ListWrite> {
     }
     // Deletes name only the member: give them the head their member is
     // added to elsewhere.
-    let adds: Vec<(String, String)> = out
-        .iter()
-        .filter_map(|w| Some((w.member.clone()?, w.head.clone()?)))
-        .collect();
+    let adds: Vec<(String, String)> = out.iter().filter_map(|w| Some((w.member.clone()?, w.head.clone()?))).collect();
     for w in out.iter_mut().filter(|w| w.head.is_none()) {
         if let Some(m) = &w.member {
             if let Some((_, h)) = adds.iter().find(|(am, _)| am == m) {

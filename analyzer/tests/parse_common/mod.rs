@@ -18,10 +18,8 @@ pub fn kernel_tree(version: &str) -> Option<PathBuf> {
     if dir.join("virt/kvm/kvm_main.c").is_file() {
         return Some(dir);
     }
-    let msg = format!(
-        "kernel tree {} is missing (run scripts/fetch-kernels.sh or set KVMTK_KERNEL_CACHE)",
-        dir.display()
-    );
+    let msg =
+        format!("kernel tree {} is missing (run scripts/fetch-kernels.sh or set KVMTK_KERNEL_CACHE)", dir.display());
     if std::env::var_os("CI").is_some() {
         panic!("{msg}");
     }
@@ -95,9 +93,9 @@ pub fn visit_stmts<'a>(b: &'a Block, f: &mut dyn FnMut(&'a Stmt)) {
                     visit_stmts(e, f);
                 }
             }
-            Stmt::Loop { body, .. }
-            | Stmt::Switch { body, .. }
-            | Stmt::ScopedGuard { body, .. } => visit_stmts(body, f),
+            Stmt::Loop { body, .. } | Stmt::Switch { body, .. } | Stmt::ScopedGuard { body, .. } => {
+                visit_stmts(body, f)
+            }
             Stmt::Preproc { branches, .. } => {
                 for br in branches {
                     visit_stmts(&br.body, f);
@@ -133,10 +131,7 @@ pub fn calls(b: &Block) -> Vec<&analyzer::facts::CallSite> {
 
 pub fn function<'a>(facts: &'a [FileFacts], path: &str, name: &str) -> &'a Function {
     let file = facts.iter().find(|f| f.path == path).unwrap_or_else(|| panic!("no file {path}"));
-    file.functions
-        .iter()
-        .find(|f| f.name == name)
-        .unwrap_or_else(|| panic!("no function {name} in {path}"))
+    file.functions.iter().find(|f| f.name == name).unwrap_or_else(|| panic!("no function {name} in {path}"))
 }
 
 pub fn file<'a>(facts: &'a [FileFacts], path: &str) -> &'a FileFacts {

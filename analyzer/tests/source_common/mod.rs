@@ -21,10 +21,8 @@ pub fn real_kernel(version: &str) -> Option<PathBuf> {
     if dir.join("virt/kvm/kvm_main.c").is_file() {
         return Some(dir);
     }
-    let msg = format!(
-        "kernel tree {} not found; run scripts/fetch-kernels.sh or set KVMTK_KERNEL_CACHE",
-        dir.display()
-    );
+    let msg =
+        format!("kernel tree {} not found; run scripts/fetch-kernels.sh or set KVMTK_KERNEL_CACHE", dir.display());
     if std::env::var_os("CI").is_some() {
         panic!("{msg}");
     }

@@ -68,7 +68,7 @@ pub static SERIES: &[TransformInfo] = &[
     TransformInfo {
         slug: uret_msr_first_use::SLUG,
         title: "x86: snapshot user-return MSRs on first use, not in the enable hook",
-        removes_rules: &["HW002", "HW003"],
+        removes_rules: &["HW002"],
         plan: uret_msr_first_use::plan,
     },
     TransformInfo {

@@ -395,18 +395,9 @@ pub fn plan(input: &TransformInput<'_>) -> Result<Change, Refusal> {
         })
         .map(|f| f.fingerprint.clone())
         .collect();
-    // The hook's HW003 finding counts the snapshot among its concerns: it
-    // goes, and one with the remaining concerns may take its place.
-    let hook_names: Vec<&str> = callers.iter().map(|(c, _)| p.func(*c).name.as_str()).collect();
-    let mut removes = removes;
-    removes.extend(
-        input
-            .findings
-            .findings
-            .iter()
-            .filter(|f| f.rule == "HW003" && hook_names.contains(&f.function.as_str()))
-            .map(|f| f.fingerprint.clone()),
-    );
+    // HW003 is not claimed: the hook keeps its other concerns (the VM-list
+    // fix-up), so its finding stays, one concern less.
+    let _ = &callers;
 
     let arch = p.arch.clone().unwrap_or_default();
     let subject = format!("KVM: {arch}: Snapshot user-return MSRs on first use");

@@ -8,9 +8,7 @@ use crate::rules::Severity;
 
 /// Escape a workflow command's message (data): `%`, CR, LF.
 fn escape_data(s: &str) -> String {
-    s.replace('%', "%25")
-        .replace('\r', "%0D")
-        .replace('\n', "%0A")
+    s.replace('%', "%25").replace('\r', "%0D").replace('\n', "%0A")
 }
 
 /// Escape a workflow command's property value: as data, plus `:` and `,`.
@@ -44,12 +42,7 @@ pub fn render_github(report: &CheckReport) -> String {
             }
         }
         props.push(format!("title={}", escape_property("kvmtk input")));
-        let _ = writeln!(
-            out,
-            "::warning {}::{}",
-            props.join(","),
-            escape_data(&w.message)
-        );
+        let _ = writeln!(out, "::warning {}::{}", props.join(","), escape_data(&w.message));
     }
     for f in &report.findings {
         let mut props = vec![format!("file={}", escape_property(&f.file))];
@@ -59,30 +52,16 @@ pub fn render_github(report: &CheckReport) -> String {
                 props.push(format!("col={}", f.col));
             }
         }
-        props.push(format!(
-            "title={}",
-            escape_property(&format!("{} {}", f.rule, f.name))
-        ));
+        props.push(format!("title={}", escape_property(&format!("{} {}", f.rule, f.name))));
         let mut message = f.message.clone();
         if !f.evidence.is_empty() {
             message.push_str("\nchain: ");
             message.push_str(&compact_chain(&f.evidence));
         }
         for r in &f.related {
-            let _ = write!(
-                message,
-                "\nrelated: {}: {}",
-                position(&r.file, r.line, r.col),
-                r.message
-            );
+            let _ = write!(message, "\nrelated: {}: {}", position(&r.file, r.line, r.col), r.message);
         }
-        let _ = writeln!(
-            out,
-            "::{} {}::{}",
-            command(f.severity),
-            props.join(","),
-            escape_data(&message)
-        );
+        let _ = writeln!(out, "::{} {}::{}", command(f.severity), props.join(","), escape_data(&message));
     }
     out
 }

@@ -108,22 +108,13 @@ impl<'a> From<&'a Step> for JsonStep<'a> {
 
 impl<'a> From<&'a Related> for JsonRelated<'a> {
     fn from(r: &'a Related) -> Self {
-        JsonRelated {
-            file: &r.file,
-            line: r.line,
-            col: r.col,
-            message: &r.message,
-        }
+        JsonRelated { file: &r.file, line: r.line, col: r.col, message: &r.message }
     }
 }
 
 impl<'a> From<&'a InputWarning> for JsonWarning<'a> {
     fn from(w: &'a InputWarning) -> Self {
-        JsonWarning {
-            path: &w.path,
-            line: w.line,
-            message: &w.message,
-        }
+        JsonWarning { path: &w.path, line: w.line, message: &w.message }
     }
 }
 

@@ -4,10 +4,9 @@ use std::collections::BTreeMap;
 
 use serde_json::json;
 use serde_sarif::sarif::{
-    ArtifactLocation, CodeFlow, Invocation, Location, LogicalLocation, Message,
-    MultiformatMessageString, Notification, PhysicalLocation, PropertyBag, Region,
-    ReportingConfiguration, ReportingDescriptor, Result as SarifResult, ResultLevel, Run, Sarif,
-    ThreadFlow, ThreadFlowLocation, Tool, ToolComponent,
+    ArtifactLocation, CodeFlow, Invocation, Location, LogicalLocation, Message, MultiformatMessageString, Notification,
+    PhysicalLocation, PropertyBag, Region, ReportingConfiguration, ReportingDescriptor, Result as SarifResult,
+    ResultLevel, Run, Sarif, ThreadFlow, ThreadFlowLocation, Tool, ToolComponent,
 };
 
 use super::describe_step;
@@ -40,40 +39,25 @@ fn text(s: impl Into<String>) -> Message {
 /// A physical location in the tree; the region only with what is known
 /// (SARIF lines and columns are 1-based; 0 means unknown here).
 fn location(file: &str, line: u32, col: u32) -> Location {
-    let artifact = ArtifactLocation::builder()
-        .uri(file.to_string())
-        .uri_base_id(SRCROOT.to_string())
-        .build();
+    let artifact = ArtifactLocation::builder().uri(file.to_string()).uri_base_id(SRCROOT.to_string()).build();
     let physical = if line == 0 {
-        PhysicalLocation::builder()
-            .artifact_location(artifact)
-            .build()
+        PhysicalLocation::builder().artifact_location(artifact).build()
     } else {
         let region = if col == 0 {
             Region::builder().start_line(i64::from(line)).build()
         } else {
-            Region::builder()
-                .start_line(i64::from(line))
-                .start_column(i64::from(col))
-                .build()
+            Region::builder().start_line(i64::from(line)).start_column(i64::from(col)).build()
         };
-        PhysicalLocation::builder()
-            .artifact_location(artifact)
-            .region(region)
-            .build()
+        PhysicalLocation::builder().artifact_location(artifact).region(region).build()
     };
     Location::builder().physical_location(physical).build()
 }
 
 /// One `## Heading` section of a rule's markdown documentation, as text.
 fn doc_section(doc: &str, heading: &str) -> Option<String> {
-    let mut lines = doc
-        .lines()
-        .skip_while(|l| l.trim_start_matches('#').trim() != heading || !l.starts_with("##"));
+    let mut lines = doc.lines().skip_while(|l| l.trim_start_matches('#').trim() != heading || !l.starts_with("##"));
     lines.next()?;
-    let body: Vec<&str> = lines
-        .take_while(|l| !l.starts_with("# ") && !l.starts_with("## "))
-        .collect();
+    let body: Vec<&str> = lines.take_while(|l| !l.starts_with("# ") && !l.starts_with("## ")).collect();
     let body = body.join("\n").trim().to_string();
     (!body.is_empty()).then_some(body)
 }
@@ -81,33 +65,19 @@ fn doc_section(doc: &str, heading: &str) -> Option<String> {
 fn rule_descriptor(rule: &RuleInfo) -> ReportingDescriptor {
     let doc = rule.doc();
     let doc = doc.trim();
-    let full = doc_section(doc, "What it finds")
-        .map_or_else(|| rule.summary.to_string(), |s| s.replace('\n', " "));
+    let full = doc_section(doc, "What it finds").map_or_else(|| rule.summary.to_string(), |s| s.replace('\n', " "));
     let help = if doc.is_empty() {
-        MultiformatMessageString::builder()
-            .text(rule.summary.to_string())
-            .build()
+        MultiformatMessageString::builder().text(rule.summary.to_string()).build()
     } else {
-        MultiformatMessageString::builder()
-            .text(doc.to_string())
-            .markdown(doc.to_string())
-            .build()
+        MultiformatMessageString::builder().text(doc.to_string()).markdown(doc.to_string()).build()
     };
     ReportingDescriptor::builder()
         .id(rule.id.to_string())
         .name(rule.name.to_string())
-        .short_description(
-            MultiformatMessageString::builder()
-                .text(rule.summary.to_string())
-                .build(),
-        )
+        .short_description(MultiformatMessageString::builder().text(rule.summary.to_string()).build())
         .full_description(MultiformatMessageString::builder().text(full).build())
         .help(help)
-        .default_configuration(
-            ReportingConfiguration::builder()
-                .level(json!(rule.severity.as_str()))
-                .build(),
-        )
+        .default_configuration(ReportingConfiguration::builder().level(json!(rule.severity.as_str())).build())
         .build()
 }
 
@@ -118,10 +88,7 @@ fn thread_flow_location(index: usize, step: &Step) -> ThreadFlowLocation {
     loc.logical_locations = Some(vec![function_location(&step.function)]);
     let mut state = BTreeMap::new();
     let mut put = |key: &str, value: String| {
-        state.insert(
-            key.to_string(),
-            MultiformatMessageString::builder().text(value).build(),
-        );
+        state.insert(key.to_string(), MultiformatMessageString::builder().text(value).build());
     };
     put("context", step.context.clone());
     put("held", super::lock_set(&step.held));
@@ -139,10 +106,7 @@ fn thread_flow_location(index: usize, step: &Step) -> ThreadFlowLocation {
 }
 
 fn function_location(name: &str) -> LogicalLocation {
-    LogicalLocation::builder()
-        .name(name.to_string())
-        .kind("function".to_string())
-        .build()
+    LogicalLocation::builder().name(name.to_string()).kind("function".to_string()).build()
 }
 
 fn result(f: &Finding) -> SarifResult {
@@ -157,26 +121,15 @@ fn result(f: &Finding) -> SarifResult {
         .level(level(f.severity))
         .message(text(f.message.clone()))
         .locations(vec![primary])
-        .partial_fingerprints(BTreeMap::from([(
-            FINGERPRINT_KEY.to_string(),
-            f.fingerprint.clone(),
-        )]))
+        .partial_fingerprints(BTreeMap::from([(FINGERPRINT_KEY.to_string(), f.fingerprint.clone())]))
         .properties(PropertyBag::builder().additional_properties(props).build())
         .build();
     result.rule_index = rule_index.map(|i| i as i64);
     if !f.evidence.is_empty() {
-        let steps = f
-            .evidence
-            .iter()
-            .enumerate()
-            .map(|(i, s)| thread_flow_location(i, s))
-            .collect::<Vec<_>>();
+        let steps = f.evidence.iter().enumerate().map(|(i, s)| thread_flow_location(i, s)).collect::<Vec<_>>();
         let flow = ThreadFlow::builder().locations(steps).build();
         result.code_flows = Some(vec![CodeFlow::builder()
-            .message(text(format!(
-                "{} -> {}",
-                f.evidence[0].function, f.function
-            )))
+            .message(text(format!("{} -> {}", f.evidence[0].function, f.function)))
             .thread_flows(vec![flow])
             .build()]);
     }
@@ -214,10 +167,7 @@ pub fn render_sarif(report: &CheckReport) -> String {
         .warnings
         .iter()
         .map(|w| {
-            let mut n = Notification::builder()
-                .message(text(w.message.clone()))
-                .level(json!("warning"))
-                .build();
+            let mut n = Notification::builder().message(text(w.message.clone())).level(json!("warning")).build();
             if !w.path.is_empty() {
                 n.locations = Some(vec![location(&w.path, w.line.unwrap_or(0), 0)]);
             }
@@ -229,10 +179,7 @@ pub fn render_sarif(report: &CheckReport) -> String {
         invocation.tool_execution_notifications = Some(notifications);
     }
     let srcroot = ArtifactLocation::builder()
-        .description(text(format!(
-            "the root of the analyzed tree `{}`",
-            report.tree
-        )))
+        .description(text(format!("the root of the analyzed tree `{}`", report.tree)))
         .build();
     let mut run_props = BTreeMap::new();
     run_props.insert("tree".to_string(), json!(report.tree));
@@ -242,17 +189,9 @@ pub fn render_sarif(report: &CheckReport) -> String {
         .original_uri_base_ids(BTreeMap::from([(SRCROOT.to_string(), srcroot)]))
         .invocations(vec![invocation])
         .results(report.findings.iter().map(result).collect::<Vec<_>>())
-        .properties(
-            PropertyBag::builder()
-                .additional_properties(run_props)
-                .build(),
-        )
+        .properties(PropertyBag::builder().additional_properties(run_props).build())
         .build();
-    let log = Sarif::builder()
-        .schema(SARIF_SCHEMA.to_string())
-        .version(json!("2.1.0"))
-        .runs(vec![run])
-        .build();
+    let log = Sarif::builder().schema(SARIF_SCHEMA.to_string()).version(json!("2.1.0")).runs(vec![run]).build();
     let mut out = serde_json::to_string_pretty(&log).expect("SARIF serializes");
     out.push('\n');
     out
@@ -265,14 +204,8 @@ mod tests {
     #[test]
     fn sections() {
         let doc = "# HW001 x\n\n## What it finds\nA list\nwalked.\n\n## Why is this bad?\nRaces.\n";
-        assert_eq!(
-            doc_section(doc, "What it finds").as_deref(),
-            Some("A list\nwalked.")
-        );
-        assert_eq!(
-            doc_section(doc, "Why is this bad?").as_deref(),
-            Some("Races.")
-        );
+        assert_eq!(doc_section(doc, "What it finds").as_deref(), Some("A list\nwalked."));
+        assert_eq!(doc_section(doc, "Why is this bad?").as_deref(), Some("Races."));
         assert_eq!(doc_section(doc, "Fix"), None);
         assert_eq!(doc_section("", "Fix"), None);
     }

@@ -46,12 +46,7 @@ pub fn render_text(report: &CheckReport) -> String {
             );
         }
         for r in &f.related {
-            let _ = writeln!(
-                out,
-                "{}: note: {}",
-                position(&r.file, r.line, r.col),
-                r.message
-            );
+            let _ = writeln!(out, "{}: note: {}", position(&r.file, r.line, r.col), r.message);
         }
     }
     let c = Counts::of(report);
@@ -69,11 +64,7 @@ pub fn render_text(report: &CheckReport) -> String {
         plural(c.notes, "note", "notes"),
     );
     if !report.warnings.is_empty() {
-        let _ = write!(
-            out,
-            "; {}",
-            plural(report.warnings.len(), "input warning", "input warnings")
-        );
+        let _ = write!(out, "; {}", plural(report.warnings.len(), "input warning", "input warnings"));
     }
     out.push('\n');
     out

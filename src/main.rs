@@ -343,14 +343,24 @@ fn check(args: CheckArgs) -> Result<u8> {
             );
         }
     }
+    let started = std::time::Instant::now();
     let api = load_api(&args.tree)?;
     let parsed = load_tree(&args.tree)?;
+    let loaded = started.elapsed();
     let selection = RuleSelection {
         only: args.rule.clone(),
         ignore: args.ignore.clone(),
         min_severity: args.severity.map(Severity::from),
     };
     let report = analyzer::check::check(&parsed, &api, &selection);
+    // Stage timings for profiling (see bench/run.sh), on request only.
+    if std::env::var_os("KVMTK_TIMINGS").is_some() {
+        eprintln!(
+            "kvmtk: timings: load+parse {:.1} ms, analyze+rules {:.1} ms",
+            loaded.as_secs_f64() * 1e3,
+            (started.elapsed() - loaded).as_secs_f64() * 1e3
+        );
+    }
     use analyzer::report::findings as f;
     let text = match args.format {
         CheckFormat::Text => f::render_text(&report),

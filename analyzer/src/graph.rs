@@ -64,6 +64,7 @@ pub struct Program<'a> {
     pub in_scope: Vec<u32>,
     /// Function definitions in scope, after `__weak` overriding.
     pub functions: Vec<FnId>,
+    function_set: std::collections::HashSet<FnId>,
     /// Visible (non-static or header) definitions by name.
     global_fns: HashMap<&'a str, Vec<FnId>>,
     /// File-local (static) definitions by (file, name); several when the
@@ -158,6 +159,7 @@ impl<'a> Program<'a> {
             arch: arch.map(str::to_string),
             files,
             in_scope,
+            function_set: functions.iter().copied().collect(),
             functions,
             global_fns,
             static_fns,
@@ -195,6 +197,12 @@ impl<'a> Program<'a> {
         }
         self.calls = calls;
         self.callers = callers;
+    }
+
+    /// Whether a definition is part of this program (in scope, not an
+    /// overridden `__weak` default).
+    pub fn contains(&self, id: FnId) -> bool {
+        self.function_set.contains(&id)
     }
 
     /// The function definition behind an id.

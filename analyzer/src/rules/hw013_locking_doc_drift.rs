@@ -110,6 +110,10 @@ pub fn check(input: &RuleInput<'_>) -> Vec<Finding> {
                     taken.insert(l.name);
                 }
                 for arg in &c.args {
+                    // Most arguments name no member: skip them cheaply.
+                    if !arg.text.contains("->") && !arg.text.contains('.') {
+                        continue;
+                    }
                     let t = arg.text.replace(' ', "");
                     for part in t.split("->").skip(1).chain(t.split('.').skip(1)) {
                         let field: String = part.chars().take_while(|c| c.is_alphanumeric() || *c == '_').collect();

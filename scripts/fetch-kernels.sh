@@ -3,8 +3,8 @@
 # extract the paths kvmtk's tests read into an ignored cache:
 #   .cache/kernels/linux-6.1/   .cache/kernels/linux-6.12/
 # Only the KVM-relevant files are extracted (see PATHS below); pass --full to
-# also extract a complete tree under .cache/kernels/full-<ver>/ (for the
-# build proof and the whole-kernel scan).
+# also extract the complete 6.1 tree under .cache/kernels/full-6.1/ (for the
+# build proof of the series and the whole-kernel scan).
 #
 # Idempotent: a tree whose .complete stamp exists is left alone.
 set -euo pipefail
@@ -50,7 +50,9 @@ ensure_pkg() {
 mkdir -p "$cache"
 for ver in 6.1 6.12; do
 	dest="$cache/linux-$ver"
-	if [ ! -f "$dest/.complete" ] || { [ "$full" = 1 ] && [ ! -f "$cache/full-$ver/.complete" ]; }; then
+	want_full=0
+	[ "$full" = 1 ] && [ "$ver" = 6.1 ] && want_full=1
+	if [ ! -f "$dest/.complete" ] || { [ "$want_full" = 1 ] && [ ! -f "$cache/full-$ver/.complete" ]; }; then
 		ensure_pkg "linux-source-$ver" "${PINNED[$ver]}"
 		tarball=$(ls /usr/src/linux-source-"$ver".tar.* 2>/dev/null | head -n1)
 		[ -n "$tarball" ] || { echo "fetch-kernels: no /usr/src/linux-source-$ver.tar.* after installing linux-source-$ver" >&2; exit 1; }
@@ -65,7 +67,7 @@ for ver in 6.1 6.12; do
 		mv "$tmp" "$dest"
 		echo "fetch-kernels: linux-$ver ($(cat "$dest/.debian-version")) -> $dest"
 	fi
-	if [ "$full" = 1 ] && [ ! -f "$cache/full-$ver/.complete" ]; then
+	if [ "$want_full" = 1 ] && [ ! -f "$cache/full-$ver/.complete" ]; then
 		tmp=$(mktemp -d "$cache/.tmp-full-$ver.XXXXXX")
 		tar -xf "$tarball" -C "$tmp" --strip-components=1
 		touch "$tmp/.complete"

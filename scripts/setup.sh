@@ -17,4 +17,5 @@ if [ ${#need[@]} -gt 0 ]; then
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
 
-bash "$root/scripts/fetch-kernels.sh" "$@"
+# --full: the whole 6.1 tree is needed for the build proof of the series.
+bash "$root/scripts/fetch-kernels.sh" --full "$@"

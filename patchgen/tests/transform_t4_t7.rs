@@ -338,28 +338,3 @@ fn renamed_fixtures() {
     assert!(why6.contains("`virt_users` is written") && why6.contains("`guest_list_lock`"), "{why6}");
     snap("transform_t6_arch_add_vm_fixture_refusal", why6);
 }
-
-/// Writes every step's diff (1-7, cumulative from real 6.1) to
-/// `$KVMTK_T47_PATCH_DIR/NN-slug.patch`, for the kernel build and
-/// checkpatch proof (`scripts/kernel-build.sh`). Ignored by default.
-#[test]
-#[ignore]
-fn export_patches_for_build_proof() {
-    let Some(dir) = std::env::var_os("KVMTK_T47_PATCH_DIR") else { return };
-    let Some(kdir) = real_kernel("6.1") else { return };
-    let api = ApiModel::default();
-    let mut tree = load(&kdir);
-    let mut report = findings(&tree, &api);
-    for (i, t) in SERIES.iter().enumerate() {
-        match plan(t.slug, &tree, &api, &report) {
-            Ok(change) => {
-                let after = applied(&tree, &change);
-                let text = format!("Subject: {}\n\n{}\n---\n{}", change.subject, change.body, diff(&tree, &after));
-                std::fs::write(Path::new(&dir).join(format!("{:02}-{}.patch", i + 1, t.slug)), text).expect("write");
-                tree = after;
-                report = findings(&tree, &api);
-            }
-            Err(r) => eprintln!("{} refused: {}", t.slug, r.reason),
-        }
-    }
-}

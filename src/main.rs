@@ -34,6 +34,10 @@ enum Command {
     /// Generate or test the refactor patch series.
     #[command(subcommand)]
     Series(SeriesCommand),
+    /// Every caller and reference of the hardware-enable symbols across the tree.
+    Refs(RefsArgs),
+    /// Findings a commit range or a set of patches introduces and fixes, per commit (for CI).
+    Lint(LintArgs),
     /// Print the C facts extracted from one file, as JSON (for debugging the parser).
     #[command(hide = true)]
     Facts {
@@ -131,6 +135,82 @@ struct CheckArgs {
     output: Option<PathBuf>,
 }
 
+#[derive(Clone, Copy, ValueEnum)]
+enum RefsScope {
+    /// The KVM files (virt/kvm, arch/*/kvm, the KVM headers).
+    Kvm,
+    /// Every .c and .h file of the tree.
+    All,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum RefsFormat {
+    Text,
+    Json,
+}
+
+#[derive(Args)]
+struct RefsArgs {
+    /// Kernel tree directory.
+    tree: PathBuf,
+    /// Which files to search.
+    #[arg(long, value_enum, default_value = "kvm")]
+    scope: RefsScope,
+    /// Search these symbols (repeated or comma-separated; default: the hardware-enable path found in the KVM code).
+    #[arg(long, value_delimiter = ',', value_name = "NAME")]
+    symbol: Vec<String>,
+    #[arg(long, value_enum, default_value = "text")]
+    format: RefsFormat,
+    /// Write to this file (atomically) instead of standard output.
+    #[arg(long, short)]
+    output: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct LintArgs {
+    /// `BASE..HEAD` with --repo; or mbox / format-patch files with --tree, or with --repo and --base.
+    #[arg(value_name = "RANGE|PATCH", required = true)]
+    args: Vec<PathBuf>,
+    /// Kernel tree directory the patches apply to.
+    #[arg(long, conflicts_with = "repo")]
+    tree: Option<PathBuf>,
+    /// Git repository (bare or not) holding the range, or the base of the patches.
+    #[arg(long)]
+    repo: Option<PathBuf>,
+    /// Revision of --repo the patches apply to.
+    #[arg(long, requires = "repo")]
+    base: Option<String>,
+    /// Analyze only these architectures (comma-separated or repeated).
+    #[arg(long, value_delimiter = ',')]
+    arch: Vec<String>,
+    /// Replace the embedded kernel API model with this TOML file.
+    #[arg(long, value_name = "FILE")]
+    api_model: Option<PathBuf>,
+    /// Run only these rules (ids or names, comma-separated or repeated).
+    #[arg(long, value_delimiter = ',')]
+    rule: Vec<String>,
+    /// Skip these rules.
+    #[arg(long, value_delimiter = ',')]
+    ignore: Vec<String>,
+    /// Accept the findings listed in this file (JSON, written by --write-baseline).
+    #[arg(long, value_name = "FILE")]
+    baseline: Option<PathBuf>,
+    /// Add the findings this run introduces to --baseline FILE (created if missing), atomically.
+    #[arg(long, requires = "baseline")]
+    write_baseline: bool,
+    /// Keep parsed facts in this directory across runs (keyed by git blob id).
+    #[arg(long, value_name = "DIR")]
+    cache_dir: Option<PathBuf>,
+    /// Exit with 1 when a new finding at or above this severity is reported.
+    #[arg(long, value_enum, default_value = "warning")]
+    fail_on: SeverityArg,
+    #[arg(long, value_enum, default_value = "text")]
+    format: CheckFormat,
+    /// Write to this file (atomically) instead of standard output.
+    #[arg(long, short)]
+    output: Option<PathBuf>,
+}
+
 #[derive(Subcommand)]
 enum SeriesCommand {
     /// Write the refactor series as git format-patch files (cover letter + one patch per transformation).
@@ -216,6 +296,8 @@ fn run(cli: Cli) -> Result<u8> {
         Command::Explain { rule } => explain(rule.as_deref()),
         Command::Graph(args) => graph(args),
         Command::Check(args) => check(args),
+        Command::Lint(args) => lint(args),
+        Command::Refs(args) => refs(args),
         Command::Series(SeriesCommand::Generate(args)) => series_generate(args),
         Command::Series(SeriesCommand::Test(args)) => series_test(args),
         Command::Facts { file } => {
@@ -265,8 +347,14 @@ fn emit(output: Option<&Path>, text: &str) -> Result<()> {
         }
         Some(path) => {
             let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-            let mut tmp =
-                tempfile::NamedTempFile::new_in(dir).with_context(|| format!("cannot write to {}", dir.display()))?;
+            if !dir.is_dir() {
+                bail!("cannot write `{}`: {} is not a directory", path.display(), dir.display());
+            }
+            let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            let mut tmp = tempfile::Builder::new()
+                .prefix(&format!(".{name}.kvmtk-"))
+                .tempfile_in(dir)
+                .with_context(|| format!("cannot write `{}`", path.display()))?;
             tmp.write_all(text.as_bytes())?;
             tmp.persist(path).with_context(|| format!("cannot write {}", path.display()))?;
             Ok(())
@@ -372,6 +460,59 @@ fn check(args: CheckArgs) -> Result<u8> {
     Ok(f::exit_code(&report, args.fail_on.into()) as u8)
 }
 
+/// A progress bar on standard error (indicatif), for `refs`.
+struct RefsProgress(indicatif::ProgressBar);
+
+impl analyzer::refs::Progress for RefsProgress {
+    fn stage(&self, name: &str, total: Option<u64>) {
+        let style = match total {
+            Some(n) => {
+                self.0.set_length(n);
+                self.0.set_position(0);
+                indicatif::ProgressStyle::with_template("{msg:>24} [{bar:40}] {pos}/{len} files ({elapsed})")
+            }
+            None => indicatif::ProgressStyle::with_template("{spinner} {msg} ({elapsed})"),
+        };
+        if let Ok(style) = style {
+            self.0.set_style(style.progress_chars("=> "));
+        }
+        self.0.set_message(name.to_string());
+        self.0.enable_steady_tick(std::time::Duration::from_millis(100));
+    }
+    fn advance(&self, n: u64) {
+        self.0.inc(n);
+    }
+    fn finish(&self) {
+        self.0.finish_and_clear();
+    }
+}
+
+fn refs(args: RefsArgs) -> Result<u8> {
+    use analyzer::refs::{self, NoProgress, RefsOptions, Scope};
+    use std::io::IsTerminal as _;
+    let opts = RefsOptions {
+        scope: match args.scope {
+            RefsScope::Kvm => Scope::Kvm,
+            RefsScope::All => Scope::All,
+        },
+        symbols: args.symbol.clone(),
+    };
+    let report = if std::io::stderr().is_terminal() {
+        let bar = RefsProgress(indicatif::ProgressBar::new(0));
+        let r = refs::find_refs(&args.tree, &opts, &bar);
+        bar.0.finish_and_clear();
+        r?
+    } else {
+        refs::find_refs(&args.tree, &opts, &NoProgress)?
+    };
+    let text = match args.format {
+        RefsFormat::Text => refs::render_text(&report),
+        RefsFormat::Json => serde_json::to_string_pretty(&report)? + "\n",
+    };
+    emit(args.output.as_deref(), &text)?;
+    Ok(0)
+}
+
 fn series_generate(args: SeriesGenerateArgs) -> Result<u8> {
     use patchgen::series::{self, format::MailDate, output};
     let author = series::resolve_author(args.author.as_deref(), args.tree.repo.as_deref())?;
@@ -455,4 +596,82 @@ fn series_test(args: SeriesTestArgs) -> Result<u8> {
     };
     emit(None, &text)?;
     Ok(report.exit_code())
+}
+
+fn lint(args: LintArgs) -> Result<u8> {
+    use analyzer::lint::{lint_range, Baseline, LintFormat, LintOptions, Linter};
+    for key in args.rule.iter().chain(&args.ignore) {
+        if analyzer::rules::find_rule(key).is_none() {
+            bail!(
+                "unknown rule `{key}`; known rules: {}",
+                REGISTRY.iter().map(|r| r.id).collect::<Vec<_>>().join(", ")
+            );
+        }
+    }
+    // Inputs first (patches, baseline, cache), so a bad one fails before any analysis.
+    let patches = match (&args.tree, &args.repo, &args.base) {
+        (None, Some(_), None) => None,
+        (Some(_), None, None) | (None, Some(_), Some(_)) => Some(patchgen::lint::load_patches(&args.args)?),
+        _ => bail!("give --repo R BASE..HEAD, --tree T PATCH..., or --repo R --base REV PATCH..."),
+    };
+    let baseline = match &args.baseline {
+        Some(p) if args.write_baseline && !p.exists() => Some(Baseline::empty()),
+        Some(p) => Some(Baseline::load(p)?),
+        None => None,
+    };
+    let cache = match &args.cache_dir {
+        Some(d) => analyzer::cache::FactsCache::with_dir(d)?,
+        None => analyzer::cache::FactsCache::in_memory(),
+    };
+    let api = match &args.api_model {
+        Some(p) => ApiModel::load(p)?,
+        None => ApiModel::default(),
+    };
+    let opts = LintOptions {
+        source: SourceOptions {
+            arches: if args.arch.is_empty() { None } else { Some(args.arch.clone()) },
+            ..Default::default()
+        },
+        selection: RuleSelection { only: args.rule.clone(), ignore: args.ignore.clone(), min_severity: None },
+    };
+    let mut linter = Linter::new(&api, &cache, opts);
+    let builder = match (patches, &args.tree, &args.repo, &args.base) {
+        (Some(p), Some(t), _, _) => patchgen::lint::lint_patches(&mut linter, &SourceSpec::Dir(t.clone()), &p)?,
+        (Some(p), None, Some(r), Some(b)) => {
+            let spec = SourceSpec::Git { repo: r.clone(), rev: b.clone() };
+            patchgen::lint::lint_patches(&mut linter, &spec, &p)?
+        }
+        (None, None, Some(r), None) => {
+            let [range] = args.args.as_slice() else {
+                bail!("with --repo and no --base, give one range BASE..HEAD (patches need --base REV)");
+            };
+            lint_range(&mut linter, r, &range.to_string_lossy())?
+        }
+        _ => bail!("give --repo R BASE..HEAD, --tree T PATCH..., or --repo R --base REV PATCH..."),
+    };
+    let baseline = match (baseline, args.write_baseline) {
+        (Some(b), true) => Some(b.with(&builder.introduced())),
+        (b, _) => b,
+    };
+    let report = builder.finish(baseline.as_ref());
+    if std::env::var_os("KVMTK_TIMINGS").is_some() {
+        for s in &report.steps {
+            if let Some(t) = s.elapsed {
+                eprintln!("kvmtk: timings: {} {:.1} ms", s.id, t.as_secs_f64() * 1e3);
+            }
+        }
+        eprintln!("kvmtk: cache: {:?}", cache.stats());
+    }
+    let format = match args.format {
+        CheckFormat::Text => LintFormat::Text,
+        CheckFormat::Json => LintFormat::Json,
+        CheckFormat::Sarif => LintFormat::Sarif,
+        CheckFormat::Github => LintFormat::Github,
+    };
+    emit(args.output.as_deref(), &analyzer::lint::render_report(&report, format))?;
+    if let (Some(b), Some(path), true) = (&baseline, &args.baseline, args.write_baseline) {
+        b.write(path)?;
+        eprintln!("kvmtk: wrote baseline {} ({} findings)", path.display(), b.findings.len());
+    }
+    Ok(report.exit_code(args.fail_on.into()))
 }

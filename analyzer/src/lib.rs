@@ -22,15 +22,18 @@
 #![allow(clippy::tabs_in_doc_comments)]
 
 pub mod api;
+pub mod cache;
 pub mod check;
 pub mod contexts;
 pub mod enable_path;
 pub mod facts;
 pub mod graph;
 pub mod kernel_docs;
+pub mod lint;
 pub mod locks;
 pub mod parse;
 pub mod pipeline;
+pub mod refs;
 pub mod report;
 pub mod rules;
 pub mod source;

@@ -47,6 +47,20 @@ fn is_c_source(path: &str) -> bool {
     path.ends_with(".c") || path.ends_with(".h")
 }
 
+/// A warning for a C file that is binary (has a NUL byte) or not UTF-8.
+/// Such a file is still analyzed: the parser reads bytes, and messages
+/// show invalid sequences as U+FFFD.
+fn encoding_warning(path: &str, bytes: &[u8]) -> Option<InputWarning> {
+    let line_of = |at: usize| 1 + bytes[..at].iter().filter(|&&b| b == b'\n').count() as u32;
+    let (at, message) = if let Some(at) = memchr::memchr(0, bytes) {
+        (at, "binary file (NUL byte); analyzed as C anyway")
+    } else {
+        let at = std::str::from_utf8(bytes).err()?.valid_up_to();
+        (at, "not valid UTF-8; analyzed as bytes, invalid sequences shown as U+FFFD")
+    };
+    Some(InputWarning { path: path.to_string(), line: Some(line_of(at)), message: message.to_string() })
+}
+
 impl ParsedTree {
     /// Load and parse a tree.
     pub fn load(spec: &SourceSpec, opts: &SourceOptions) -> Result<ParsedTree, SourceError> {
@@ -62,18 +76,41 @@ impl ParsedTree {
             .filter(|f| is_c_source(&f.path))
             .map(|f| crate::parse::parse_file(&f.path, f.arch.as_deref(), &f.bytes))
             .collect();
+        Self::assemble(source, files)
+    }
+
+    /// [`ParsedTree::from_source`], taking each file's facts from `cache`
+    /// (keyed by blob id) and parsing only the files it does not hold. The
+    /// result is the same as `from_source`'s: facts are syntax only.
+    pub fn from_source_cached(source: SourceTree, cache: &crate::cache::FactsCache) -> ParsedTree {
+        let files: Vec<FileFacts> =
+            source.files.par_iter().filter(|f| is_c_source(&f.path)).map(|f| cache.facts(f)).collect();
+        Self::assemble(source, files)
+    }
+
+    /// The facts' diagnostics as input warnings, and the kernel docs.
+    fn assemble(source: SourceTree, files: Vec<FileFacts>) -> ParsedTree {
         let mut warnings: Vec<InputWarning> = source
             .warnings
             .iter()
             .map(|w| InputWarning { path: w.path.clone(), line: None, message: w.message.clone() })
             .collect();
+        for f in source.files.iter().filter(|f| is_c_source(&f.path)) {
+            if let Some(w) = encoding_warning(&f.path, &f.bytes) {
+                warnings.push(w);
+            }
+        }
         for f in &files {
             if let Some(d) = f.diagnostics.first() {
                 let more = f.diagnostics.len() - 1;
+                // Line 0: about the whole file (too large, not parsed).
+                let whole_file = d.span.line == 0;
                 warnings.push(InputWarning {
                     path: f.path.clone(),
-                    line: Some(d.span.line),
-                    message: if more > 0 {
+                    line: (!whole_file).then_some(d.span.line),
+                    message: if whole_file {
+                        d.message.clone()
+                    } else if more > 0 {
                         format!("{} (and {more} more parse problems in this file; the rest is analyzed)", d.message)
                     } else {
                         format!("{} (the rest of the file is analyzed)", d.message)

@@ -11,5 +11,6 @@
 //! ```
 
 pub mod edit;
+pub mod lint;
 pub mod series;
 pub mod transform;

@@ -967,6 +967,9 @@ impl<'a> Scanner<'a> {
             }
         }
         let len = end - start;
+        if len < 2 {
+            return; // `X(a) {`: no keyword fits in one byte
+        }
         let kw: &[u8] = if len >= 5 { b"while" } else { b"if" };
         self.out[start..start + kw.len()].copy_from_slice(kw);
         for b in &mut self.out[start + kw.len()..end] {

@@ -45,6 +45,10 @@ use crate::facts::FileFacts;
 
 pub use mask::Masked;
 
+/// Files larger than this are not parsed (a diagnostic says so): it bounds
+/// the memory and time one file can take.
+pub const MAX_PARSE_BYTES: usize = 8 << 20;
+
 /// Options for [`parse_file_with`].
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ParseOptions {
@@ -92,11 +96,17 @@ pub fn parse_file(path: &str, arch: Option<&str>, bytes: &[u8]) -> FileFacts {
 /// [`parse_file`] with options.
 pub fn parse_file_with(path: &str, arch: Option<&str>, bytes: &[u8], opts: ParseOptions) -> FileFacts {
     let mut facts = FileFacts { path: path.to_string(), arch: arch.map(str::to_string), ..FileFacts::default() };
-    // Offsets are u32 in the facts; a file beyond that is not C we read.
-    if u32::try_from(bytes.len()).is_err() {
+    // Parsing costs about 100 bytes of memory per byte of C: a file far
+    // larger than any hand-written kernel C (the largest KVM file is under
+    // 400 KiB) is generated data, not code to analyze, and is skipped.
+    if bytes.len() > MAX_PARSE_BYTES {
         facts.diagnostics.push(crate::facts::ParseDiagnostic {
             span: Default::default(),
-            message: "file too large to parse (over 4 GiB)".into(),
+            message: format!(
+                "file too large to parse ({:.1} MiB, the limit is {} MiB); skipped",
+                bytes.len() as f64 / (1024.0 * 1024.0),
+                MAX_PARSE_BYTES >> 20
+            ),
         });
         return facts;
     }

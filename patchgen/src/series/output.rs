@@ -40,11 +40,30 @@ fn err(what: &str, p: &Path, e: impl std::fmt::Display) -> SeriesError {
     SeriesError::new(format!("{what} {}: {e}", p.display()))
 }
 
+/// The directory `out` is created in.
+fn parent_of(out: &Path) -> &Path {
+    out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."))
+}
+
 /// Refuse an output directory that exists and is not empty (unless
-/// `force`), or that is not a directory.
+/// `force`), that is not a directory, or whose parent is not a directory.
+/// First cleans what a killed earlier run left beside it (see
+/// [`remove_stale_staging`]), so that a restored directory is checked too.
 pub fn check_out_dir(out: &Path, force: bool) -> Result<(), SeriesError> {
+    remove_stale_staging(out);
     match fs::metadata(out) {
-        Err(_) => Ok(()),
+        Err(_) => {
+            let parent = parent_of(out);
+            if parent.is_dir() {
+                Ok(())
+            } else {
+                Err(SeriesError::new(format!(
+                    "cannot write `{}`: {} is not a directory",
+                    out.display(),
+                    parent.display()
+                )))
+            }
+        }
         Ok(m) if !m.is_dir() => {
             Err(SeriesError::new(format!("output `{}` exists and is not a directory", out.display())))
         }
@@ -76,8 +95,43 @@ pub fn write_dir_atomic(out: &Path, files: &[(String, String)], force: bool) -> 
     commit_staging(out, staging)
 }
 
+/// The prefix of the temporary directories beside `out`: the staging
+/// directory (`.NAME.kvmtk-XXXXXX`) and, with `--force`, the one holding
+/// the replaced directory (`.NAME.kvmtk-old-XXXXXX/old`).
+fn staging_prefix(out: &Path) -> String {
+    let name = out.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "series".into());
+    format!(".{name}.kvmtk-")
+}
+
+/// Clean up after a run that was killed (SIGINT, SIGKILL, power loss)
+/// before it could: a temporary directory is not removed when the process
+/// dies by a signal. A replaced directory moved aside is put back when
+/// `out` is missing (the kill came between the two renames), otherwise it
+/// is deleted like the staging directories. A run writing to the same
+/// `out` at the same time would lose its staging directory and fail.
+pub fn remove_stale_staging(out: &Path) {
+    let parent = parent_of(out);
+    let prefix = staging_prefix(out);
+    let Ok(entries) = fs::read_dir(parent) else { return };
+    let mut stale: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .map(|e| e.path())
+        .collect();
+    stale.sort();
+    let old_prefix = format!("{prefix}old-");
+    for dir in stale {
+        let is_aside = dir.file_name().is_some_and(|n| n.to_string_lossy().starts_with(&old_prefix));
+        if is_aside && fs::symlink_metadata(out).is_err() && dir.join("old").is_dir() {
+            let _ = fs::rename(dir.join("old"), out);
+        }
+        let _ = fs::remove_dir_all(&dir);
+    }
+}
+
 fn stage(out: &Path, files: &[(String, String)]) -> Result<Staging, SeriesError> {
-    let parent = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let parent = parent_of(out);
     if !parent.is_dir() {
         return Err(SeriesError::new(format!(
             "cannot write `{}`: {} is not a directory",
@@ -85,9 +139,8 @@ fn stage(out: &Path, files: &[(String, String)]) -> Result<Staging, SeriesError>
             parent.display()
         )));
     }
-    let name = out.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "series".into());
     let tmp = tempfile::Builder::new()
-        .prefix(&format!(".{name}.kvmtk-"))
+        .prefix(&staging_prefix(out))
         .tempdir_in(parent)
         .map_err(|e| err("cannot create a temporary directory in", parent, e))?;
     for (file, text) in files {
@@ -116,9 +169,9 @@ fn commit_staging(out: &Path, mut staging: Staging) -> Result<Vec<PathBuf>, Seri
     }
     // Replace a non-empty directory (--force): move it aside, move the new
     // one in, then delete the old one; restore it if the second step fails.
-    let parent = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let parent = parent_of(out);
     let aside = tempfile::Builder::new()
-        .prefix(".kvmtk-old-")
+        .prefix(&format!("{}old-", staging_prefix(out)))
         .tempdir_in(parent)
         .map_err(|e| err("cannot create a temporary directory in", parent, e))?;
     let aside_path = aside.path().join("old");

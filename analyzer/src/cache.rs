@@ -1,0 +1,299 @@
+//! A cache of parsed C facts, keyed by git blob id.
+//!
+//! Parsing dominates the cost of loading a tree, and facts are pure syntax
+//! (the API model is applied later), so the facts of one file depend only
+//! on its bytes and its path. The key is therefore the file's git blob id
+//! plus its path (the path is stored in the facts and decides the arch);
+//! the same blob at the same path is parsed once per run, and, with a cache
+//! directory, once across runs.
+//!
+//! # On-disk format
+//!
+//! `DIR/<version>/<blob[0..2]>/<blob>-<path hash>.json`, one JSON entry per
+//! file: `{"version", "blob", "path", "facts"}`. `<version>` (see
+//! [`cache_version`]) names the tool version, [`FACTS_SCHEMA`] and a hash of
+//! the facts and parser sources, so a build that changes how facts are
+//! extracted never reads entries of another build. An entry that does not
+//! read back (truncated, corrupt, another version, another key) is ignored
+//! and the file re-parsed, then rewritten; entries are written to a
+//! temporary file in their directory and renamed into place, so a reader
+//! never sees half an entry and concurrent runs do not corrupt each other.
+//! Failing to write an entry only costs a re-parse next time; it is counted
+//! in [`CacheStats::write_errors`], never fatal.
+
+use std::collections::HashMap;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use serde::{Deserialize, Serialize};
+
+use crate::facts::FileFacts;
+use crate::source::SourceFile;
+
+/// Version of the facts data model as cached. Bump it when a change to
+/// [`FileFacts`] is not visible in the sources hashed by [`cache_version`]
+/// (for instance a tree-sitter grammar upgrade).
+pub const FACTS_SCHEMA: u32 = 1;
+
+/// The sources whose change changes the facts of a file; hashed into
+/// [`cache_version`] so that a rebuilt parser never reads stale entries
+/// even when nobody remembers to bump [`FACTS_SCHEMA`].
+const FACTS_SOURCES: [&str; 6] = [
+    include_str!("facts.rs"),
+    include_str!("parse/mod.rs"),
+    include_str!("parse/extract.rs"),
+    include_str!("parse/mask.rs"),
+    include_str!("parse/stmt.rs"),
+    include_str!("parse/text.rs"),
+];
+
+/// FNV-1a, 64 bits: stable across runs and platforms (std's hasher is not).
+fn fnv(parts: &[&[u8]]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for p in parts {
+        for &b in p.iter().chain(std::iter::once(&0u8)) {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+    h
+}
+
+/// The cache format's version string: `kvmtk-<tool version>-facts<schema>-<hash>`,
+/// where the hash covers the facts model and the parser sources.
+pub fn cache_version() -> &'static str {
+    static VERSION: OnceLock<String> = OnceLock::new();
+    VERSION.get_or_init(|| {
+        let parts: Vec<&[u8]> = FACTS_SOURCES.iter().map(|s| s.as_bytes()).collect();
+        format!("kvmtk-{}-facts{}-{:016x}", env!("CARGO_PKG_VERSION"), FACTS_SCHEMA, fnv(&parts))
+    })
+}
+
+/// Why a cache directory cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot use cache directory `{}`: {message}", path.display())]
+pub struct CacheError {
+    /// The directory as given.
+    pub path: PathBuf,
+    /// What went wrong.
+    pub message: String,
+}
+
+/// How the cache was used, for timings and tests.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct CacheStats {
+    /// Files parsed (not found in the cache).
+    pub parsed: usize,
+    /// Files found in memory.
+    pub memory_hits: usize,
+    /// Files read from the cache directory.
+    pub disk_hits: usize,
+    /// Entries in the cache directory that did not read back (corrupt,
+    /// truncated, other key) and were replaced.
+    pub rejected: usize,
+    /// Entries that could not be written (the cache directory is optional).
+    pub write_errors: usize,
+}
+
+/// One entry on disk.
+#[derive(Serialize, Deserialize)]
+struct Entry {
+    version: String,
+    blob: String,
+    path: String,
+    facts: FileFacts,
+}
+
+/// Facts by (blob id, path), in memory and optionally on disk. Shared by
+/// reference between rayon workers: all methods take `&self`.
+#[derive(Debug, Default)]
+pub struct FactsCache {
+    memory: Mutex<HashMap<(String, String), Arc<FileFacts>>>,
+    /// Facts handed back by [`FactsCache::recycle`], moved out (not
+    /// cloned) by the next lookup: checking commit after commit then costs
+    /// no copy of the unchanged files' facts.
+    recycled: Mutex<HashMap<(String, String), FileFacts>>,
+    /// `DIR/<version>`, when persistent.
+    dir: Option<PathBuf>,
+    parsed: AtomicUsize,
+    memory_hits: AtomicUsize,
+    disk_hits: AtomicUsize,
+    rejected: AtomicUsize,
+    write_errors: AtomicUsize,
+}
+
+impl FactsCache {
+    /// A cache that lives for this run only.
+    pub fn in_memory() -> FactsCache {
+        FactsCache::default()
+    }
+
+    /// A cache backed by `dir` (created if missing). Fails only when the
+    /// directory cannot be created or is not a directory; individual
+    /// entries never fail the run.
+    pub fn with_dir(dir: &Path) -> Result<FactsCache, CacheError> {
+        let err = |message: String| CacheError { path: dir.to_path_buf(), message };
+        if dir.exists() && !dir.is_dir() {
+            return Err(err("it exists and is not a directory".into()));
+        }
+        let versioned = dir.join(cache_version());
+        std::fs::create_dir_all(&versioned).map_err(|e| err(e.to_string()))?;
+        Ok(FactsCache { dir: Some(versioned), ..FactsCache::default() })
+    }
+
+    /// The versioned directory entries are stored in, if persistent.
+    pub fn dir(&self) -> Option<&Path> {
+        self.dir.as_deref()
+    }
+
+    /// Counters so far.
+    pub fn stats(&self) -> CacheStats {
+        CacheStats {
+            parsed: self.parsed.load(Ordering::Relaxed),
+            memory_hits: self.memory_hits.load(Ordering::Relaxed),
+            disk_hits: self.disk_hits.load(Ordering::Relaxed),
+            rejected: self.rejected.load(Ordering::Relaxed),
+            write_errors: self.write_errors.load(Ordering::Relaxed),
+        }
+    }
+
+    /// The facts of `file`: from memory, else from disk, else parsed (and
+    /// stored in both). A file without a blob id is parsed every time.
+    pub fn facts(&self, file: &SourceFile) -> FileFacts {
+        let Some(blob) = file.blob_id.as_deref() else {
+            self.parsed.fetch_add(1, Ordering::Relaxed);
+            return crate::parse::parse_file(&file.path, file.arch.as_deref(), &file.bytes);
+        };
+        let key = (blob.to_string(), file.path.clone());
+        if let Some(f) = self.recycled.lock().unwrap_or_else(|e| e.into_inner()).remove(&key) {
+            self.memory_hits.fetch_add(1, Ordering::Relaxed);
+            return f;
+        }
+        if let Some(f) = self.lock().get(&key) {
+            self.memory_hits.fetch_add(1, Ordering::Relaxed);
+            return FileFacts::clone(f);
+        }
+        let facts = match self.read_disk(blob, &file.path) {
+            Some(f) => {
+                self.disk_hits.fetch_add(1, Ordering::Relaxed);
+                f
+            }
+            None => {
+                self.parsed.fetch_add(1, Ordering::Relaxed);
+                let f = crate::parse::parse_file(&file.path, file.arch.as_deref(), &file.bytes);
+                self.write_disk(blob, &file.path, &f);
+                f
+            }
+        };
+        self.lock().insert(key, Arc::new(facts.clone()));
+        facts
+    }
+
+    /// Hand back the facts of a parsed tree that is no longer needed, so
+    /// that the next tree sharing its files takes them without a copy.
+    /// Replaces what was recycled before (only the latest tree is kept).
+    pub fn recycle(&self, parsed: crate::pipeline::ParsedTree) {
+        let crate::pipeline::ParsedTree { source, files, .. } = parsed;
+        let mut map = HashMap::with_capacity(files.len());
+        for f in files {
+            if let Some(blob) = source.file(&f.path).and_then(|s| s.blob_id.clone()) {
+                map.insert((blob, f.path.clone()), f);
+            }
+        }
+        *self.recycled.lock().unwrap_or_else(|e| e.into_inner()) = map;
+    }
+
+    /// The map, even if another thread panicked while holding it (the map
+    /// itself is always consistent: inserts are single operations).
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String), Arc<FileFacts>>> {
+        self.memory.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn entry_path(&self, blob: &str, path: &str) -> Option<PathBuf> {
+        let dir = self.dir.as_ref()?;
+        // Blob ids are hex; anything else is not used as a file name.
+        if blob.len() < 3 || !blob.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return None;
+        }
+        let shard = &blob[..2];
+        Some(dir.join(shard).join(format!("{blob}-{:016x}.json", fnv(&[path.as_bytes()]))))
+    }
+
+    fn read_disk(&self, blob: &str, path: &str) -> Option<FileFacts> {
+        let p = self.entry_path(blob, path)?;
+        let bytes = std::fs::read(&p).ok()?;
+        match serde_json::from_slice::<Entry>(&bytes) {
+            Ok(e) if e.version == cache_version() && e.blob == blob && e.path == path && e.facts.path == path => {
+                Some(e.facts)
+            }
+            _ => {
+                self.rejected.fetch_add(1, Ordering::Relaxed);
+                None
+            }
+        }
+    }
+
+    fn write_disk(&self, blob: &str, path: &str, facts: &FileFacts) {
+        let Some(p) = self.entry_path(blob, path) else { return };
+        let write = || -> std::io::Result<()> {
+            let dir = p.parent().unwrap_or(Path::new("."));
+            std::fs::create_dir_all(dir)?;
+            let entry = Entry {
+                version: cache_version().to_string(),
+                blob: blob.to_string(),
+                path: path.to_string(),
+                facts: facts.clone(),
+            };
+            let bytes = serde_json::to_vec(&entry).map_err(std::io::Error::other)?;
+            write_atomic(&p, &bytes)
+        };
+        if write().is_err() {
+            self.write_errors.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Write `bytes` to `path` atomically: into a temporary file in the same
+/// directory (a name no other writer uses: process id and a counter,
+/// created exclusively), then renamed over `path`. On error the temporary
+/// file is removed and `path` is untouched.
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    static COUNTER: AtomicUsize = AtomicUsize::new(0);
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let tmp = dir.join(format!(".{name}.{}-{n}.tmp", std::process::id()));
+    let result = (|| {
+        let mut f = std::fs::OpenOptions::new().write(true).create_new(true).open(&tmp)?;
+        // No fsync: a torn cache entry after a crash is rejected and
+        // re-parsed, which costs less than syncing hundreds of files.
+        f.write_all(bytes)?;
+        drop(f);
+        std::fs::rename(&tmp, path)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn version_names_tool_and_schema() {
+        let v = cache_version();
+        assert!(v.starts_with(&format!("kvmtk-{}-facts{}-", env!("CARGO_PKG_VERSION"), FACTS_SCHEMA)), "{v}");
+        assert_eq!(v, cache_version());
+    }
+
+    #[test]
+    fn non_hex_blob_ids_are_not_file_names() {
+        let c = FactsCache { dir: Some(PathBuf::from("/nonexistent")), ..FactsCache::default() };
+        assert!(c.entry_path("../../etc", "a.c").is_none());
+        assert!(c.entry_path("abcdef", "a.c").is_some());
+    }
+}

@@ -1,0 +1,89 @@
+//! The facts cache: cached facts equal parsed facts, entries survive runs
+//! on disk, and corrupt, truncated or foreign entries are ignored and
+//! replaced without a panic.
+
+use std::path::{Path, PathBuf};
+
+use analyzer::cache::{cache_version, FactsCache};
+use analyzer::pipeline::ParsedTree;
+use analyzer::source::{SourceOptions, SourceSpec, SourceTree};
+
+fn fixture(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../kvm-fixtures").join(name)
+}
+
+fn load() -> SourceTree {
+    SourceTree::load(&SourceSpec::Dir(fixture("default")), &SourceOptions::default()).unwrap()
+}
+
+fn entries(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for shard in std::fs::read_dir(dir.join(cache_version())).unwrap() {
+        for e in std::fs::read_dir(shard.unwrap().path()).unwrap() {
+            out.push(e.unwrap().path());
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn cached_tree_equals_parsed_tree() {
+    let cache = FactsCache::in_memory();
+    let plain = ParsedTree::from_source(load());
+    let first = ParsedTree::from_source_cached(load(), &cache);
+    let n = first.files.len();
+    assert_eq!(cache.stats().parsed, n);
+    let second = ParsedTree::from_source_cached(load(), &cache);
+    assert_eq!(cache.stats().memory_hits, n);
+    for t in [&first, &second] {
+        assert_eq!(t.files, plain.files);
+        assert_eq!(t.warnings, plain.warnings);
+    }
+}
+
+#[test]
+fn disk_entries_survive_runs_and_bad_ones_are_replaced() {
+    let dir = tempfile::tempdir().unwrap();
+    let plain = ParsedTree::from_source(load());
+    let n = plain.files.len();
+    {
+        let cache = FactsCache::with_dir(dir.path()).unwrap();
+        ParsedTree::from_source_cached(load(), &cache);
+        assert_eq!(cache.stats().parsed, n);
+        assert_eq!(cache.stats().write_errors, 0);
+    }
+    let files = entries(dir.path());
+    assert_eq!(files.len(), n, "one entry per C file, no temporary files left");
+    let cache = FactsCache::with_dir(dir.path()).unwrap();
+    let again = ParsedTree::from_source_cached(load(), &cache);
+    assert_eq!(cache.stats().disk_hits, n);
+    assert_eq!(cache.stats().parsed, 0);
+    assert_eq!(again.files, plain.files);
+
+    // Corrupt three entries: garbage, truncated JSON, a valid entry of another version.
+    std::fs::write(&files[0], b"\x00\xffnot json").unwrap();
+    let text = std::fs::read_to_string(&files[1]).unwrap();
+    std::fs::write(&files[1], &text[..text.len() / 2]).unwrap();
+    let mut v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&files[2]).unwrap()).unwrap();
+    v["version"] = "kvmtk-0.0.0-facts0-0".into();
+    std::fs::write(&files[2], v.to_string()).unwrap();
+    let cache = FactsCache::with_dir(dir.path()).unwrap();
+    let repaired = ParsedTree::from_source_cached(load(), &cache);
+    let s = cache.stats();
+    assert_eq!((s.rejected, s.parsed, s.disk_hits), (3, 3, n - 3), "{s:?}");
+    assert_eq!(repaired.files, plain.files);
+    // Rewritten: the next run reads all of them.
+    let cache = FactsCache::with_dir(dir.path()).unwrap();
+    ParsedTree::from_source_cached(load(), &cache);
+    assert_eq!(cache.stats().disk_hits, n);
+}
+
+#[test]
+fn a_file_as_cache_dir_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("file");
+    std::fs::write(&f, "x").unwrap();
+    let e = FactsCache::with_dir(&f).unwrap_err().to_string();
+    assert!(e.contains("cannot use cache directory") && e.contains("not a directory"), "{e}");
+}

@@ -1,0 +1,15 @@
+//! C facts extraction on arbitrary bytes: idiom masking, tree-sitter-c and
+//! the extractor must never panic, and spans must stay inside the input.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let masked = analyzer::parse::recover_idioms(data);
+    assert_eq!(masked.bytes.len(), data.len(), "masking must keep the length");
+    let facts = analyzer::parse::parse_file("arch/x86/kvm/fuzz.c", Some("x86"), data);
+    for f in &facts.functions {
+        assert!((f.span.end as usize) <= data.len(), "function span past the end");
+        assert!(f.span.start <= f.span.end, "inverted function span");
+    }
+});

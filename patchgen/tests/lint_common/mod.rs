@@ -1,0 +1,118 @@
+//! Shared helpers of the lint tests: git repositories built with git2 from
+//! directories, commits replacing files, the real-kernel cache.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+
+use git2::{Oid, Repository, Signature, Time};
+
+pub fn workspace() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+pub fn fixture(name: &str) -> PathBuf {
+    workspace().join("kvm-fixtures").join(name)
+}
+
+/// The real-kernel tree `name`, or `None` (with a notice) when missing and
+/// not under CI.
+pub fn kernel_cache(name: &str) -> Option<PathBuf> {
+    let base = std::env::var_os("KVMTK_KERNEL_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace().join(".cache").join("kernels"));
+    let p = base.join(name);
+    if p.join("virt/kvm/kvm_main.c").is_file() {
+        return Some(p);
+    }
+    if std::env::var_os("CI").is_some() {
+        panic!("kernel tree {} missing (run scripts/fetch-kernels.sh)", p.display());
+    }
+    eprintln!("notice: {} missing; skipping (run scripts/fetch-kernels.sh)", p.display());
+    None
+}
+
+fn sig() -> Signature<'static> {
+    Signature::new("Test Author", "test@example.org", &Time::new(1_717_408_800, 0)).unwrap()
+}
+
+/// A tree object holding the files of `dir` (recursively, `.git` skipped).
+pub fn tree_of_dir(repo: &Repository, dir: &Path) -> Oid {
+    let mut b = repo.treebuilder(None).unwrap();
+    let mut entries: Vec<_> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap()).collect();
+    entries.sort_by_key(|e| e.file_name());
+    for e in entries {
+        let name = e.file_name();
+        if name == ".git" {
+            continue;
+        }
+        let ty = e.file_type().unwrap();
+        if ty.is_dir() {
+            let sub = tree_of_dir(repo, &e.path());
+            b.insert(&name, sub, 0o040000).unwrap();
+        } else if ty.is_file() {
+            let blob = repo.blob(&std::fs::read(e.path()).unwrap()).unwrap();
+            b.insert(&name, blob, 0o100644).unwrap();
+        }
+    }
+    b.write().unwrap()
+}
+
+/// Commit `tree` on top of `parent` (none: a root commit) and point
+/// `refs/heads/<branch>` at it.
+pub fn commit(repo: &Repository, branch: &str, parent: Option<Oid>, tree: Oid, message: &str) -> Oid {
+    let tree = repo.find_tree(tree).unwrap();
+    let parents: Vec<git2::Commit<'_>> = parent.map(|p| repo.find_commit(p).unwrap()).into_iter().collect();
+    let refs: Vec<&git2::Commit<'_>> = parents.iter().collect();
+    let id = repo.commit(None, &sig(), &sig(), message, &tree, &refs).unwrap();
+    repo.reference(&format!("refs/heads/{branch}"), id, true, "test").unwrap();
+    id
+}
+
+/// A repository (in a temporary directory) whose single commit holds the
+/// files of `src`, tagged `tag`, on branch `master`.
+pub fn repo_from_dir(src: &Path, tag: &str) -> (tempfile::TempDir, Repository, Oid) {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = Repository::init(dir.path()).unwrap();
+    let tree = tree_of_dir(&repo, src);
+    let id = commit(&repo, "master", None, tree, "base\n");
+    repo.tag_lightweight(tag, &repo.find_object(id, None).unwrap(), false).unwrap();
+    (dir, repo, id)
+}
+
+/// Commit on `branch` (at `parent`) the parent's tree with `path` set to `bytes`.
+pub fn commit_file(repo: &Repository, branch: &str, parent: Oid, path: &str, bytes: &[u8], message: &str) -> Oid {
+    let base = repo.find_commit(parent).unwrap().tree().unwrap();
+    let blob = repo.blob(bytes).unwrap();
+    let mut update = git2::build::TreeUpdateBuilder::new();
+    update.upsert(path, blob, git2::FileMode::Blob);
+    let tree = update.create_updated(repo, &base).unwrap();
+    commit(repo, branch, Some(parent), tree, message)
+}
+
+/// The contents of `path` at `rev`.
+pub fn read_at(repo: &Repository, rev: &str, path: &str) -> Vec<u8> {
+    let tree = repo.revparse_single(rev).unwrap().peel_to_tree().unwrap();
+    let entry = tree.get_path(Path::new(path)).unwrap();
+    repo.find_blob(entry.id()).unwrap().content().to_vec()
+}
+
+/// `diff` between two trees as a git format-patch mail.
+pub fn format_patch(repo: &Repository, from: Oid, to: Oid, subject: &str) -> String {
+    let a = repo.find_commit(from).unwrap().tree().unwrap();
+    let b = repo.find_commit(to).unwrap().tree().unwrap();
+    let diff = repo.diff_tree_to_tree(Some(&a), Some(&b), None).unwrap();
+    let mut text = format!(
+        "From 0000000000000000000000000000000000000000 Mon Sep 17 00:00:00 2001\nFrom: Test Author <test@example.org>\nDate: Mon, 3 Jun 2024 10:00:00 +0000\nSubject: [PATCH] {subject}\n\nWhy.\n\nSigned-off-by: Test Author <test@example.org>\n---\n"
+    );
+    diff.print(git2::DiffFormat::Patch, |_, _, line| {
+        match line.origin() {
+            '+' | '-' | ' ' => text.push(line.origin()),
+            _ => {}
+        }
+        text.push_str(&String::from_utf8_lossy(line.content()));
+        true
+    })
+    .unwrap();
+    text.push_str("-- \n2.39.0\n\n");
+    text
+}

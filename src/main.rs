@@ -9,9 +9,11 @@ use anyhow::{bail, Context as _, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use analyzer::api::ApiModel;
+use analyzer::cache::{FactsCache, ResultCache};
+use analyzer::check::Checker;
 use analyzer::pipeline::ParsedTree;
 use analyzer::rules::{RuleSelection, Severity, REGISTRY};
-use analyzer::source::{SourceOptions, SourceSpec};
+use analyzer::source::{SourceOptions, SourceSpec, SourceTree};
 
 #[derive(Parser)]
 #[command(name = "kvmtk", version, about = "Analyze and refactor how Linux KVM enables hardware virtualization")]
@@ -63,6 +65,17 @@ struct TreeArgs {
     /// Replace the embedded kernel API model with this TOML file.
     #[arg(long, value_name = "FILE")]
     api_model: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct CacheArgs {
+    /// Keep parsed facts and per-arch results in this directory across runs
+    /// (default: $KVMTK_CACHE_DIR, $XDG_CACHE_HOME/kvmtk or ~/.cache/kvmtk).
+    #[arg(long, value_name = "DIR", conflicts_with = "no_cache")]
+    cache_dir: Option<PathBuf>,
+    /// Keep nothing across runs (parse and analyze everything).
+    #[arg(long)]
+    no_cache: bool,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -133,6 +146,8 @@ struct CheckArgs {
     /// Write to this file (atomically) instead of standard output.
     #[arg(long, short)]
     output: Option<PathBuf>,
+    #[command(flatten)]
+    cache: CacheArgs,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -198,9 +213,8 @@ struct LintArgs {
     /// Add the findings this run introduces to --baseline FILE (created if missing), atomically.
     #[arg(long, requires = "baseline")]
     write_baseline: bool,
-    /// Keep parsed facts in this directory across runs (keyed by git blob id).
-    #[arg(long, value_name = "DIR")]
-    cache_dir: Option<PathBuf>,
+    #[command(flatten)]
+    cache: CacheArgs,
     /// Exit with 1 when a new finding at or above this severity is reported.
     #[arg(long, value_enum, default_value = "warning")]
     fail_on: SeverityArg,
@@ -318,6 +332,35 @@ fn load_api(args: &TreeArgs) -> Result<ApiModel> {
 }
 
 fn load_tree(args: &TreeArgs) -> Result<ParsedTree> {
+    let parsed = ParsedTree::from_source(load_source(args)?);
+    for w in &parsed.warnings {
+        eprintln!("kvmtk: warning: {w}");
+    }
+    Ok(parsed)
+}
+
+/// The caches `--cache-dir` / `--no-cache` ask for. An explicit directory
+/// that cannot be used is an error; the default one only a warning (the
+/// caches then live in memory).
+fn open_caches(args: &CacheArgs) -> Result<(FactsCache, ResultCache)> {
+    let dir = match (&args.cache_dir, args.no_cache) {
+        (_, true) => None,
+        (Some(d), false) => {
+            return Ok((FactsCache::with_dir(d)?, ResultCache::with_dir(d)?));
+        }
+        (None, false) => analyzer::cache::default_dir(),
+    };
+    match dir.map(|d| FactsCache::with_dir(&d).and_then(|f| Ok((f, ResultCache::with_dir(&d)?)))) {
+        Some(Ok(caches)) => Ok(caches),
+        Some(Err(e)) => {
+            eprintln!("kvmtk: warning: {e}; caching in memory only (--cache-dir DIR to choose another)");
+            Ok((FactsCache::in_memory(), ResultCache::in_memory()))
+        }
+        None => Ok((FactsCache::in_memory(), ResultCache::in_memory())),
+    }
+}
+
+fn load_source(args: &TreeArgs) -> Result<SourceTree> {
     let spec = match (&args.tree, &args.repo, &args.rev) {
         (Some(t), None, _) => SourceSpec::Dir(t.clone()),
         (None, Some(r), Some(v)) => SourceSpec::Git { repo: r.clone(), rev: v.clone() },
@@ -328,11 +371,7 @@ fn load_tree(args: &TreeArgs) -> Result<ParsedTree> {
         arches: if args.arch.is_empty() { None } else { Some(args.arch.clone()) },
         ..Default::default()
     };
-    let parsed = ParsedTree::load(&spec, &opts)?;
-    for w in &parsed.warnings {
-        eprintln!("kvmtk: warning: {w}");
-    }
-    Ok(parsed)
+    Ok(SourceTree::load(&spec, &opts)?)
 }
 
 /// Write `text` to `path` atomically (a temporary file in the same
@@ -433,20 +472,31 @@ fn check(args: CheckArgs) -> Result<u8> {
     }
     let started = std::time::Instant::now();
     let api = load_api(&args.tree)?;
-    let parsed = load_tree(&args.tree)?;
+    let (facts, results) = open_caches(&args.cache)?;
+    // One tree: no in-memory copy of its facts.
+    let facts = facts.without_memory();
+    let source = load_source(&args.tree)?;
     let loaded = started.elapsed();
     let selection = RuleSelection {
         only: args.rule.clone(),
         ignore: args.ignore.clone(),
         min_severity: args.severity.map(Severity::from),
     };
-    let report = analyzer::check::check(&parsed, &api, &selection);
+    let checker = Checker::new(&api, &facts, results, selection);
+    let outcome = checker.check(source);
+    for w in &outcome.report.warnings[..outcome.input_warnings] {
+        eprintln!("kvmtk: warning: {w}");
+    }
+    let report = outcome.report;
     // Stage timings for profiling (see bench/run.sh), on request only.
     if std::env::var_os("KVMTK_TIMINGS").is_some() {
         eprintln!(
-            "kvmtk: timings: load+parse {:.1} ms, analyze+rules {:.1} ms",
+            "kvmtk: timings: load {:.1} ms, parse+analyze+rules {:.1} ms ({:?}; facts {:?}; results {:?})",
             loaded.as_secs_f64() * 1e3,
-            (started.elapsed() - loaded).as_secs_f64() * 1e3
+            (started.elapsed() - loaded).as_secs_f64() * 1e3,
+            outcome.stats,
+            facts.stats(),
+            checker.results().stats()
         );
     }
     use analyzer::report::findings as f;
@@ -619,10 +669,7 @@ fn lint(args: LintArgs) -> Result<u8> {
         Some(p) => Some(Baseline::load(p)?),
         None => None,
     };
-    let cache = match &args.cache_dir {
-        Some(d) => analyzer::cache::FactsCache::with_dir(d)?,
-        None => analyzer::cache::FactsCache::in_memory(),
-    };
+    let (cache, results) = open_caches(&args.cache)?;
     let api = match &args.api_model {
         Some(p) => ApiModel::load(p)?,
         None => ApiModel::default(),
@@ -634,7 +681,7 @@ fn lint(args: LintArgs) -> Result<u8> {
         },
         selection: RuleSelection { only: args.rule.clone(), ignore: args.ignore.clone(), min_severity: None },
     };
-    let mut linter = Linter::new(&api, &cache, opts);
+    let mut linter = Linter::with_results(&api, &cache, results, opts);
     let builder = match (patches, &args.tree, &args.repo, &args.base) {
         (Some(p), Some(t), _, _) => patchgen::lint::lint_patches(&mut linter, &SourceSpec::Dir(t.clone()), &p)?,
         (Some(p), None, Some(r), Some(b)) => {
@@ -660,7 +707,7 @@ fn lint(args: LintArgs) -> Result<u8> {
                 eprintln!("kvmtk: timings: {} {:.1} ms", s.id, t.as_secs_f64() * 1e3);
             }
         }
-        eprintln!("kvmtk: cache: {:?}", cache.stats());
+        eprintln!("kvmtk: cache: facts {:?}; results {:?}", cache.stats(), linter.results().stats());
     }
     let format = match args.format {
         CheckFormat::Text => LintFormat::Text,

@@ -6,7 +6,9 @@
 //! replace it with `--api-model FILE`. Every other layer asks this model
 //! instead of knowing kernel function names itself.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+
+use rustc_hash::FxHashMap as HashMap;
 
 use serde::{Deserialize, Serialize};
 
@@ -302,6 +304,13 @@ pub enum ApiModelError {
     Invalid { path: String, message: String },
 }
 
+/// FNV-1a over the table's canonical JSON (maps are ordered, so equal
+/// tables give equal bytes).
+fn table_fingerprint(table: &ApiTable) -> u64 {
+    let json = serde_json::to_vec(table).unwrap_or_default();
+    json.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3))
+}
+
 /// The table plus lookup indexes.
 #[derive(Debug, Clone)]
 pub struct ApiModel {
@@ -317,6 +326,8 @@ pub struct ApiModel {
     state_reads: HashMap<String, usize>,
     heavy: HashMap<String, ()>,
     entry_macros: HashMap<String, usize>,
+    /// Hash of the table's contents, for cache keys.
+    fingerprint: u64,
 }
 
 impl Default for ApiModel {
@@ -391,7 +402,7 @@ impl ApiModel {
             }
         }
 
-        let mut lock_ops = HashMap::new();
+        let mut lock_ops = HashMap::default();
         for (i, ops) in table.lock_ops.iter().enumerate() {
             for f in &ops.acquire {
                 lock_ops.insert(f.clone(), (i, LockEffect::Acquire));
@@ -401,7 +412,7 @@ impl ApiModel {
             }
         }
         let index = |names: &mut dyn Iterator<Item = (usize, &String)>| {
-            let mut m = HashMap::new();
+            let mut m = HashMap::default();
             for (i, n) in names {
                 m.insert(n.clone(), i);
             }
@@ -434,8 +445,16 @@ impl ApiModel {
             percpu_accessors,
             state_reads,
             entry_macros,
+            fingerprint: table_fingerprint(&table),
             table,
         })
+    }
+
+    /// A hash of the table's contents (stable across runs): two models with
+    /// the same fingerprint give the same analysis, so cached results are
+    /// keyed by it.
+    pub fn fingerprint(&self) -> u64 {
+        self.fingerprint
     }
 
     /// The properties of a context kind, by its table key.

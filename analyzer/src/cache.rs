@@ -1,4 +1,6 @@
-//! A cache of parsed C facts, keyed by git blob id.
+//! Persistent caches: parsed C facts keyed by git blob id
+//! ([`FactsCache`]), and whole per-arch results keyed by the signature of
+//! their inputs ([`ResultCache`]).
 //!
 //! Parsing dominates the cost of loading a tree, and facts are pure syntax
 //! (the API model is applied later), so the facts of one file depend only
@@ -9,8 +11,10 @@
 //!
 //! # On-disk format
 //!
-//! `DIR/<version>/<blob[0..2]>/<blob>-<path hash>.json`, one JSON entry per
-//! file: `{"version", "blob", "path", "facts"}`. `<version>` (see
+//! `DIR/<version>/<blob[0..2]>/<blob>-<path hash>.bin`, one entry per
+//! file, `{version, blob, path, facts}` encoded with postcard (compact
+//! binary serde; reading it back is several times faster than JSON and
+//! than parsing). `<version>` (see
 //! [`cache_version`]) names the tool version, [`FACTS_SCHEMA`] and a hash of
 //! the facts and parser sources, so a build that changes how facts are
 //! extracted never reads entries of another build. An entry that does not
@@ -35,7 +39,7 @@ use crate::source::SourceFile;
 /// Version of the facts data model as cached. Bump it when a change to
 /// [`FileFacts`] is not visible in the sources hashed by [`cache_version`]
 /// (for instance a tree-sitter grammar upgrade).
-pub const FACTS_SCHEMA: u32 = 1;
+pub const FACTS_SCHEMA: u32 = 2;
 
 /// The sources whose change changes the facts of a file; hashed into
 /// [`cache_version`] so that a rebuilt parser never reads stale entries
@@ -117,6 +121,9 @@ pub struct FactsCache {
     recycled: Mutex<HashMap<(String, String), FileFacts>>,
     /// `DIR/<version>`, when persistent.
     dir: Option<PathBuf>,
+    /// Do not keep a copy of each file's facts in memory (see
+    /// [`FactsCache::without_memory`]).
+    no_memory: bool,
     parsed: AtomicUsize,
     memory_hits: AtomicUsize,
     disk_hits: AtomicUsize,
@@ -146,6 +153,13 @@ impl FactsCache {
     /// The versioned directory entries are stored in, if persistent.
     pub fn dir(&self) -> Option<&Path> {
         self.dir.as_deref()
+    }
+
+    /// This cache without the in-memory copies: for a run that loads one
+    /// tree, where a copy of every file's facts only costs time and memory
+    /// (recycling still works).
+    pub fn without_memory(self) -> FactsCache {
+        FactsCache { no_memory: true, ..self }
     }
 
     /// Counters so far.
@@ -187,7 +201,9 @@ impl FactsCache {
                 f
             }
         };
-        self.lock().insert(key, Arc::new(facts.clone()));
+        if !self.no_memory {
+            self.lock().insert(key, Arc::new(facts.clone()));
+        }
         facts
     }
 
@@ -218,13 +234,13 @@ impl FactsCache {
             return None;
         }
         let shard = &blob[..2];
-        Some(dir.join(shard).join(format!("{blob}-{:016x}.json", fnv(&[path.as_bytes()]))))
+        Some(dir.join(shard).join(format!("{blob}-{:016x}.bin", fnv(&[path.as_bytes()]))))
     }
 
     fn read_disk(&self, blob: &str, path: &str) -> Option<FileFacts> {
         let p = self.entry_path(blob, path)?;
         let bytes = std::fs::read(&p).ok()?;
-        match serde_json::from_slice::<Entry>(&bytes) {
+        match postcard::from_bytes::<Entry>(&bytes) {
             Ok(e) if e.version == cache_version() && e.blob == blob && e.path == path && e.facts.path == path => {
                 Some(e.facts)
             }
@@ -246,11 +262,168 @@ impl FactsCache {
                 path: path.to_string(),
                 facts: facts.clone(),
             };
-            let bytes = serde_json::to_vec(&entry).map_err(std::io::Error::other)?;
+            let bytes = postcard::to_stdvec(&entry).map_err(std::io::Error::other)?;
             write_atomic(&p, &bytes)
         };
         if write().is_err() {
             self.write_errors.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// The version string of cached results: `kvmtk-<tool version>-analysis-<hash>`,
+/// where the hash covers every source file of the analyzer (computed by its
+/// build script), so a build whose analysis differs in any byte never reads
+/// results of another.
+pub fn analysis_version() -> &'static str {
+    concat!("kvmtk-", env!("CARGO_PKG_VERSION"), "-analysis-", env!("KVMTK_ANALYZER_SOURCES_HASH"))
+}
+
+/// The cache directory used when none is given: `$KVMTK_CACHE_DIR`, else
+/// `$XDG_CACHE_HOME/kvmtk`, else `$HOME/.cache/kvmtk`; `None` when none of
+/// them is set (the caches then live in memory only). Never inside the
+/// tree being analyzed: kvmtk does not write to a user's tree.
+pub fn default_dir() -> Option<PathBuf> {
+    let non_empty = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty()).map(PathBuf::from);
+    non_empty("KVMTK_CACHE_DIR")
+        .or_else(|| non_empty("XDG_CACHE_HOME").map(|d| d.join("kvmtk")))
+        .or_else(|| non_empty("HOME").map(|d| d.join(".cache").join("kvmtk")))
+}
+
+/// One result entry on disk.
+#[derive(Serialize, Deserialize)]
+struct ResultEntry {
+    version: String,
+    kind: String,
+    key: u64,
+    payload: Vec<u8>,
+}
+
+/// How the result cache was used.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct ResultStats {
+    /// Lookups answered from memory.
+    pub memory_hits: usize,
+    /// Lookups answered from the cache directory.
+    pub disk_hits: usize,
+    /// Lookups not answered.
+    pub misses: usize,
+    /// Entries on disk that did not read back and were ignored.
+    pub rejected: usize,
+    /// Entries that could not be written.
+    pub write_errors: usize,
+}
+
+/// Encoded values by (kind, key).
+type ResultMap = HashMap<(String, u64), Arc<Vec<u8>>>;
+
+/// Values by (kind, 64-bit signature of their inputs), in memory and
+/// optionally on disk at `DIR/<analysis version>/results/<kind>-<key>.bin`.
+/// The caller's signature must cover everything the value depends on
+/// besides the analyzer's code (which names the directory). Like
+/// [`FactsCache`], an entry that does not read back is ignored and
+/// recomputed, writes are atomic, and failing to write is never fatal.
+#[derive(Debug, Default)]
+pub struct ResultCache {
+    /// Postcard bytes, decoded on each lookup (results are small).
+    memory: Mutex<ResultMap>,
+    dir: Option<PathBuf>,
+    memory_hits: AtomicUsize,
+    disk_hits: AtomicUsize,
+    misses: AtomicUsize,
+    rejected: AtomicUsize,
+    write_errors: AtomicUsize,
+}
+
+impl ResultCache {
+    /// A cache that lives for this run only.
+    pub fn in_memory() -> ResultCache {
+        ResultCache::default()
+    }
+
+    /// A cache backed by `dir` (created if missing); fails as
+    /// [`FactsCache::with_dir`] does.
+    pub fn with_dir(dir: &Path) -> Result<ResultCache, CacheError> {
+        let err = |message: String| CacheError { path: dir.to_path_buf(), message };
+        if dir.exists() && !dir.is_dir() {
+            return Err(err("it exists and is not a directory".into()));
+        }
+        let versioned = dir.join(analysis_version()).join("results");
+        std::fs::create_dir_all(&versioned).map_err(|e| err(e.to_string()))?;
+        Ok(ResultCache { dir: Some(versioned), ..ResultCache::default() })
+    }
+
+    /// The directory entries are stored in, if persistent.
+    pub fn dir(&self) -> Option<&Path> {
+        self.dir.as_deref()
+    }
+
+    /// Counters so far.
+    pub fn stats(&self) -> ResultStats {
+        ResultStats {
+            memory_hits: self.memory_hits.load(Ordering::Relaxed),
+            disk_hits: self.disk_hits.load(Ordering::Relaxed),
+            misses: self.misses.load(Ordering::Relaxed),
+            rejected: self.rejected.load(Ordering::Relaxed),
+            write_errors: self.write_errors.load(Ordering::Relaxed),
+        }
+    }
+
+    fn entry_path(&self, kind: &str, key: u64) -> Option<PathBuf> {
+        Some(self.dir.as_ref()?.join(format!("{kind}-{key:016x}.bin")))
+    }
+
+    fn memory(&self) -> std::sync::MutexGuard<'_, ResultMap> {
+        self.memory.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The value stored under (kind, key), if any reads back as a `T`.
+    pub fn get<T: serde::de::DeserializeOwned>(&self, kind: &str, key: u64) -> Option<T> {
+        let in_memory = self.memory().get(&(kind.to_string(), key)).cloned();
+        if let Some(bytes) = in_memory {
+            if let Ok(v) = postcard::from_bytes(&bytes) {
+                self.memory_hits.fetch_add(1, Ordering::Relaxed);
+                return Some(v);
+            }
+        }
+        let from_disk = self.entry_path(kind, key).and_then(|p| std::fs::read(p).ok()).and_then(|bytes| {
+            let entry = postcard::from_bytes::<ResultEntry>(&bytes).ok();
+            let value = entry
+                .filter(|e| e.version == analysis_version() && e.kind == kind && e.key == key)
+                .and_then(|e| postcard::from_bytes::<T>(&e.payload).ok().map(|v| (v, e.payload)));
+            if value.is_none() {
+                self.rejected.fetch_add(1, Ordering::Relaxed);
+            }
+            value
+        });
+        match from_disk {
+            Some((v, payload)) => {
+                self.disk_hits.fetch_add(1, Ordering::Relaxed);
+                self.memory().insert((kind.to_string(), key), Arc::new(payload));
+                Some(v)
+            }
+            None => {
+                self.misses.fetch_add(1, Ordering::Relaxed);
+                None
+            }
+        }
+    }
+
+    /// Store `value` under (kind, key), in memory and on disk when persistent.
+    pub fn put<T: Serialize>(&self, kind: &str, key: u64, value: &T) {
+        let Ok(payload) = postcard::to_stdvec(value) else {
+            self.write_errors.fetch_add(1, Ordering::Relaxed);
+            return;
+        };
+        if let Some(p) = self.entry_path(kind, key) {
+            let entry = ResultEntry { version: analysis_version().to_string(), kind: kind.to_string(), key, payload };
+            let written = postcard::to_stdvec(&entry).map_err(std::io::Error::other).and_then(|b| write_atomic(&p, &b));
+            if written.is_err() {
+                self.write_errors.fetch_add(1, Ordering::Relaxed);
+            }
+            self.memory().insert((kind.to_string(), key), Arc::new(entry.payload));
+        } else {
+            self.memory().insert((kind.to_string(), key), Arc::new(payload));
         }
     }
 }

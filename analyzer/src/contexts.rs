@@ -14,7 +14,9 @@
 //! callback is likewise serialized by the hotplug lock the control CPU holds.
 //! Propagation is bounded (states per function) and terminates on cycles.
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeSet, VecDeque};
+
+use rustc_hash::FxHashMap as HashMap;
 
 use serde::Serialize;
 
@@ -75,7 +77,7 @@ pub struct Reach {
 }
 
 /// One step of a witness path, root first.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct Step {
     pub function: String,
     pub file: String,
@@ -132,7 +134,7 @@ impl<'a> Analysis<'a> {
         // releasing their caller's lock) are re-analyzed with the callees'
         // summaries, until the summaries stop changing (bounded: helpers
         // nest a level or two).
-        let mut previous: HashMap<FnId, LockSummary> = HashMap::new();
+        let mut previous: HashMap<FnId, LockSummary> = HashMap::default();
         for _round in 0..4 {
             let summaries: HashMap<FnId, LockSummary> =
                 locks.iter().map(|(&id, l)| (id, LockSummary::of(l))).filter(|(_, s)| !s.is_empty()).collect();
@@ -150,7 +152,7 @@ impl<'a> Analysis<'a> {
                 let lookup = |site: &CallSite| {
                     // Only a call that resolves to exactly one function
                     // has a definite effect.
-                    let mut targets = edges.iter().filter(|e| std::ptr::eq(e.site, site));
+                    let mut targets = program.edges_at(id, site).iter();
                     let first = targets.next()?;
                     if targets.next().is_some() {
                         return None;
@@ -166,7 +168,7 @@ impl<'a> Analysis<'a> {
             api,
             locks,
             roots: Vec::new(),
-            reach: HashMap::new(),
+            reach: HashMap::default(),
             warnings: Vec::new(),
             callback_edges: Vec::new(),
         };
@@ -350,8 +352,8 @@ impl<'a> Analysis<'a> {
     }
 
     fn propagate(&mut self, docs: &KernelDocs<'_>) {
-        let mut reach: HashMap<FnId, Vec<Reach>> = HashMap::new();
-        let mut seen: HashMap<FnId, BTreeSet<u64>> = HashMap::new();
+        let mut reach: HashMap<FnId, Vec<Reach>> = HashMap::default();
+        let mut seen: HashMap<FnId, BTreeSet<u64>> = HashMap::default();
         let mut queue: VecDeque<(FnId, usize)> = VecDeque::new();
         let hash = |k: &ReachKey| {
             use std::hash::{Hash, Hasher};
@@ -379,11 +381,9 @@ impl<'a> Analysis<'a> {
             };
             push(&mut reach, &mut queue, root.function, Reach { key, parent: None, via: None, depth: 0 });
         }
-        let empty_edges = Vec::new();
         while let Some((id, ri)) = queue.pop_front() {
             let r = reach[&id][ri].clone();
             let Some(locks) = self.locks.get(&id) else { continue };
-            let edges = self.program.calls.get(&id).unwrap_or(&empty_edges);
             for occ in &locks.occurrences {
                 let OccurrenceKind::Call(site) = occ.kind else { continue };
                 // Entry locks the function released before this call (its
@@ -391,7 +391,7 @@ impl<'a> Analysis<'a> {
                 // not held at the call.
                 let held_must = occ.state.held_with_entry(&r.key.held_must);
                 let held_may = occ.state.held_with_entry(&r.key.held_may).union(&occ.state.may);
-                for e in edges.iter().filter(|e| std::ptr::eq(e.site, site)) {
+                for e in self.program.edges_at(id, site) {
                     let key = ReachKey {
                         root: r.key.root,
                         context: r.key.context.clone(),

@@ -13,7 +13,9 @@
 //! - `static_call(key)()` and call macros map to an ops type and field
 //!   through the API model.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
+
+use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 
 use serde::Serialize;
 
@@ -64,7 +66,7 @@ pub struct Program<'a> {
     pub in_scope: Vec<u32>,
     /// Function definitions in scope, after `__weak` overriding.
     pub functions: Vec<FnId>,
-    function_set: std::collections::HashSet<FnId>,
+    function_set: HashSet<FnId>,
     /// Visible (non-static or header) definitions by name.
     global_fns: HashMap<&'a str, Vec<FnId>>,
     /// File-local (static) definitions by (file, name); several when the
@@ -82,6 +84,10 @@ pub struct Program<'a> {
     pub calls: HashMap<FnId, Vec<CallEdge<'a>>>,
     /// Callers of each function (reverse edges): (caller, index into `calls[caller]`).
     pub callers: HashMap<FnId, Vec<(FnId, usize)>>,
+    /// The range of `calls[caller]` holding one call site's edges (they
+    /// are contiguous), by the site's address: rules and the propagation
+    /// ask "what does this call reach" for every call they walk.
+    site_edges: HashMap<usize, (u32, u32)>,
 }
 
 fn is_header(path: &str) -> bool {
@@ -110,12 +116,12 @@ impl<'a> Program<'a> {
             .map(|(i, _)| i as u32)
             .collect();
 
-        let mut global_fns: HashMap<&'a str, Vec<FnId>> = HashMap::new();
-        let mut static_fns: HashMap<(u32, &'a str), Vec<FnId>> = HashMap::new();
-        let mut globals: HashMap<&'a str, Vec<(u32, &'a Global)>> = HashMap::new();
-        let mut inits_by_type: HashMap<&'a str, Vec<(u32, &'a StructInit)>> = HashMap::new();
-        let mut inits_by_var: HashMap<&'a str, Vec<(u32, &'a StructInit)>> = HashMap::new();
-        let mut field_assigns: HashMap<&'a str, Vec<(u32, String, String)>> = HashMap::new();
+        let mut global_fns: HashMap<&'a str, Vec<FnId>> = HashMap::default();
+        let mut static_fns: HashMap<(u32, &'a str), Vec<FnId>> = HashMap::default();
+        let mut globals: HashMap<&'a str, Vec<(u32, &'a Global)>> = HashMap::default();
+        let mut inits_by_type: HashMap<&'a str, Vec<(u32, &'a StructInit)>> = HashMap::default();
+        let mut inits_by_var: HashMap<&'a str, Vec<(u32, &'a StructInit)>> = HashMap::default();
+        let mut field_assigns: HashMap<&'a str, Vec<(u32, String, String)>> = HashMap::default();
         for &fi in &in_scope {
             let file = &files[fi as usize];
             for (gi, func) in file.functions.iter().enumerate() {
@@ -167,26 +173,33 @@ impl<'a> Program<'a> {
             inits_by_type,
             inits_by_var,
             field_assigns,
-            calls: HashMap::new(),
-            callers: HashMap::new(),
+            calls: HashMap::default(),
+            callers: HashMap::default(),
+            site_edges: HashMap::default(),
         };
         program.build_edges(api);
         program
     }
 
     fn build_edges(&mut self, api: &ApiModel) {
-        let mut calls: HashMap<FnId, Vec<CallEdge<'a>>> = HashMap::new();
+        let mut calls: HashMap<FnId, Vec<CallEdge<'a>>> = HashMap::default();
+        let mut site_edges: HashMap<usize, (u32, u32)> = HashMap::default();
         for &id in &self.functions {
             let func = func_of(self.files, id);
             let mut edges = Vec::new();
             visit_calls(&func.body.stmts, &mut |site| {
+                let start = edges.len() as u32;
                 for (callee, resolution) in self.resolve_call(id.file, site, api) {
                     edges.push(CallEdge { site, callee, resolution });
+                }
+                if edges.len() as u32 > start {
+                    site_edges.insert(site as *const CallSite as usize, (start, edges.len() as u32));
                 }
             });
             calls.insert(id, edges);
         }
-        let mut callers: HashMap<FnId, Vec<(FnId, usize)>> = HashMap::new();
+        self.site_edges = site_edges;
+        let mut callers: HashMap<FnId, Vec<(FnId, usize)>> = HashMap::default();
         for (&caller, edges) in &calls {
             for (i, e) in edges.iter().enumerate() {
                 callers.entry(e.callee).or_default().push((caller, i));
@@ -197,6 +210,20 @@ impl<'a> Program<'a> {
         }
         self.calls = calls;
         self.callers = callers;
+    }
+
+    /// The resolved edges of one call site of `caller` (empty when the call
+    /// resolves to nothing in this program).
+    pub fn edges_at(&self, caller: FnId, site: &CallSite) -> &[CallEdge<'a>] {
+        let Some(&(start, end)) = self.site_edges.get(&(site as *const CallSite as usize)) else { return &[] };
+        match self.calls.get(&caller) {
+            // The address is only a key: the range is used when it indexes
+            // the caller's own edges at that very site.
+            Some(edges) if edges.get(start as usize).is_some_and(|e| std::ptr::eq(e.site, site)) => {
+                &edges[start as usize..end as usize]
+            }
+            _ => &[],
+        }
     }
 
     /// Whether a definition is part of this program (in scope, not an

@@ -26,16 +26,13 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use git2::{ErrorCode, Oid, Repository, Sort};
-use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::api::ApiModel;
-use crate::cache::{write_atomic, FactsCache};
-use crate::check::CheckReport;
-use crate::enable_path::EnablePath;
-use crate::pipeline::{InputWarning, ParsedTree};
+use crate::cache::{write_atomic, FactsCache, ResultCache};
+use crate::check::{CheckReport, Checker};
 use crate::report::findings as render;
-use crate::rules::{run_rules, Finding, RuleInput, RuleSelection, Severity};
+use crate::rules::{Finding, RuleSelection, Severity};
 use crate::source::{SourceOptions, SourceSpec, SourceTree};
 
 /// A usage or input error (exit status 2): names the file or revision and
@@ -163,56 +160,29 @@ pub struct LintOptions {
     pub selection: RuleSelection,
 }
 
-/// Per-arch findings and analysis warnings, by the signature of the files
-/// that arch's analysis reads.
-type ArchResult = (Vec<Finding>, Vec<String>);
-
-/// Checks trees one after another, reusing facts (through the cache) and
-/// whole per-arch results (through signatures) between them.
+/// Checks trees one after another through a [`Checker`]: facts come from
+/// the cache, whole per-arch results from the result cache.
 pub struct Linter<'a> {
-    api: &'a ApiModel,
-    cache: &'a FactsCache,
+    checker: Checker<'a>,
     opts: LintOptions,
-    arch_memo: HashMap<u64, ArchResult>,
-    /// Input warnings by the signature of the whole file set.
-    tree_memo: HashMap<u64, Vec<InputWarning>>,
-}
-
-/// FNV-1a over (path, blob id) pairs: equal signatures, equal inputs.
-fn signature<'f>(arch: Option<&str>, files: impl Iterator<Item = &'f crate::source::SourceFile>) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    let mut feed = |b: &[u8]| {
-        for &c in b.iter().chain(std::iter::once(&0u8)) {
-            h ^= u64::from(c);
-            h = h.wrapping_mul(0x0000_0100_0000_01b3);
-        }
-    };
-    feed(arch.unwrap_or("").as_bytes());
-    for f in files {
-        feed(f.path.as_bytes());
-        match &f.blob_id {
-            Some(b) => feed(b.as_bytes()),
-            // Without a blob id, the bytes themselves (never happens for
-            // sources loaded by `SourceTree`, which hashes every file).
-            None => feed(&f.bytes),
-        }
-    }
-    h
-}
-
-/// The arches a tree is analyzed for, as [`ParsedTree::arches`] computes them.
-fn arches_of(source: &SourceTree) -> Vec<Option<String>> {
-    let mut arches: Vec<Option<String>> = source.arches.iter().cloned().map(Some).collect();
-    if arches.is_empty() {
-        arches.push(None);
-    }
-    arches
 }
 
 impl<'a> Linter<'a> {
-    /// A linter with the given model, cache and options.
+    /// A linter with the given model, facts cache and options; per-arch
+    /// results are memoized in memory.
     pub fn new(api: &'a ApiModel, cache: &'a FactsCache, opts: LintOptions) -> Linter<'a> {
-        Linter { api, cache, opts, arch_memo: HashMap::new(), tree_memo: HashMap::new() }
+        Linter::with_results(api, cache, ResultCache::in_memory(), opts)
+    }
+
+    /// [`Linter::new`] with a result cache of the caller's (persistent
+    /// with [`ResultCache::with_dir`]).
+    pub fn with_results(
+        api: &'a ApiModel,
+        cache: &'a FactsCache,
+        results: ResultCache,
+        opts: LintOptions,
+    ) -> Linter<'a> {
+        Linter { checker: Checker::new(api, cache, results, opts.selection.clone()), opts }
     }
 
     /// The options this linter loads trees with.
@@ -222,7 +192,12 @@ impl<'a> Linter<'a> {
 
     /// The facts cache.
     pub fn cache(&self) -> &FactsCache {
-        self.cache
+        self.checker.facts()
+    }
+
+    /// The result cache.
+    pub fn results(&self) -> &ResultCache {
+        self.checker.results()
     }
 
     /// Load a tree with this linter's options.
@@ -234,66 +209,7 @@ impl<'a> Linter<'a> {
     /// on the parsed tree, computed only for what changed since the trees
     /// checked before.
     pub fn check(&mut self, source: SourceTree) -> CheckReport {
-        let arches = arches_of(&source);
-        let tree_sig = signature(Some("\u{1}tree"), source.files.iter());
-        let sigs: Vec<u64> =
-            arches.iter().map(|a| signature(a.as_deref(), source.files_for_arch(a.as_deref().unwrap_or("")))).collect();
-        let all_known = self.tree_memo.contains_key(&tree_sig) && sigs.iter().all(|s| self.arch_memo.contains_key(s));
-        let mut input_warnings = self.tree_memo.get(&tree_sig).cloned();
-        let tree_label = source.root_label.clone();
-        if !all_known {
-            let parsed = ParsedTree::from_source_cached(source, self.cache);
-            let missing: Vec<(usize, &Option<String>)> =
-                arches.iter().enumerate().filter(|(i, _)| !self.arch_memo.contains_key(&sigs[*i])).collect();
-            let api = self.api;
-            let selection = &self.opts.selection;
-            let computed: Vec<(usize, ArchResult)> = missing
-                .par_iter()
-                .map(|(i, arch)| {
-                    let analysis = parsed.analyze(arch.as_deref(), api);
-                    let enable_path = EnablePath::find(&analysis);
-                    let input = RuleInput {
-                        analysis: &analysis,
-                        enable_path: &enable_path,
-                        api,
-                        locking_doc: parsed.locking.as_ref(),
-                    };
-                    (*i, (run_rules(&input, selection), analysis.warnings.clone()))
-                })
-                .collect();
-            for (i, r) in computed {
-                self.arch_memo.insert(sigs[i], r);
-            }
-            self.tree_memo.insert(tree_sig, parsed.warnings.clone());
-            input_warnings = Some(parsed.warnings.clone());
-            self.cache.recycle(parsed);
-        }
-        // Merged as `check::check` merges: arch order, first fingerprint
-        // wins, analysis warnings once, sorted by place.
-        let mut findings: Vec<Finding> = Vec::new();
-        let mut seen = BTreeSet::new();
-        let mut warnings = input_warnings.unwrap_or_default();
-        for sig in &sigs {
-            let Some((fs, ws)) = self.arch_memo.get(sig) else { continue };
-            for f in fs {
-                if seen.insert(f.fingerprint.clone()) {
-                    findings.push(f.clone());
-                }
-            }
-            for w in ws {
-                let iw = InputWarning { path: String::new(), line: None, message: w.clone() };
-                if !warnings.contains(&iw) {
-                    warnings.push(iw);
-                }
-            }
-        }
-        findings.sort_by(|a, b| (&a.file, a.line, a.col, a.rule).cmp(&(&b.file, b.line, b.col, b.rule)));
-        CheckReport {
-            tree: tree_label,
-            arches: arches.iter().map(|a| a.clone().unwrap_or_else(|| "common".into())).collect(),
-            findings,
-            warnings,
-        }
+        self.checker.check(source).report
     }
 }
 

@@ -13,7 +13,9 @@
 //! a lock still held) is recorded as a [`LockAnomaly`], never an error: such
 //! functions exist on purpose (lock helpers, `__releases` annotations).
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
+
+use rustc_hash::FxHashMap as HashMap;
 use std::fmt;
 use std::sync::Arc;
 
@@ -301,7 +303,7 @@ pub fn analyze_function_with<'a>(
         api,
         summaries,
         out: FunctionLocks::default(),
-        gotos: HashMap::new(),
+        gotos: HashMap::default(),
         guard_scopes: Vec::new(),
         loops: Vec::new(),
         breaks: Vec::new(),

@@ -17,7 +17,7 @@ pub const CPUHOTPLUG_H: &str = "include/linux/cpuhotplug.h";
 pub const LOCKING_RST: &str = "Documentation/virt/kvm/locking.rst";
 
 /// A warning about the input, with the file (and line when known).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct InputWarning {
     pub path: String,
     pub line: Option<u32>,

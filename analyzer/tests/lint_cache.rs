@@ -61,13 +61,17 @@ fn disk_entries_survive_runs_and_bad_ones_are_replaced() {
     assert_eq!(cache.stats().parsed, 0);
     assert_eq!(again.files, plain.files);
 
-    // Corrupt three entries: garbage, truncated JSON, a valid entry of another version.
-    std::fs::write(&files[0], b"\x00\xffnot json").unwrap();
-    let text = std::fs::read_to_string(&files[1]).unwrap();
-    std::fs::write(&files[1], &text[..text.len() / 2]).unwrap();
-    let mut v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&files[2]).unwrap()).unwrap();
-    v["version"] = "kvmtk-0.0.0-facts0-0".into();
-    std::fs::write(&files[2], v.to_string()).unwrap();
+    // Corrupt three entries: garbage, truncated, a valid entry of another
+    // version (the version string, same length, one character changed).
+    std::fs::write(&files[0], b"\x00\xffnot an entry").unwrap();
+    let bytes = std::fs::read(&files[1]).unwrap();
+    std::fs::write(&files[1], &bytes[..bytes.len() / 2]).unwrap();
+    let mut bytes = std::fs::read(&files[2]).unwrap();
+    let version = cache_version().as_bytes();
+    let at = bytes.windows(version.len()).position(|w| w == version).expect("entry names its version");
+    let last = at + version.len() - 1;
+    bytes[last] = if bytes[last] == b'0' { b'1' } else { b'0' };
+    std::fs::write(&files[2], &bytes).unwrap();
     let cache = FactsCache::with_dir(dir.path()).unwrap();
     let repaired = ParsedTree::from_source_cached(load(), &cache);
     let s = cache.stats();

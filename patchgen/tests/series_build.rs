@@ -1,7 +1,9 @@
 //! The build proof on the whole Debian 6.1 tree: the generated series is
 //! applied patch by patch in one scratch copy of the tree and, after each
-//! patch, x86 KVM (`arch/x86/kvm/`, which includes `virt/kvm/kvm_main.c`) is
-//! built with `-Werror` (x86_64_defconfig + KVM, KVM_INTEL, KVM_AMD; see
+//! patch, KVM is built with `-Werror` for x86 (`arch/x86/kvm/`, which
+//! includes `virt/kvm/kvm_main.c`; x86_64_defconfig + KVM, KVM_INTEL,
+//! KVM_AMD) and for arm64 (`arch/arm64/kvm/`, cross-compiled with Debian's
+//! gcc-aarch64-linux-gnu; defconfig + KVM), each out of tree (see
 //! scripts/kernel-build.sh). Needs the full tree (`scripts/fetch-kernels.sh
 //! --full`); takes a few minutes.
 
@@ -19,7 +21,7 @@ use patchgen::transform::SERIES;
 use series_common::*;
 
 #[test]
-fn every_patch_of_the_6_1_series_builds_x86_kvm() {
+fn every_patch_of_the_6_1_series_builds_x86_and_arm64_kvm() {
     let Some(full) = kernel_cache("full-6.1") else { return };
     let spec = SourceSpec::Dir(full.clone());
     let api = ApiModel::default();
@@ -38,8 +40,8 @@ fn every_patch_of_the_6_1_series_builds_x86_kvm() {
         "linux-6.1 build proof",
         &patches,
         &TestOptions {
-            build_prepare: Some(format!("bash {} prepare {{dir}}", script.display())),
-            build: Some(format!("bash {} build {{dir}}", script.display())),
+            build_prepare: Some(format!("bash {} prepare {{dir}} x86 arm64", script.display())),
+            build: Some(format!("bash {} build {{dir}} x86 arm64", script.display())),
             checkpatch: Some(full.join("scripts/checkpatch.pl")),
             tail_lines: 40,
         },

@@ -141,8 +141,7 @@ impl Ctx<'_, '_> {
         let p = &self.a.program;
         for ev in events {
             let Event::Call(site) = ev else { continue };
-            let edges: Vec<_> =
-                p.calls.get(&hook).into_iter().flatten().filter(|e| std::ptr::eq(e.site, site)).collect();
+            let edges = p.edges_at(hook, site);
             let call = site.callee.display();
             if edges.iter().any(|e| is_dispatch(&e.resolution)) {
                 let targets: Vec<String> = edges.iter().map(|e| format!("`{}()`", p.func(e.callee).name)).collect();
@@ -154,7 +153,7 @@ impl Ctx<'_, '_> {
                 continue;
             }
             let (mut snap, mut walk, mut dispatch) = (None, None, false);
-            for e in &edges {
+            for e in edges {
                 let (s, w, d) = self.reached(e.callee);
                 snap = snap.or(s);
                 walk = walk.or(w);

@@ -69,8 +69,7 @@ pub fn check(input: &RuleInput<'_>) -> Vec<Finding> {
             }
             for t in probe.targets(g, c) {
                 if m.is_enable(g, t, hooks) {
-                    let direct =
-                        a.program.calls.get(&g).into_iter().flatten().any(|e| std::ptr::eq(e.site, c) && e.callee == t);
+                    let direct = a.program.edges_at(g, c).iter().any(|e| e.callee == t);
                     first = Some((c.span, t, !direct));
                     return;
                 }

@@ -56,7 +56,9 @@
 //! common one), and make the common code aware of a state the arch wants
 //! to keep (e.g. take a usage reference instead of leaving it enabled).
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
+
+use rustc_hash::FxHashMap as HashMap;
 
 use super::{find_rule, Finding, Related, RuleInput};
 use crate::contexts::{Analysis, Step};
@@ -108,7 +110,7 @@ impl Machinery {
         let mut disable: BTreeSet<FnId> = d_all.difference(&e_all).copied().collect();
         disable.extend(ep.disable_hooks.iter().copied());
         // Reverse reachability over calls and cross-CPU callbacks.
-        let mut rev: HashMap<FnId, Vec<FnId>> = HashMap::new();
+        let mut rev: HashMap<FnId, Vec<FnId>> = HashMap::default();
         for (&caller, edges) in &a.program.calls {
             for e in edges {
                 rev.entry(e.callee).or_default().push(caller);
@@ -224,7 +226,7 @@ impl<'w, 'a> Walker<'w, 'a> {
     /// Walk `f`'s body from `st`; the state at its exits.
     pub fn function(&mut self, f: FnId, st: State, stack: &mut Vec<Frame>) -> State {
         let body = &self.a.program.func(f).body;
-        let mut labels: HashMap<String, State> = HashMap::new();
+        let mut labels: HashMap<String, State> = HashMap::default();
         let mut returned = State::default();
         let end = self.block(f, body, st, stack, &mut labels, &mut returned);
         let mut exit = end.join(returned);
@@ -346,15 +348,7 @@ impl<'w, 'a> Walker<'w, 'a> {
     /// registration that invokes its startup callback at once.
     pub fn targets(&self, f: FnId, c: &'a CallSite) -> Vec<FnId> {
         let a = self.a;
-        let mut out: Vec<FnId> = a
-            .program
-            .calls
-            .get(&f)
-            .into_iter()
-            .flatten()
-            .filter(|e| std::ptr::eq(e.site, c))
-            .map(|e| e.callee)
-            .collect();
+        let mut out: Vec<FnId> = a.program.edges_at(f, c).iter().map(|e| e.callee).collect();
         if let crate::facts::Callee::Direct(name) = &c.callee {
             if let Some(reg) = a.api.registration(name) {
                 let now = reg.context.as_deref() == Some("ipi") || reg.invokes_now;

@@ -154,7 +154,7 @@ fn arch_callees(a: &Analysis<'_>, f: FnId) -> Vec<(FnId, Span)> {
     }
     crate::graph::visit_calls(&a.program.func(f).body.stmts, &mut |c| {
         if let crate::facts::Callee::OpsMember { field, .. } = &c.callee {
-            if !edges.iter().any(|e| std::ptr::eq(e.site, c)) {
+            if a.program.edges_at(f, c).is_empty() {
                 for t in bound_in_arch(a, field) {
                     out.push((t, c.span));
                 }

@@ -118,6 +118,19 @@ fn undo_names(api: &ApiModel, f: &str) -> Vec<String> {
     out
 }
 
+/// Whether [`undo_names`] of `f` is not empty: asked for every call of
+/// every function, so a cheap test (`f` is in the pair table, or a `do`
+/// suffix of the table stands in `f` as a whole word) rules out most names
+/// before they are built.
+fn has_undo(api: &ApiModel, f: &str) -> bool {
+    let wrapped = format!("_{f}_");
+    let may = api.table.undo_pairs.iter().any(|p| p.do_.iter().any(|d| d == f))
+        || api.table.undo_suffixes.iter().any(|s| {
+            wrapped.match_indices(s.do_.as_str()).any(|(i, _)| wrapped.as_bytes().get(i + s.do_.len()) == Some(&b'_'))
+        });
+    may && !undo_names(api, f).is_empty()
+}
+
 /// The undos of `f` from the API model's explicit pair table (strong
 /// pairs: the call always owes its undo).
 fn paired_undos(api: &ApiModel, f: &str) -> Vec<String> {
@@ -269,7 +282,7 @@ fn steps<'a>(a: &Analysis<'a>, id: FnId) -> Vec<Step<'a>> {
     let func = a.program.func(id);
     let calls = plain_calls(api, func);
     // Most functions call nothing that has an undo: skip the twin search.
-    if !calls.iter().any(|c| !undo_names(api, direct_name(c).unwrap_or_default()).is_empty()) {
+    if !calls.iter().any(|c| has_undo(api, direct_name(c).unwrap_or_default())) {
         return Vec::new();
     }
     let twin_ids = twins(a, id);

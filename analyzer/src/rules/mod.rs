@@ -8,7 +8,7 @@
 
 use std::collections::BTreeSet;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::api::ApiModel;
 use crate::contexts::{Analysis, Step};
@@ -33,7 +33,7 @@ mod hw012_spurious_heavy_enable;
 mod hw013_locking_doc_drift;
 
 /// How bad a finding is; orders as `note < warning < error`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Severity {
     Note,
@@ -155,7 +155,7 @@ impl<'a> RuleInput<'a> {
 
 /// A place in the tree with a message, for secondary evidence (writer
 /// sites, the missing undo, the other holders of a lock).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Related {
     pub file: String,
     pub line: u32,
@@ -163,7 +163,8 @@ pub struct Related {
     pub message: String,
 }
 
-/// One finding with its evidence.
+/// One finding with its evidence. It reads back (from the result cache)
+/// only when its rule id and name are those of a registered rule.
 #[derive(Debug, Clone, Serialize)]
 pub struct Finding {
     pub rule: &'static str,
@@ -182,6 +183,50 @@ pub struct Finding {
     pub symbols: Vec<String>,
     /// Stable identity: rule + arch + function + symbols, not line numbers.
     pub fingerprint: String,
+}
+
+/// [`Finding`] as stored, with owned rule strings, mapped back to the
+/// registry's on reading.
+#[derive(Deserialize)]
+struct StoredFinding {
+    rule: String,
+    name: String,
+    severity: Severity,
+    arch: String,
+    file: String,
+    line: u32,
+    col: u32,
+    function: String,
+    message: String,
+    evidence: Vec<Step>,
+    related: Vec<Related>,
+    symbols: Vec<String>,
+    fingerprint: String,
+}
+
+impl<'de> Deserialize<'de> for Finding {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Finding, D::Error> {
+        let s = StoredFinding::deserialize(d)?;
+        let info = REGISTRY
+            .iter()
+            .find(|r| r.id == s.rule && r.name == s.name)
+            .ok_or_else(|| serde::de::Error::custom(format!("unknown rule {} {}", s.rule, s.name)))?;
+        Ok(Finding {
+            rule: info.id,
+            name: info.name,
+            severity: s.severity,
+            arch: s.arch,
+            file: s.file,
+            line: s.line,
+            col: s.col,
+            function: s.function,
+            message: s.message,
+            evidence: s.evidence,
+            related: s.related,
+            symbols: s.symbols,
+            fingerprint: s.fingerprint,
+        })
+    }
 }
 
 impl Finding {
@@ -299,6 +344,19 @@ pub struct RuleSelection {
 }
 
 impl RuleSelection {
+    /// A hash of what the selection enables (stable across runs), for
+    /// cache keys: the enabled rules, in registry order, and the minimum
+    /// severity.
+    pub fn fingerprint(&self) -> u64 {
+        let mut text = String::new();
+        for r in REGISTRY.iter().filter(|r| self.enabled(r)) {
+            text.push_str(r.id);
+            text.push(',');
+        }
+        text.push_str(self.min_severity.map_or("-", Severity::as_str));
+        text.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3))
+    }
+
     pub fn enabled(&self, info: &RuleInfo) -> bool {
         let hit =
             |list: &[String]| list.iter().any(|k| k.eq_ignore_ascii_case(info.id) || k.eq_ignore_ascii_case(info.name));

@@ -51,7 +51,7 @@ impl LockSet {
         self.0.iter()
     }
     pub fn union(&self, other: &LockSet) -> LockSet {
-        if other.is_empty() {
+        if other.is_empty() || Arc::ptr_eq(&self.0, &other.0) {
             return self.clone();
         }
         if self.is_empty() {
@@ -60,6 +60,12 @@ impl LockSet {
         LockSet(Arc::new(self.0.union(&other.0).cloned().collect()))
     }
     pub fn intersection(&self, other: &LockSet) -> LockSet {
+        if self.is_empty() || Arc::ptr_eq(&self.0, &other.0) {
+            return self.clone();
+        }
+        if other.is_empty() {
+            return other.clone();
+        }
         LockSet(Arc::new(self.0.intersection(&other.0).cloned().collect()))
     }
     fn with(&self, l: HeldLock) -> LockSet {
@@ -117,7 +123,16 @@ impl LockState {
     /// Of the locks held on entry, those still held here (not released by
     /// this function before this point), plus those it holds itself.
     pub fn held_with_entry(&self, entry: &LockSet) -> LockSet {
-        let kept = LockSet(Arc::new(entry.iter().filter(|l| !self.released.contains_name(&l.name)).cloned().collect()));
+        // Asked for every call of every reach state: share the sets when
+        // nothing is filtered out (entry locks are rarely released).
+        if entry.is_empty() {
+            return self.must.clone();
+        }
+        let kept = if entry.iter().any(|l| self.released.contains_name(&l.name)) {
+            LockSet(Arc::new(entry.iter().filter(|l| !self.released.contains_name(&l.name)).cloned().collect()))
+        } else {
+            entry.clone()
+        };
         kept.union(&self.must)
     }
     fn acquire(&self, l: HeldLock, definitely: bool) -> LockState {

@@ -67,7 +67,7 @@ pub fn check(input: &RuleInput<'_>) -> Vec<Finding> {
             if first.is_some() {
                 return;
             }
-            for t in probe.targets(g, c) {
+            for &t in probe.targets(g, c).iter() {
                 if m.is_enable(g, t, hooks) {
                     let direct = a.program.edges_at(g, c).iter().any(|e| e.callee == t);
                     first = Some((c.span, t, !direct));

@@ -56,9 +56,11 @@
 //! common one), and make the common code aware of a state the arch wants
 //! to keep (e.g. take a usage reference instead of leaving it enabled).
 
+use std::cell::RefCell;
 use std::collections::BTreeSet;
+use std::rc::Rc;
 
-use rustc_hash::FxHashMap as HashMap;
+use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 
 use super::{find_rule, Finding, Related, RuleInput};
 use crate::contexts::{Analysis, Step};
@@ -94,6 +96,9 @@ pub(super) struct Machinery {
     pub togglers: BTreeSet<FnId>,
     /// Functions from which an enable or disable is reachable.
     relevant: BTreeSet<FnId>,
+    /// [`Walker::targets`] by call site (address), shared by the walks of
+    /// every root: the walks visit the same sites many times.
+    site_targets: RefCell<HashMap<usize, Rc<[FnId]>>>,
 }
 
 impl Machinery {
@@ -129,12 +134,20 @@ impl Machinery {
             if e_all.contains(&g) || d_all.contains(&g) || !super::queries::is_arch(a, g) {
                 continue;
             }
-            let w =
-                Walker { a, m: None, hooks: &[], max_depth: 0, steps: 0, doubles: Vec::new(), disables: Vec::new() };
+            let w = Walker {
+                a,
+                m: None,
+                hooks: &[],
+                max_depth: 0,
+                steps: 0,
+                doubles: Vec::new(),
+                disables: Vec::new(),
+                can_enable: None,
+            };
             let mut en = false;
             let mut dis = false;
             crate::graph::visit_calls(&a.program.func(g).body.stmts, &mut |c| {
-                for t in w.targets(g, c) {
+                for &t in w.targets(g, c).iter() {
                     en |= enable.contains(&t) && !ep.enable_hooks.contains(&t) && worker(t);
                     dis |= d_all.contains(&t);
                 }
@@ -150,7 +163,7 @@ impl Machinery {
                 stack.extend(rev.get(&id).into_iter().flatten().copied());
             }
         }
-        Some(Machinery { enable, disable, togglers, relevant })
+        Some(Machinery { enable, disable, togglers, relevant, site_targets: RefCell::default() })
     }
 }
 
@@ -170,8 +183,9 @@ pub(super) type Frame = (FnId, Span);
 pub(super) struct State {
     /// Some path has not enabled yet (or started disabled).
     pub off: bool,
-    /// Some path has it enabled: the frames of the enable that did it.
-    pub on: Option<Vec<Frame>>,
+    /// Some path has it enabled: the frames of the enable that did it
+    /// (shared: states are cloned at every branch of the walk).
+    pub on: Option<Rc<[Frame]>>,
     /// Some path enabled and then disabled again.
     pub off_again: bool,
 }
@@ -214,13 +228,54 @@ pub(super) struct Walker<'w, 'a> {
     pub doubles: Vec<Double>,
     /// Every enable and disable seen (frames), for evidence.
     pub disables: Vec<Vec<Frame>>,
+    /// When walking for doubles only: the functions from which an enable
+    /// is reachable. A callee outside it, entered while no path has
+    /// enabled, can neither enable nor change the state (a disable of
+    /// nothing enabled changes nothing), so it is not walked.
+    can_enable: Option<&'w HashSet<FnId>>,
 }
 
 const MAX_STEPS: usize = 200_000;
 
 impl<'w, 'a> Walker<'w, 'a> {
     pub fn new(a: &'w Analysis<'a>, m: &'w Machinery, hooks: &'w [FnId], max_depth: usize) -> Self {
-        Walker { a, m: Some(m), hooks, max_depth, steps: 0, doubles: Vec::new(), disables: Vec::new() }
+        Walker {
+            a,
+            m: Some(m),
+            hooks,
+            max_depth,
+            steps: 0,
+            doubles: Vec::new(),
+            disables: Vec::new(),
+            can_enable: None,
+        }
+    }
+
+    /// The functions of the program from which this walk can reach an
+    /// enable, over the walk's own call targets (calls and the callbacks
+    /// a call runs now).
+    pub fn reaching_enable(&self) -> HashSet<FnId> {
+        let Some(m) = self.m else { return HashSet::default() };
+        let a = self.a;
+        let mut rev: HashMap<FnId, Vec<FnId>> = HashMap::default();
+        let mut stack: Vec<FnId> = Vec::new();
+        for &g in &a.program.functions {
+            crate::graph::visit_calls(&a.program.func(g).body.stmts, &mut |c| {
+                for &t in self.targets(g, c).iter() {
+                    if m.is_enable(g, t, self.hooks) {
+                        stack.push(g);
+                    }
+                    rev.entry(t).or_default().push(g);
+                }
+            });
+        }
+        let mut seen = HashSet::default();
+        while let Some(f) = stack.pop() {
+            if seen.insert(f) {
+                stack.extend(rev.get(&f).into_iter().flatten().copied());
+            }
+        }
+        seen
     }
 
     /// Walk `f`'s body from `st`; the state at its exits.
@@ -346,7 +401,19 @@ impl<'w, 'a> Walker<'w, 'a> {
     /// The callees a call site runs now: its resolved targets and the
     /// callbacks of a synchronous cross-CPU call or of a hotplug
     /// registration that invokes its startup callback at once.
-    pub fn targets(&self, f: FnId, c: &'a CallSite) -> Vec<FnId> {
+    pub fn targets(&self, f: FnId, c: &'a CallSite) -> Rc<[FnId]> {
+        let key = c as *const CallSite as usize;
+        if let Some(t) = self.m.and_then(|m| m.site_targets.borrow().get(&key).cloned()) {
+            return t;
+        }
+        let out: Rc<[FnId]> = self.compute_targets(f, c).into();
+        if let Some(m) = self.m {
+            m.site_targets.borrow_mut().insert(key, out.clone());
+        }
+        out
+    }
+
+    fn compute_targets(&self, f: FnId, c: &'a CallSite) -> Vec<FnId> {
         let a = self.a;
         let mut out: Vec<FnId> = a.program.edges_at(f, c).iter().map(|e| e.callee).collect();
         if let crate::facts::Callee::Direct(name) = &c.callee {
@@ -378,19 +445,21 @@ impl<'w, 'a> Walker<'w, 'a> {
         }
         stack.push((f, c.span));
         let mut out = State::default();
-        for t in targets {
+        for &t in targets.iter() {
             self.steps += 1;
             let r = if m.is_enable(f, t, self.hooks) {
                 if let Some(first) = &st.on {
-                    self.doubles.push(Double { first: first.clone(), second: stack.clone() });
+                    self.doubles.push(Double { first: first.to_vec(), second: stack.clone() });
                 }
-                State { off: false, on: Some(stack.clone()), off_again: false }
+                State { off: false, on: Some(stack.as_slice().into()), off_again: false }
             } else if m.disable.contains(&t) {
                 self.disables.push(stack.clone());
                 State { off: st.off, on: None, off_again: st.off_again || st.on.is_some() }
             } else if m.enable.contains(&t) {
                 // Machinery entered by other code (a helper shared with the
                 // enable hook): neither an enable nor worth walking.
+                st.clone()
+            } else if st.on.is_none() && self.can_enable.is_some_and(|c| !c.contains(&t)) {
                 st.clone()
             } else if m.relevant.contains(&t)
                 && stack.len() <= self.max_depth
@@ -453,7 +522,7 @@ fn entered(a: &Analysis<'_>, m: &Machinery, hooks: &[FnId], frames: &[Frame]) ->
     let mut found = None;
     crate::graph::visit_calls(&func.body.stmts, &mut |c| {
         if found.is_none() && c.span == sp {
-            found = w.targets(f, c).into_iter().find(|t| m.is_enable(f, *t, hooks));
+            found = w.targets(f, c).iter().copied().find(|t| m.is_enable(f, *t, hooks));
         }
     });
     found
@@ -465,11 +534,17 @@ pub fn check(input: &RuleInput<'_>) -> Vec<Finding> {
     let Some(m) = Machinery::find(input) else { return Vec::new() };
     let hooks = &input.enable_path.enable_hooks[..];
     let mut out = Vec::new();
+    let can_enable = Walker::new(a, &m, hooks, 16).reaching_enable();
     for root in &a.roots {
         if !m.relevant.contains(&root.function) || m.enable.contains(&root.function) {
             continue;
         }
+        // A double needs an enable: a root that cannot reach one has none.
+        if !can_enable.contains(&root.function) {
+            continue;
+        }
         let mut w = Walker::new(a, &m, hooks, 16);
+        w.can_enable = Some(&can_enable);
         let mut stack = Vec::new();
         w.function(root.function, State { off: true, ..State::default() }, &mut stack);
         let Some(d) = w.doubles.first().cloned() else { continue };

@@ -99,18 +99,23 @@ fn undo_names(api: &ApiModel, f: &str) -> Vec<String> {
     let mut out = api.undo_of(f);
     let wrapped = format!("_{f}_");
     for s in &api.table.undo_suffixes {
-        let pat = format!("{}_", s.do_);
+        // `do` followed by `_`, overlapping occurrences too; the names are
+        // built only on a match (this runs for every call of every function).
+        let d = s.do_.as_str();
         let mut from = 0;
-        while let Some(pos) = wrapped[from..].find(&pat) {
+        while let Some(pos) = wrapped.get(from..).and_then(|w| w.find(d)) {
             let at = from + pos;
+            from = at + 1;
+            if wrapped.as_bytes().get(at + d.len()) != Some(&b'_') {
+                continue;
+            }
             for u in &s.undo {
-                let replaced = format!("{}{}_{}", &wrapped[..at], u, &wrapped[at + pat.len()..]);
+                let replaced = format!("{}{}_{}", &wrapped[..at], u, &wrapped[at + d.len() + 1..]);
                 let name = replaced.trim_matches('_').to_string();
                 if !name.is_empty() && name != f {
                     out.push(name);
                 }
             }
-            from = at + 1;
         }
     }
     out.sort();

@@ -1,10 +1,15 @@
 #!/usr/bin/env bash
 # kvmtk benchmark with fixed inputs: Debian's 6.1 and 6.12 KVM trees (from
 # scripts/fetch-kernels.sh). Release build, median of N runs (default 5) of
-# wall time, and peak resident memory, for each command. Also: `refs` over
-# the whole 6.1 tree when it was extracted (fetch-kernels.sh --full), and
-# Coccinelle's spatch (installed when missing) running bench/vm_list_walk.cocci
-# side by side with `kvmtk check` on the 6.1 KVM tree.
+# wall time, and peak resident memory, for each command. `check` is measured
+# cold (--no-cache: parse and analyze everything), with the facts cache warm
+# and the result cache empty (every arch analyzed, nothing parsed), after an
+# edit of one x86 file (that file parsed, x86 analyzed), and warm (nothing
+# changed). `lint` of one commit touching one x86 file, with the caches warm
+# from its parent. Also: `refs` over the whole 6.1 tree when it was
+# extracted (fetch-kernels.sh --full), and Coccinelle's spatch (installed
+# when missing) running bench/vm_list_walk.cocci side by side with
+# `kvmtk check` on the 6.1 KVM tree.
 #
 #   bench/run.sh [N]
 #
@@ -37,12 +42,48 @@ measure() {
 }
 
 echo "kvmtk $(git describe --always --dirty 2>/dev/null || echo '?'), $(nproc) cores"
+cache="$out/cache"
 for v in 6.1 6.12; do
 	tree=.cache/kernels/linux-$v
 	measure "graph --format json, all arches, linux-$v" "$bin" graph "$tree" --format json -o "$out/g.json"
-	measure "check (all rules, all arches), linux-$v" "$bin" check "$tree" --format json -o "$out/c.json"
-	measure "check --arch x86, linux-$v" "$bin" check "$tree" --arch x86 --format json -o "$out/c.json"
+	measure "check --no-cache (all rules, all arches), linux-$v" "$bin" check "$tree" --no-cache --format json -o "$out/c.json"
+	measure "check --no-cache --arch x86, linux-$v" "$bin" check "$tree" --no-cache --arch x86 --format json -o "$out/c.json"
+	rm -rf "$cache"
+	"$bin" check "$tree" --cache-dir "$cache" --format json -o "$out/c.json" 2>/dev/null || true
+	measure "check, facts cached, results not, linux-$v" \
+		sh -c 'rm -rf "$1"/kvmtk-*-analysis-*; exec "$2" check "$3" --cache-dir "$1" --format json -o "$4"' \
+		sh "$cache" "$bin" "$tree" "$out/c.json"
+	measure "check warm (nothing changed), linux-$v" "$bin" check "$tree" --cache-dir "$cache" --format json -o "$out/c.json"
 done
+
+# One x86 file edited (each run appends another comment: a new blob): that
+# file is parsed again and x86 analyzed again; the other arches are reused.
+edited="$out/linux-6.1-edited"
+cp -r .cache/kernels/linux-6.1 "$edited"
+rm -rf "$cache"
+"$bin" check "$edited" --cache-dir "$cache" --format json -o "$out/c.json" 2>/dev/null || true
+measure "check after editing one x86 file (caches warm), linux-6.1" \
+	sh -c 'echo "/* edit $$ */" >>"$1/arch/x86/kvm/kvm_onhyperv.c"; exec "$2" check "$1" --cache-dir "$3" --format json -o "$4"' \
+	sh "$edited" "$bin" "$cache" "$out/c.json"
+
+# lint of one commit touching one x86 file, the caches warm from its parent.
+repo="$out/repo"
+cp -r .cache/kernels/linux-6.1 "$repo"
+git -C "$repo" init -q
+git -C "$repo" add -A
+git -C "$repo" -c user.name=bench -c user.email=bench@localhost commit -qm base
+echo "/* edited */" >>"$repo/arch/x86/kvm/kvm_onhyperv.c"
+git -C "$repo" -c user.name=bench -c user.email=bench@localhost commit -qam "KVM: x86: one file"
+lint_times=()
+for _ in $(seq "$runs"); do
+	rm -rf "$cache"
+	"$bin" check --repo "$repo" --rev HEAD~1 --cache-dir "$cache" --format json -o "$out/c.json" 2>/dev/null || true
+	t=$(KVMTK_TIMINGS=1 "$bin" lint --repo "$repo" HEAD~1..HEAD --cache-dir "$cache" 2>&1 >/dev/null |
+		awk '/timings: [0-9a-f]+ / {print $(NF-1)}')
+	lint_times+=("$t")
+done
+printf '%-58s median %6.1f ms (the commit step; n=%d)\n' "lint one commit, one x86 file, caches warm, linux-6.1" \
+	"$(printf '%s\n' "${lint_times[@]}" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')" "$runs"
 
 tree=.cache/kernels/linux-6.1
 measure "refs (enable path, --scope kvm), linux-6.1" "$bin" refs "$tree" --format json -o "$out/r.json"
@@ -60,7 +101,10 @@ echo "spatch: $(spatch --version 2>/dev/null | head -n1)"
 measure "spatch vm_list_walk.cocci -j 2, linux-6.1" \
 	spatch --sp-file bench/vm_list_walk.cocci --dir "$tree" -j 2 --no-includes --very-quiet
 spatch_s=$last_median
-measure "check (all rules, all arches), linux-6.1" "$bin" check "$tree" --format json -o "$out/c.json"
+measure "check --no-cache (all rules, all arches), linux-6.1" "$bin" check "$tree" --no-cache --format json -o "$out/c.json"
 check_s=$last_median
-awk -v s="$spatch_s" -v k="$check_s" 'BEGIN {
-	printf "spatch %.3f s vs kvmtk check %.3f s: ratio spatch/kvmtk %.2f\n", s, k, (k > 0 ? s / k : 0) }'
+measure "check warm (all rules, all arches), linux-6.1" "$bin" check "$tree" --cache-dir "$cache" --format json -o "$out/c.json"
+warm_s=$last_median
+awk -v s="$spatch_s" -v k="$check_s" -v w="$warm_s" 'BEGIN {
+	printf "spatch %.3f s vs kvmtk check --no-cache %.3f s: ratio spatch/kvmtk %.2f\n", s, k, (k > 0 ? s / k : 0)
+	printf "spatch %.3f s vs kvmtk check warm %.3f s: ratio spatch/kvmtk %.1f\n", s, w, (w > 0 ? s / w : 0) }'

@@ -19,6 +19,7 @@
 //! | truncated function                      | check            | 1    | analyzed, warning with file and line     |
 //! | --out exists and is not empty           | series generate  | 2    | refused unless --force, kept intact      |
 //! | --out / -o under a regular file         | generate/check/graph | 2 | error, "is not a directory", fast     |
+//! | --cache-dir that is a regular file      | check, lint      | 2    | error, "cannot use cache directory" (tests/cli.rs; the library: lint_cache.rs) |
 //! | patch that does not apply               | series test      | 1    | reported as a failing patch              |
 //! | corrupt mbox (hunk cut short)           | series test      | 1    | reported as a patch that does not parse  |
 //! | binary garbage as an mbox               | series test      | 1    | reported: "no diff in this patch"        |

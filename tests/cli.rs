@@ -152,3 +152,62 @@ fn graph_formats() {
         assert!(stderr(&o).contains("needs Graphviz's `dot` program"), "{}", stderr(&o));
     }
 }
+
+/// `check` keeps facts and per-arch results in the cache directory (given,
+/// or `$KVMTK_CACHE_DIR`), prints the same report from it, and writes
+/// nothing with `--no-cache`.
+#[test]
+fn check_reuses_its_cache_and_reports_the_same() {
+    let d = tempfile::tempdir().unwrap();
+    let cache = d.path().join("cache");
+    let run = |extra: &[&str], env_dir: Option<&Path>| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_kvmtk"));
+        c.args(["check", &fixture("default")]).args(extra).env("KVMTK_TIMINGS", "1");
+        match env_dir {
+            Some(p) => c.env("KVMTK_CACHE_DIR", p),
+            None => c.env_remove("KVMTK_CACHE_DIR"),
+        };
+        c.output().expect("run kvmtk")
+    };
+    let without_timings =
+        |o: &Output| stderr(o).lines().filter(|l| !l.contains("timings:")).collect::<Vec<_>>().join("\n");
+
+    let plain = run(&["--no-cache"], Some(&cache));
+    assert_eq!(plain.status.code(), Some(1), "{}", stderr(&plain));
+    assert!(!cache.exists(), "--no-cache wrote {}", cache.display());
+
+    let first = run(&[], Some(&cache));
+    let second = run(&[], Some(&cache));
+    for o in [&first, &second] {
+        assert_eq!(o.status.code(), Some(1));
+        assert_eq!(stdout(o), stdout(&plain));
+        assert_eq!(without_timings(o), without_timings(&plain));
+    }
+    assert!(stderr(&first).contains("parsed_tree: true"), "{}", stderr(&first));
+    assert!(
+        stderr(&second).contains("analyzed: 0") && stderr(&second).contains("parsed_tree: false"),
+        "{}",
+        stderr(&second)
+    );
+    let names: Vec<String> =
+        std::fs::read_dir(&cache).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    assert!(names.iter().any(|n| n.contains("-facts")) && names.iter().any(|n| n.contains("-analysis-")), "{names:?}");
+
+    // --cache-dir wins over the environment.
+    let other = d.path().join("other");
+    let o = run(&["--cache-dir", other.to_str().unwrap()], Some(&cache));
+    assert_eq!(stdout(&o), stdout(&plain));
+    assert!(other.is_dir());
+
+    // A cache directory that is a file: an error before any work.
+    let file = d.path().join("file");
+    std::fs::write(&file, "x").unwrap();
+    let o = run(&["--cache-dir", file.to_str().unwrap()], None);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("cannot use cache directory") && stderr(&o).contains("not a directory"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "x");
+}

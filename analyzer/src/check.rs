@@ -19,6 +19,7 @@ use crate::api::ApiModel;
 use crate::cache::{analysis_version, FactsCache, ResultCache};
 use crate::enable_path::EnablePath;
 use crate::pipeline::{InputWarning, ParsedTree};
+use crate::rules::queries::TreeUsage;
 use crate::rules::{run_rules, Finding, RuleInput, RuleSelection};
 use crate::source::{SourceFile, SourceTree};
 
@@ -39,11 +40,19 @@ pub struct ArchResult {
     pub warnings: Vec<String>,
 }
 
-/// Link and analyze one arch of a parsed tree and run the selected rules.
-pub fn analyze_arch(parsed: &ParsedTree, arch: Option<&str>, api: &ApiModel, selection: &RuleSelection) -> ArchResult {
+/// Link and analyze one arch of a parsed tree and run the selected rules;
+/// `tree` is [`TreeUsage::of`] the tree's files.
+pub fn analyze_arch(
+    parsed: &ParsedTree,
+    arch: Option<&str>,
+    api: &ApiModel,
+    selection: &RuleSelection,
+    tree: &TreeUsage,
+) -> ArchResult {
     let analysis = parsed.analyze(arch, api);
     let enable_path = EnablePath::find(&analysis);
-    let input = RuleInput { analysis: &analysis, enable_path: &enable_path, api, locking_doc: parsed.locking.as_ref() };
+    let input =
+        RuleInput { analysis: &analysis, enable_path: &enable_path, api, locking_doc: parsed.locking.as_ref(), tree };
     ArchResult { findings: run_rules(&input, selection), warnings: analysis.warnings.clone() }
 }
 
@@ -84,8 +93,9 @@ pub fn merge<'r>(
 /// Analyze every arch of a parsed tree in parallel and run the selected rules.
 pub fn check(parsed: &ParsedTree, api: &ApiModel, selection: &RuleSelection) -> CheckReport {
     let arches = parsed.arches();
+    let tree = TreeUsage::of(&parsed.files, api);
     let per_arch: Vec<ArchResult> =
-        arches.par_iter().map(|arch| analyze_arch(parsed, arch.as_deref(), api, selection)).collect();
+        arches.par_iter().map(|arch| analyze_arch(parsed, arch.as_deref(), api, selection, &tree)).collect();
     merge(parsed.source.root_label.clone(), &arches, parsed.warnings.clone(), &per_arch)
 }
 
@@ -184,37 +194,71 @@ impl<'a> Checker<'a> {
     pub fn check(&self, source: SourceTree) -> CheckOutcome {
         let arches = arches_of(&source);
         let tree_sig = signature(self.salt, "\u{1}tree", source.files.iter());
-        let sigs: Vec<u64> = arches
+        // An arch's result depends on its own files and on what the whole
+        // tree uses (`TreeUsage`), whose digest the tree entry keeps.
+        let file_sigs: Vec<u64> = arches
             .iter()
             .map(|a| {
                 let arch = a.as_deref().unwrap_or("");
                 signature(self.salt, arch, source.files_for_arch(arch))
             })
             .collect();
-        let mut known: Vec<Option<ArchResult>> = sigs.iter().map(|s| self.results.get("arch", *s)).collect();
-        let mut input_warnings: Option<Vec<InputWarning>> = self.results.get("tree", tree_sig);
+        let arch_sigs = |usage_digest: u64| -> Vec<u64> {
+            file_sigs.iter().map(|&s| signature(s, &usage_digest.to_string(), std::iter::empty())).collect()
+        };
+        let lookup =
+            |sigs: &[u64]| -> Vec<Option<ArchResult>> { sigs.iter().map(|s| self.results.get("arch", *s)).collect() };
+        let tree_entry: Option<TreeEntry> = self.results.get("tree", tree_sig);
+        let mut stats = CheckStats::default();
         let tree_label = source.root_label.clone();
-        let mut stats = CheckStats { reused: known.iter().filter(|k| k.is_some()).count(), ..CheckStats::default() };
-        if input_warnings.is_none() || known.iter().any(Option::is_none) {
-            let parsed = ParsedTree::from_source_cached(source, self.facts);
-            stats.parsed_tree = true;
-            let missing: Vec<usize> = (0..arches.len()).filter(|i| known[*i].is_none()).collect();
-            let computed: Vec<(usize, ArchResult)> = missing
-                .par_iter()
-                .map(|&i| (i, analyze_arch(&parsed, arches[i].as_deref(), self.api, &self.selection)))
-                .collect();
-            stats.analyzed = computed.len();
-            for (i, r) in computed {
-                self.results.put("arch", sigs[i], &r);
-                known[i] = Some(r);
+        // (digest, what that digest's keys found)
+        let mut first: Option<(u64, Vec<Option<ArchResult>>)> = None;
+        if let Some(entry) = &tree_entry {
+            let known = lookup(&arch_sigs(entry.usage_digest));
+            if known.iter().all(Option::is_some) {
+                stats.reused = known.len();
+                let n_input = entry.warnings.len();
+                let report = merge(tree_label, &arches, entry.warnings.clone(), known.iter().flatten());
+                return CheckOutcome { report, input_warnings: n_input, stats };
             }
-            self.results.put("tree", tree_sig, &parsed.warnings);
-            input_warnings = Some(parsed.warnings.clone());
-            self.facts.recycle(parsed);
+            first = Some((entry.usage_digest, known));
         }
-        let input_warnings = input_warnings.unwrap_or_default();
+        let parsed = ParsedTree::from_source_cached(source, self.facts);
+        stats.parsed_tree = true;
+        let usage = TreeUsage::of(&parsed.files, self.api);
+        let sigs = arch_sigs(usage.digest());
+        let mut known = match first {
+            Some((digest, known)) if digest == usage.digest() => known,
+            _ => lookup(&sigs),
+        };
+        stats.reused = known.iter().filter(|k| k.is_some()).count();
+        let missing: Vec<usize> = (0..arches.len()).filter(|i| known[*i].is_none()).collect();
+        let computed: Vec<(usize, ArchResult)> = missing
+            .par_iter()
+            .map(|&i| (i, analyze_arch(&parsed, arches[i].as_deref(), self.api, &self.selection, &usage)))
+            .collect();
+        stats.analyzed = computed.len();
+        for (i, r) in computed {
+            self.results.put("arch", sigs[i], &r);
+            known[i] = Some(r);
+        }
+        let input_warnings = parsed.warnings.clone();
+        self.results.put(
+            "tree",
+            tree_sig,
+            &TreeEntry { warnings: input_warnings.clone(), usage_digest: usage.digest() },
+        );
+        self.facts.recycle(parsed);
         let n_input = input_warnings.len();
         let report = merge(tree_label, &arches, input_warnings, known.iter().flatten());
         CheckOutcome { report, input_warnings: n_input, stats }
     }
+}
+
+/// What the result cache keeps of a whole tree: its input warnings and the
+/// digest of its [`TreeUsage`] (part of every arch's key).
+#[derive(Serialize, Deserialize)]
+struct TreeEntry {
+    warnings: Vec<InputWarning>,
+    usage_digest: u64,
 }

@@ -30,6 +30,10 @@ use crate::locks::{analyze_function, analyze_function_with, FunctionLocks, LockS
 /// first found are the shortest (breadth-first).
 pub const MAX_STATES_PER_FUNCTION: usize = 24;
 
+/// Witnesses longer than this (calls from the root) keep their last steps
+/// and start with a step saying they were cut.
+pub const MAX_WITNESS_STEPS: usize = 10_000;
+
 /// Where a root's context comes from.
 #[derive(Debug, Clone, Serialize)]
 pub struct Root {
@@ -480,13 +484,20 @@ impl<'a> Analysis<'a> {
 
     /// The witness of reach state `ri` of `id`, root first. The last step is
     /// `id` itself, positioned at `site` when given (else its definition).
+    /// A chain longer than [`MAX_WITNESS_STEPS`] keeps its last steps and
+    /// starts with a `...` step saying it was cut.
     pub fn witness(&self, id: FnId, ri: usize, site: Option<Span>) -> Vec<Step> {
-        let mut steps = Vec::new();
+        let mut steps: Vec<Step> = Vec::new();
         let mut cur = Some((id, ri, site));
-        let mut guard = 0;
         while let Some((fid, idx, at)) = cur {
-            guard += 1;
-            if guard > 10_000 {
+            if steps.len() == MAX_WITNESS_STEPS {
+                // Said, not silent: the chain goes on above the last step kept.
+                if let Some(top) = steps.last() {
+                    let mut cut = top.clone();
+                    cut.function = "...".to_string();
+                    cut.via = Some(format!("witness cut: more than {MAX_WITNESS_STEPS} calls from the root"));
+                    steps.push(cut);
+                }
                 break;
             }
             let Some(r) = self.reach.get(&fid).and_then(|v| v.get(idx)) else { break };

@@ -8,7 +8,7 @@ use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
 use analyzer::api::ApiModel;
-use analyzer::contexts::MAX_STATES_PER_FUNCTION;
+use analyzer::contexts::{MAX_STATES_PER_FUNCTION, MAX_WITNESS_STEPS};
 use analyzer::pipeline::ParsedTree;
 use analyzer::rules::RuleSelection;
 use analyzer::source::{SourceOptions, SourceSpec};
@@ -88,17 +88,21 @@ fn a_long_chain_and_a_big_cycle_terminate_within_bounds() {
     let cyc = a.reaches(id("cyc_0"));
     let contexts: std::collections::BTreeSet<&str> = cyc.iter().map(|r| r.key.context.as_str()).collect();
     assert!(contexts.contains("module_init") && contexts.contains("ipi"), "{contexts:?}");
-    // Witnesses are rebuilt from parents and stop at 10,000 steps.
+    // Witnesses are rebuilt from parents and stop at 10,000 steps, saying so.
     let last = id(&format!("chain_{}", CHAIN - 1));
     let w = a.witness(last, 0, None);
-    // chain_init -> chain_0 -> ... -> chain_9999 is 10,001 steps: cut at the bound.
-    assert_eq!(w.len(), 10_000);
-    assert!(w.iter().any(|s| s.function == "chain_0") && w.iter().any(|s| s.function == "chain_9999"));
+    // chain_init -> chain_0 -> ... -> chain_9999 is 10,001 steps: the last
+    // 10,000 are kept (chain_init is not), after a step marking the cut.
+    assert_eq!(w.len(), MAX_WITNESS_STEPS + 1);
+    assert_eq!(w[0].function, "...");
+    assert!(w[0].via.as_deref().is_some_and(|v| v.contains("witness cut")), "{:?}", w[0]);
+    assert_eq!(w[1].function, "chain_0");
+    assert!(w.iter().all(|s| s.function != "chain_init") && w.last().unwrap().function == "chain_9999");
     let w = a.witness(id("chain_5000"), 0, None);
     assert_eq!(w.len(), 5_002, "chain_init -> chain_0 -> ... -> chain_5000");
     assert_eq!(w[0].function, "chain_init");
     let w = a.witness(id("cyc_1999"), 0, None);
-    assert!(!w.is_empty() && w.len() <= 10_000, "{}", w.len());
+    assert!(!w.is_empty() && w.len() <= MAX_WITNESS_STEPS + 1, "{}", w.len());
     // The rules run on it too.
     let report = analyzer::check::check(&parsed, &api, &RuleSelection::default());
     assert_eq!(report.warnings.len(), parsed.warnings.len());

@@ -163,3 +163,31 @@ fn corrupt_result_entries_are_recomputed() {
     assert!(!checker.check(load(&fixture())).stats.parsed_tree);
     assert_eq!(checker.results().stats().rejected, 0);
 }
+
+#[test]
+fn what_the_whole_tree_uses_is_part_of_every_arch_key() {
+    // HW013 asks whether a documented lock is taken anywhere in the tree,
+    // so an arm64 edit that takes a new lock can change x86's findings:
+    // every arch is analyzed again. An arm64 edit that changes no usage
+    // re-analyzes arm64 only.
+    let tree = tempfile::tempdir().unwrap();
+    copy_tree(&fixture(), tree.path());
+    let api = ApiModel::default();
+    let sel = RuleSelection::default();
+    let facts = FactsCache::in_memory();
+    let checker = Checker::new(&api, &facts, ResultCache::in_memory(), sel.clone());
+    let arches = checker.check(load(tree.path())).stats.analyzed;
+    let arm = tree.path().join("arch/arm64/kvm/arm.c");
+    let mut text = std::fs::read_to_string(&arm).unwrap();
+
+    text.push_str("\n/* no usage changes */\n");
+    std::fs::write(&arm, &text).unwrap();
+    let after = checker.check(load(tree.path()));
+    assert_eq!(after.stats, CheckStats { analyzed: 1, reused: arches - 1, parsed_tree: true });
+
+    text.push_str("\nstatic DEFINE_SPINLOCK(kvmtk_test_lock);\n\nvoid kvmtk_test_take(void)\n{\n\tspin_lock(&kvmtk_test_lock);\n\tspin_unlock(&kvmtk_test_lock);\n}\n");
+    std::fs::write(&arm, &text).unwrap();
+    let after = checker.check(load(tree.path()));
+    assert_eq!(after.stats, CheckStats { analyzed: arches, reused: 0, parsed_tree: true });
+    assert_eq!(render_json(&after.report), full(tree.path(), &sel));
+}

@@ -51,8 +51,8 @@ use super::queries::lock_acquisitions;
 use super::{find_rule, Finding, Related, RuleInput};
 use crate::api::ApiModel;
 use crate::facts::{AccessKind, Span};
-use crate::graph::{visit_calls, FnId};
-use crate::locks::{call_lock_op, OccurrenceKind};
+use crate::graph::FnId;
+use crate::locks::OccurrenceKind;
 use crate::pipeline::LOCKING_RST;
 
 /// The components of a lock expression: `vcpu->kvm->lock` -> [vcpu, kvm, lock].
@@ -97,34 +97,9 @@ pub fn check(input: &RuleInput<'_>) -> Vec<Finding> {
     let mut out = Vec::new();
 
     // Every lock expression and member path used in any file of the tree.
-    let mut taken: BTreeSet<String> = BTreeSet::new();
-    let mut fields: BTreeSet<String> = BTreeSet::new();
-    let mut globals: BTreeSet<&str> = BTreeSet::new();
-    for f in a.program.files {
-        for g in &f.globals {
-            globals.insert(g.name.as_str());
-        }
-        for func in &f.functions {
-            visit_calls(&func.body.stmts, &mut |c| {
-                if let Some((_, l, _)) = call_lock_op(api, c) {
-                    taken.insert(l.name);
-                }
-                for arg in &c.args {
-                    // Most arguments name no member: skip them cheaply.
-                    if !arg.text.contains("->") && !arg.text.contains('.') {
-                        continue;
-                    }
-                    let t = arg.text.replace(' ', "");
-                    for part in t.split("->").skip(1).chain(t.split('.').skip(1)) {
-                        let field: String = part.chars().take_while(|c| c.is_alphanumeric() || *c == '_').collect();
-                        if !field.is_empty() {
-                            fields.insert(field);
-                        }
-                    }
-                }
-            });
-        }
-    }
+    let taken = &input.tree.taken;
+    let fields = &input.tree.fields;
+    let globals = &input.tree.globals;
 
     // (a) Documented locks that no longer exist.
     let mut missing: Vec<&crate::kernel_docs::DocumentedLock> = Vec::new();
@@ -134,7 +109,7 @@ pub fn check(input: &RuleInput<'_>) -> Vec<Finding> {
         }
         let name = code_name(api, &l.name);
         let exists = if is_global_name(&name) {
-            globals.contains(name.as_str()) || taken.contains(&name)
+            globals.contains(&name) || taken.contains(&name)
         } else {
             let last = *components(&name).last().unwrap_or(&"");
             fields.contains(last) || taken.iter().any(|t| components(t).last() == Some(&last))

@@ -145,6 +145,8 @@ pub struct RuleInput<'a> {
     pub enable_path: &'a EnablePath,
     pub api: &'a ApiModel,
     pub locking_doc: Option<&'a LockingDoc>,
+    /// What the whole tree uses, beyond this arch's files.
+    pub tree: &'a queries::TreeUsage,
 }
 
 impl<'a> RuleInput<'a> {
@@ -367,12 +369,14 @@ impl RuleSelection {
 /// Run the selected rules over one analyzed arch. Findings are sorted by
 /// file, line, rule, and deduplicated by fingerprint.
 pub fn run_rules(input: &RuleInput<'_>, selection: &RuleSelection) -> Vec<Finding> {
-    let mut findings: Vec<Finding> = REGISTRY
-        .iter()
-        .filter(|r| selection.enabled(r))
-        .flat_map(|r| (r.check)(input))
-        .filter(|f| selection.min_severity.is_none_or(|m| f.severity >= m))
-        .collect();
+    use rayon::prelude::*;
+    // Rules are independent passes over one analysis: in parallel, so that
+    // re-analyzing one arch (an edit, a commit) uses both cores; collected in
+    // registry order, so the output does not depend on scheduling.
+    let per_rule: Vec<Vec<Finding>> =
+        REGISTRY.par_iter().filter(|r| selection.enabled(r)).map(|r| (r.check)(input)).collect();
+    let mut findings: Vec<Finding> =
+        per_rule.into_iter().flatten().filter(|f| selection.min_severity.is_none_or(|m| f.severity >= m)).collect();
     findings.sort_by(|a, b| (&a.file, a.line, a.col, a.rule).cmp(&(&b.file, b.line, b.col, b.rule)));
     let mut seen = BTreeSet::new();
     findings.retain(|f| seen.insert(f.fingerprint.clone()));

@@ -10,6 +10,67 @@ use crate::facts::{Arg, Callee, Span};
 use crate::graph::FnId;
 use crate::locks::{call_lock_op, HeldLock, LockState, OccurrenceKind};
 
+/// What the whole tree (every arch's files, not only the analyzed arch's)
+/// uses of locks and data: the lock expressions passed to lock
+/// operations, the member names in call arguments, the globals defined.
+/// Rules that judge whether something exists anywhere in the tree (HW013:
+/// a documented lock nobody takes) read this, computed once per tree; its
+/// [`TreeUsage::digest`] is part of every arch's cache key, since a change
+/// in another arch's files can change it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TreeUsage {
+    pub taken: std::collections::BTreeSet<String>,
+    pub fields: std::collections::BTreeSet<String>,
+    pub globals: std::collections::BTreeSet<String>,
+}
+
+impl TreeUsage {
+    /// The usage of every file's facts.
+    pub fn of(files: &[crate::facts::FileFacts], api: &ApiModel) -> TreeUsage {
+        let mut u = TreeUsage::default();
+        for f in files {
+            for g in &f.globals {
+                u.globals.insert(g.name.clone());
+            }
+            for func in &f.functions {
+                crate::graph::visit_calls(&func.body.stmts, &mut |c| {
+                    if let Some((_, l, _)) = call_lock_op(api, c) {
+                        u.taken.insert(l.name);
+                    }
+                    for arg in &c.args {
+                        // Most arguments name no member: skip them cheaply.
+                        if !arg.text.contains("->") && !arg.text.contains('.') {
+                            continue;
+                        }
+                        let t = arg.text.replace(' ', "");
+                        for part in t.split("->").skip(1).chain(t.split('.').skip(1)) {
+                            let field: String = part.chars().take_while(|c| c.is_alphanumeric() || *c == '_').collect();
+                            if !field.is_empty() {
+                                u.fields.insert(field);
+                            }
+                        }
+                    }
+                });
+            }
+        }
+        u
+    }
+
+    /// FNV-1a over the three sets (stable across runs).
+    pub fn digest(&self) -> u64 {
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for (tag, set) in [(1u8, &self.taken), (2, &self.fields), (3, &self.globals)] {
+            for item in std::iter::once(&[tag][..]).chain(set.iter().map(|s| s.as_bytes())) {
+                for &b in item.iter().chain(std::iter::once(&0u8)) {
+                    h ^= u64::from(b);
+                    h = h.wrapping_mul(0x0000_0100_0000_01b3);
+                }
+            }
+        }
+        h
+    }
+}
+
 /// The struct member named by an entry argument: `&kvm->vm_list` -> `vm_list`.
 pub fn member_of(arg: &Arg) -> Option<String> {
     let text = arg.ident.as_deref().unwrap_or(&arg.text);

@@ -20,19 +20,11 @@ fn fixture(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("kvm-fixtures").join(name)
 }
 
+#[path = "../test-support/kernel_cache.rs"]
+mod kernel_cache_support;
+
 fn kernel_cache(name: &str) -> Option<PathBuf> {
-    let base = std::env::var_os("KVMTK_KERNEL_CACHE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".cache").join("kernels"));
-    let p = base.join(name);
-    if p.join("virt/kvm/kvm_main.c").is_file() {
-        return Some(p);
-    }
-    if std::env::var_os("CI").is_some() {
-        panic!("kernel tree {} missing (run scripts/fetch-kernels.sh)", p.display());
-    }
-    eprintln!("notice: {} missing; skipping (run scripts/fetch-kernels.sh)", p.display());
-    None
+    kernel_cache_support::kernel_tree(name)
 }
 
 fn names(dir: &Path) -> Vec<String> {

@@ -91,6 +91,15 @@ pub struct EntryStruct {
 pub struct LockKindSpec {
     pub sleeps: bool,
     pub atomic: bool,
+    /// Holding it keeps other CPUs out of the section it guards (false for
+    /// states local to a CPU or a reader: preemption or interrupts off,
+    /// the RCU read side), so it can guard data against writers elsewhere.
+    #[serde(default = "yes")]
+    pub excludes: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -55,9 +55,17 @@ pub fn check(input: &RuleInput<'_>) -> Vec<Finding> {
         // Locks held at every write: on the writer's CPU at the site, or on
         // entry to the writer along every path that reaches it.
         let mut guard: Option<BTreeSet<String>> = None;
+        // Held states that keep no other CPU out (the API model's lock
+        // kinds say which): they guard nothing against a writer elsewhere.
+        let mut not_excluding: BTreeSet<String> = BTreeSet::new();
         for w in &writers {
             let mut held: BTreeSet<String> = w.state.must.names().iter().map(|s| s.to_string()).collect();
             let reaches = a.reaches(w.function);
+            for l in w.state.must.iter().chain(reaches.iter().flat_map(|r| r.key.held_must.iter())) {
+                if a.api.table.lock_kinds.get(&l.kind).is_some_and(|k| !k.excludes) {
+                    not_excluding.insert(l.name.clone());
+                }
+            }
             if !reaches.is_empty() {
                 let common = reaches
                     .iter()
@@ -82,8 +90,7 @@ pub fn check(input: &RuleInput<'_>) -> Vec<Finding> {
                 }
             }
         }
-        // Hotplug serialization is not a guard against VM creation.
-        guard.retain(|g| !matches!(g.as_str(), "preempt" | "irqs_off" | "rcu"));
+        guard.retain(|g| !not_excluding.contains(g));
         if guard.is_empty() {
             continue;
         }

@@ -3,28 +3,18 @@
 
 use std::path::{Path, PathBuf};
 
+#[path = "../../../test-support/kernel_cache.rs"]
+mod kernel_cache_support;
+
 /// The kernel cache: `$KVMTK_KERNEL_CACHE`, default `<workspace>/.cache/kernels`.
 pub fn kernel_cache() -> PathBuf {
-    match std::env::var_os("KVMTK_KERNEL_CACHE") {
-        Some(p) => PathBuf::from(p),
-        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../.cache/kernels"),
-    }
+    kernel_cache_support::cache_dir()
 }
 
 /// The extracted KVM files of `linux-<version>`, or None when missing:
 /// under CI (env `CI` set) a missing tree is a failure, locally a notice.
 pub fn kernel_tree(version: &str) -> Option<PathBuf> {
-    let dir = kernel_cache().join(format!("linux-{version}"));
-    if dir.join("virt/kvm/kvm_main.c").is_file() {
-        return Some(dir);
-    }
-    let msg =
-        format!("kernel tree {} is missing (run scripts/fetch-kernels.sh or set KVMTK_KERNEL_CACHE)", dir.display());
-    if std::env::var_os("CI").is_some() {
-        panic!("{msg}");
-    }
-    eprintln!("notice: skipping: {msg}");
-    None
+    kernel_cache_support::kernel_tree(&format!("linux-{version}"))
 }
 
 /// The arch of a tree-relative path: `Some("x86")` under `arch/x86/`.

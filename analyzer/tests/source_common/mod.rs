@@ -3,29 +3,18 @@
 
 #![allow(dead_code)]
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
+
+#[path = "../../../test-support/kernel_cache.rs"]
+mod kernel_cache_support;
 
 /// The kernel cache: `$KVMTK_KERNEL_CACHE`, or `<workspace>/.cache/kernels`.
 pub fn kernel_cache() -> PathBuf {
-    match std::env::var_os("KVMTK_KERNEL_CACHE") {
-        Some(p) if !p.is_empty() => PathBuf::from(p),
-        _ => Path::new(env!("CARGO_MANIFEST_DIR")).join("../.cache/kernels"),
-    }
+    kernel_cache_support::cache_dir()
 }
 
 /// The extracted tree `linux-<version>` of the cache, or `None` (after a
-/// notice) when it is absent. On CI (`$CI` set) an absent tree is a test
-/// failure: the real kernel is the truth these tests check against.
+/// notice) when it is absent; on CI an absent tree is a test failure.
 pub fn real_kernel(version: &str) -> Option<PathBuf> {
-    let dir = kernel_cache().join(format!("linux-{version}"));
-    if dir.join("virt/kvm/kvm_main.c").is_file() {
-        return Some(dir);
-    }
-    let msg =
-        format!("kernel tree {} not found; run scripts/fetch-kernels.sh or set KVMTK_KERNEL_CACHE", dir.display());
-    if std::env::var_os("CI").is_some() {
-        panic!("{msg}");
-    }
-    eprintln!("notice: skipping test: {msg}");
-    None
+    kernel_cache_support::kernel_tree(&format!("linux-{version}"))
 }

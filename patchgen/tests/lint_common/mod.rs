@@ -14,21 +14,13 @@ pub fn fixture(name: &str) -> PathBuf {
     workspace().join("kvm-fixtures").join(name)
 }
 
-/// The real-kernel tree `name`, or `None` (with a notice) when missing and
-/// not under CI.
+#[path = "../../../test-support/kernel_cache.rs"]
+mod kernel_cache_support;
+
+/// The real-kernel tree `name` of the cache, or `None` (with a notice) when
+/// missing and not under CI.
 pub fn kernel_cache(name: &str) -> Option<PathBuf> {
-    let base = std::env::var_os("KVMTK_KERNEL_CACHE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace().join(".cache").join("kernels"));
-    let p = base.join(name);
-    if p.join("virt/kvm/kvm_main.c").is_file() {
-        return Some(p);
-    }
-    if std::env::var_os("CI").is_some() {
-        panic!("kernel tree {} missing (run scripts/fetch-kernels.sh)", p.display());
-    }
-    eprintln!("notice: {} missing; skipping (run scripts/fetch-kernels.sh)", p.display());
-    None
+    kernel_cache_support::kernel_tree(name)
 }
 
 fn sig() -> Signature<'static> {

@@ -670,6 +670,8 @@ fn lint(args: LintArgs) -> Result<u8> {
         None => None,
     };
     let (cache, results) = open_caches(&args.cache)?;
+    // Consecutive trees share their facts by recycling; no in-memory copies.
+    let cache = cache.without_memory();
     let api = match &args.api_model {
         Some(p) => ApiModel::load(p)?,
         None => ApiModel::default(),

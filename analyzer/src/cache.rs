@@ -141,12 +141,7 @@ impl FactsCache {
     /// directory cannot be created or is not a directory; individual
     /// entries never fail the run.
     pub fn with_dir(dir: &Path) -> Result<FactsCache, CacheError> {
-        let err = |message: String| CacheError { path: dir.to_path_buf(), message };
-        if dir.exists() && !dir.is_dir() {
-            return Err(err("it exists and is not a directory".into()));
-        }
-        let versioned = dir.join(cache_version());
-        std::fs::create_dir_all(&versioned).map_err(|e| err(e.to_string()))?;
+        let versioned = create_within(dir, Path::new(cache_version()))?;
         Ok(FactsCache { dir: Some(versioned), ..FactsCache::default() })
     }
 
@@ -344,12 +339,7 @@ impl ResultCache {
     /// A cache backed by `dir` (created if missing); fails as
     /// [`FactsCache::with_dir`] does.
     pub fn with_dir(dir: &Path) -> Result<ResultCache, CacheError> {
-        let err = |message: String| CacheError { path: dir.to_path_buf(), message };
-        if dir.exists() && !dir.is_dir() {
-            return Err(err("it exists and is not a directory".into()));
-        }
-        let versioned = dir.join(analysis_version()).join("results");
-        std::fs::create_dir_all(&versioned).map_err(|e| err(e.to_string()))?;
+        let versioned = create_within(dir, &Path::new(analysis_version()).join("results"))?;
         Ok(ResultCache { dir: Some(versioned), ..ResultCache::default() })
     }
 
@@ -426,6 +416,17 @@ impl ResultCache {
             self.memory().insert((kind.to_string(), key), Arc::new(payload));
         }
     }
+}
+
+/// `dir/sub`, created if missing; `dir` must be a directory (or not exist).
+fn create_within(dir: &Path, sub: &Path) -> Result<PathBuf, CacheError> {
+    let err = |message: String| CacheError { path: dir.to_path_buf(), message };
+    if dir.exists() && !dir.is_dir() {
+        return Err(err("it exists and is not a directory".into()));
+    }
+    let versioned = dir.join(sub);
+    std::fs::create_dir_all(&versioned).map_err(|e| err(e.to_string()))?;
+    Ok(versioned)
 }
 
 /// Write `bytes` to `path` atomically: into a temporary file in the same

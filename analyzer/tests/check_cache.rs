@@ -33,6 +33,13 @@ fn copy_tree(from: &Path, to: &Path) {
     }
 }
 
+/// A scratch copy of the default fixture.
+fn scratch_fixture() -> tempfile::TempDir {
+    let tree = tempfile::tempdir().unwrap();
+    copy_tree(&fixture(), tree.path());
+    tree
+}
+
 /// The full, uncached report of a tree, as JSON.
 fn full(dir: &Path, selection: &RuleSelection) -> String {
     render_json(&check(&ParsedTree::from_source(load(dir)), &ApiModel::default(), selection))
@@ -76,11 +83,8 @@ fn a_second_run_reuses_every_arch_and_reports_the_same() {
 
 #[test]
 fn a_change_recomputes_only_the_arches_that_read_it() {
-    let tree = tempfile::tempdir().unwrap();
-    copy_tree(&fixture(), tree.path());
-    let api = ApiModel::default();
-    let sel = RuleSelection::default();
-    let facts = FactsCache::in_memory();
+    let tree = scratch_fixture();
+    let (api, sel, facts) = (ApiModel::default(), RuleSelection::default(), FactsCache::in_memory());
     let checker = Checker::new(&api, &facts, ResultCache::in_memory(), sel.clone());
     let arches = checker.check(load(tree.path())).stats.analyzed;
 
@@ -170,11 +174,8 @@ fn what_the_whole_tree_uses_is_part_of_every_arch_key() {
     // so an arm64 edit that takes a new lock can change x86's findings:
     // every arch is analyzed again. An arm64 edit that changes no usage
     // re-analyzes arm64 only.
-    let tree = tempfile::tempdir().unwrap();
-    copy_tree(&fixture(), tree.path());
-    let api = ApiModel::default();
-    let sel = RuleSelection::default();
-    let facts = FactsCache::in_memory();
+    let tree = scratch_fixture();
+    let (api, sel, facts) = (ApiModel::default(), RuleSelection::default(), FactsCache::in_memory());
     let checker = Checker::new(&api, &facts, ResultCache::in_memory(), sel.clone());
     let arches = checker.check(load(tree.path())).stats.analyzed;
     let arm = tree.path().join("arch/arm64/kvm/arm.c");

@@ -19,27 +19,13 @@ use patchgen::transform::{Change, Refusal, TransformInput, SERIES};
 
 const MINE: [&str; 4] = ["drop-count-lock", "percpu-enabled", "arch-add-vm", "unwind-create-vm"];
 
-fn kernel_cache() -> PathBuf {
-    match std::env::var_os("KVMTK_KERNEL_CACHE") {
-        Some(p) if !p.is_empty() => PathBuf::from(p),
-        _ => Path::new(env!("CARGO_MANIFEST_DIR")).join("../.cache/kernels"),
-    }
-}
+#[path = "../../test-support/kernel_cache.rs"]
+mod kernel_cache_support;
 
 /// The extracted tree `linux-<version>`, or `None` after a notice (a
 /// failure under CI).
 fn real_kernel(version: &str) -> Option<PathBuf> {
-    let dir = kernel_cache().join(format!("linux-{version}"));
-    if dir.join("virt/kvm/kvm_main.c").is_file() {
-        return Some(dir);
-    }
-    let msg =
-        format!("kernel tree {} not found; run scripts/fetch-kernels.sh or set KVMTK_KERNEL_CACHE", dir.display());
-    if std::env::var_os("CI").is_some() {
-        panic!("{msg}");
-    }
-    eprintln!("notice: skipping test: {msg}");
-    None
+    kernel_cache_support::kernel_tree(&format!("linux-{version}"))
 }
 
 fn fixture(rel: &str) -> PathBuf {

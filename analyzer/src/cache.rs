@@ -38,7 +38,7 @@ use crate::source::SourceFile;
 
 /// Version of the facts data model as cached. Bump it when a change to
 /// [`FileFacts`] is not visible in the sources hashed by [`cache_version`]
-/// (for instance a tree-sitter grammar upgrade).
+/// (a grammar upgrade is: `Cargo.lock` is hashed too).
 pub const FACTS_SCHEMA: u32 = 2;
 
 /// The sources whose change changes the facts of a file; hashed into
@@ -71,6 +71,8 @@ pub fn cache_version() -> &'static str {
     static VERSION: OnceLock<String> = OnceLock::new();
     VERSION.get_or_init(|| {
         let parts: Vec<&[u8]> = FACTS_SOURCES.iter().map(|s| s.as_bytes()).collect();
+        let parts: Vec<&[u8]> =
+            parts.into_iter().chain(std::iter::once(env!("KVMTK_DEPENDENCIES_HASH").as_bytes())).collect();
         format!("kvmtk-{}-facts{}-{:016x}", env!("CARGO_PKG_VERSION"), FACTS_SCHEMA, fnv(&parts))
     })
 }

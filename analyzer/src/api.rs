@@ -313,11 +313,10 @@ pub enum ApiModelError {
     Invalid { path: String, message: String },
 }
 
-/// FNV-1a over the table's canonical JSON (maps are ordered, so equal
+/// The hash of the table's canonical JSON (maps are ordered, so equal
 /// tables give equal bytes).
 fn table_fingerprint(table: &ApiTable) -> u64 {
-    let json = serde_json::to_vec(table).unwrap_or_default();
-    json.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3))
+    crate::hash::fnv(&[&serde_json::to_vec(table).unwrap_or_default()])
 }
 
 /// The table plus lookup indexes.

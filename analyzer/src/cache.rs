@@ -34,6 +34,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use serde::{Deserialize, Serialize};
 
 use crate::facts::FileFacts;
+use crate::hash::fnv;
 use crate::source::SourceFile;
 
 /// Version of the facts data model as cached. Bump it when a change to
@@ -52,18 +53,6 @@ const FACTS_SOURCES: [&str; 6] = [
     include_str!("parse/stmt.rs"),
     include_str!("parse/text.rs"),
 ];
-
-/// FNV-1a, 64 bits: stable across runs and platforms (std's hasher is not).
-fn fnv(parts: &[&[u8]]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for p in parts {
-        for &b in p.iter().chain(std::iter::once(&0u8)) {
-            h ^= u64::from(b);
-            h = h.wrapping_mul(0x0000_0100_0000_01b3);
-        }
-    }
-    h
-}
 
 /// The cache format's version string: `kvmtk-<tool version>-facts<schema>-<hash>`,
 /// where the hash covers the facts model and the parser sources.

@@ -4,11 +4,13 @@
 //! and [`Checker`], which starts from the loaded sources and reuses what it
 //! can. The unit of reuse is one arch's analysis: its findings depend only
 //! on the files that arch reads (its own `arch/<a>/kvm` plus the common
-//! files), the API model, the rule selection and the analyzer's code, so a
-//! signature over those keys a [`ResultCache`] entry. A tree whose every
-//! arch is known is not even parsed; a commit touching `arch/x86` only
-//! re-analyzes x86, parsing only the files whose facts the [`FactsCache`]
-//! does not hold.
+//! files), on what the whole tree uses ([`TreeUsage`], HW013's question
+//! "is this lock taken anywhere"), the API model, the rule selection and
+//! the analyzer's code, so a signature over those keys a [`ResultCache`]
+//! entry. A tree whose every arch is known is not even parsed; a commit
+//! touching `arch/x86` only re-analyzes x86 (unless it changes the tree's
+//! usage), parsing only the files whose facts the [`FactsCache`] does not
+//! hold.
 
 use std::collections::BTreeSet;
 
@@ -18,6 +20,7 @@ use serde::{Deserialize, Serialize};
 use crate::api::ApiModel;
 use crate::cache::{analysis_version, FactsCache, ResultCache};
 use crate::enable_path::EnablePath;
+use crate::hash::Fnv;
 use crate::pipeline::{InputWarning, ParsedTree};
 use crate::rules::queries::TreeUsage;
 use crate::rules::{run_rules, Finding, RuleInput, RuleSelection};
@@ -99,37 +102,21 @@ pub fn check(parsed: &ParsedTree, api: &ApiModel, selection: &RuleSelection) -> 
     merge(parsed.source.root_label.clone(), &arches, parsed.warnings.clone(), &per_arch)
 }
 
-/// The arches a tree is analyzed for, as [`ParsedTree::arches`] computes them.
-pub fn arches_of(source: &SourceTree) -> Vec<Option<String>> {
-    let mut arches: Vec<Option<String>> = source.arches.iter().cloned().map(Some).collect();
-    if arches.is_empty() {
-        arches.push(None);
-    }
-    arches
-}
-
 /// FNV-1a, 64 bits, over a salt, a label and (path, blob id) pairs: equal
 /// signatures, equal inputs.
 fn signature<'f>(salt: u64, label: &str, files: impl Iterator<Item = &'f SourceFile>) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    let mut feed = |b: &[u8]| {
-        for &c in b.iter().chain(std::iter::once(&0u8)) {
-            h ^= u64::from(c);
-            h = h.wrapping_mul(0x0000_0100_0000_01b3);
-        }
-    };
-    feed(&salt.to_le_bytes());
-    feed(label.as_bytes());
+    let mut h = Fnv::default();
+    h.part(&salt.to_le_bytes()).part(label.as_bytes());
     for f in files {
-        feed(f.path.as_bytes());
+        h.part(f.path.as_bytes());
         match &f.blob_id {
-            Some(b) => feed(b.as_bytes()),
+            Some(b) => h.part(b.as_bytes()),
             // Without a blob id, the bytes themselves (never happens for
             // sources loaded by `SourceTree`, which hashes every file).
-            None => feed(&f.bytes),
-        }
+            None => h.part(&f.bytes),
+        };
     }
-    h
+    h.finish()
 }
 
 /// How a [`Checker::check`] got its result, for timings and tests.
@@ -192,7 +179,7 @@ impl<'a> Checker<'a> {
 
     /// Check a loaded tree, computing only what the caches do not hold.
     pub fn check(&self, source: SourceTree) -> CheckOutcome {
-        let arches = arches_of(&source);
+        let arches = source.analyzed_arches();
         let tree_sig = signature(self.salt, "\u{1}tree", source.files.iter());
         // An arch's result depends on its own files and on what the whole
         // tree uses (`TreeUsage`), whose digest the tree entry keeps.

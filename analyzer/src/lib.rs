@@ -28,6 +28,7 @@ pub mod contexts;
 pub mod enable_path;
 pub mod facts;
 pub mod graph;
+pub mod hash;
 pub mod kernel_docs;
 pub mod lint;
 pub mod locks;

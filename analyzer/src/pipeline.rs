@@ -152,11 +152,7 @@ impl ParsedTree {
     /// The architectures to analyze: each arch with KVM code, or common
     /// code alone when the tree has none.
     pub fn arches(&self) -> Vec<Option<String>> {
-        let mut arches: Vec<Option<String>> = self.source.arches.iter().cloned().map(Some).collect();
-        if arches.is_empty() {
-            arches.push(None);
-        }
-        arches
+        self.source.analyzed_arches()
     }
 
     /// Link and analyze one architecture.

@@ -235,6 +235,16 @@ impl SourceTree {
         self.files.binary_search_by(|f| f.path.as_str().cmp(path)).ok().map(|i| &self.files[i])
     }
 
+    /// The architectures a tree is analyzed for: each arch with KVM code,
+    /// or common code alone (`None`) when the tree has none.
+    pub fn analyzed_arches(&self) -> Vec<Option<String>> {
+        let mut arches: Vec<Option<String>> = self.arches.iter().cloned().map(Some).collect();
+        if arches.is_empty() {
+            arches.push(None);
+        }
+        arches
+    }
+
     /// The files of one architecture plus all common files: the unit of
     /// per-arch analysis.
     pub fn files_for_arch<'a>(&'a self, arch: &'a str) -> impl Iterator<Item = &'a SourceFile> + 'a {

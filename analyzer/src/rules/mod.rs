@@ -319,21 +319,13 @@ impl Finding {
 /// FNV-1a over the identity parts, as 16 hex digits: stable across runs,
 /// platforms and releases (unlike `std`'s hasher).
 pub fn fingerprint(rule: &str, arch: &str, function: &str, symbols: &[String]) -> String {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    let mut feed = |s: &str| {
-        for b in s.bytes().chain(std::iter::once(0u8)) {
-            h ^= u64::from(b);
-            h = h.wrapping_mul(0x0000_0100_0000_01b3);
-        }
-    };
-    feed(rule);
-    feed(arch);
-    feed(function);
+    let mut h = crate::hash::Fnv::default();
+    h.part(rule.as_bytes()).part(arch.as_bytes()).part(function.as_bytes());
     let sorted: BTreeSet<&String> = symbols.iter().collect();
     for s in sorted {
-        feed(s);
+        h.part(s.as_bytes());
     }
-    format!("{h:016x}")
+    format!("{:016x}", h.finish())
 }
 
 /// Which rules to run and what to keep.
@@ -356,7 +348,7 @@ impl RuleSelection {
             text.push(',');
         }
         text.push_str(self.min_severity.map_or("-", Severity::as_str));
-        text.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3))
+        crate::hash::fnv(&[text.as_bytes()])
     }
 
     pub fn enabled(&self, info: &RuleInfo) -> bool {

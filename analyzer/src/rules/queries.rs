@@ -56,18 +56,16 @@ impl TreeUsage {
         u
     }
 
-    /// FNV-1a over the three sets (stable across runs).
+    /// A hash of the three sets (stable across runs).
     pub fn digest(&self) -> u64 {
-        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        let mut h = crate::hash::Fnv::default();
         for (tag, set) in [(1u8, &self.taken), (2, &self.fields), (3, &self.globals)] {
-            for item in std::iter::once(&[tag][..]).chain(set.iter().map(|s| s.as_bytes())) {
-                for &b in item.iter().chain(std::iter::once(&0u8)) {
-                    h ^= u64::from(b);
-                    h = h.wrapping_mul(0x0000_0100_0000_01b3);
-                }
+            h.part(&[tag]);
+            for item in set {
+                h.part(item.as_bytes());
             }
         }
-        h
+        h.finish()
     }
 }
 

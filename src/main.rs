@@ -348,21 +348,24 @@ fn load_tree(args: &TreeArgs) -> Result<ParsedTree> {
 /// that cannot be used is an error; the default one only a warning (the
 /// caches then live in memory).
 fn open_caches(args: &CacheArgs) -> Result<(FactsCache, ResultCache)> {
-    let dir = match (&args.cache_dir, args.no_cache) {
-        (_, true) => None,
-        (Some(d), false) => {
-            return Ok((FactsCache::with_dir(d)?, ResultCache::with_dir(d)?));
-        }
-        (None, false) => analyzer::cache::default_dir(),
+    let open = |d: &Path| -> Result<(FactsCache, ResultCache), analyzer::cache::CacheError> {
+        Ok((FactsCache::with_dir(d)?, ResultCache::with_dir(d)?))
     };
-    match dir.map(|d| FactsCache::with_dir(&d).and_then(|f| Ok((f, ResultCache::with_dir(&d)?)))) {
-        Some(Ok(caches)) => Ok(caches),
+    let in_memory = || (FactsCache::in_memory(), ResultCache::in_memory());
+    if args.no_cache {
+        return Ok(in_memory());
+    }
+    if let Some(d) = &args.cache_dir {
+        return Ok(open(d)?);
+    }
+    Ok(match analyzer::cache::default_dir().map(|d| open(&d)) {
+        Some(Ok(caches)) => caches,
         Some(Err(e)) => {
             eprintln!("kvmtk: warning: {e}; caching in memory only (--cache-dir DIR to choose another)");
-            Ok((FactsCache::in_memory(), ResultCache::in_memory()))
+            in_memory()
         }
-        None => Ok((FactsCache::in_memory(), ResultCache::in_memory())),
-    }
+        None => in_memory(),
+    })
 }
 
 fn load_source(args: &TreeArgs) -> Result<SourceTree> {

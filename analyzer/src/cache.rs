@@ -334,11 +334,6 @@ impl ResultCache {
         Ok(ResultCache { dir: Some(versioned), ..ResultCache::default() })
     }
 
-    /// The directory entries are stored in, if persistent.
-    pub fn dir(&self) -> Option<&Path> {
-        self.dir.as_deref()
-    }
-
     /// Counters so far.
     pub fn stats(&self) -> ResultStats {
         ResultStats {

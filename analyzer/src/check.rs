@@ -172,11 +172,6 @@ impl<'a> Checker<'a> {
         &self.results
     }
 
-    /// The rule selection.
-    pub fn selection(&self) -> &RuleSelection {
-        &self.selection
-    }
-
     /// Check a loaded tree, computing only what the caches do not hold.
     pub fn check(&self, source: SourceTree) -> CheckOutcome {
         let arches = source.analyzed_arches();

@@ -369,6 +369,15 @@ fn open_caches(args: &CacheArgs) -> Result<(FactsCache, ResultCache)> {
 }
 
 fn load_source(args: &TreeArgs) -> Result<SourceTree> {
+    load_source_with(args, SourceTree::load)
+}
+
+/// `load`: [`SourceTree::load`], or [`SourceTree::load_deferred`] for a
+/// caller that reads contents only when its caches lack them.
+fn load_source_with(
+    args: &TreeArgs,
+    load: fn(&SourceSpec, &SourceOptions) -> Result<SourceTree, analyzer::source::SourceError>,
+) -> Result<SourceTree> {
     let spec = match (&args.tree, &args.repo, &args.rev) {
         (Some(t), None, _) => SourceSpec::Dir(t.clone()),
         (None, Some(r), Some(v)) => SourceSpec::Git { repo: r.clone(), rev: v.clone() },
@@ -379,7 +388,7 @@ fn load_source(args: &TreeArgs) -> Result<SourceTree> {
         arches: if args.arch.is_empty() { None } else { Some(args.arch.clone()) },
         ..Default::default()
     };
-    Ok(SourceTree::load(&spec, &opts)?)
+    Ok(load(&spec, &opts)?)
 }
 
 /// Write `text` to `path` atomically (a temporary file in the same
@@ -483,7 +492,9 @@ fn check(args: CheckArgs) -> Result<u8> {
     let (facts, results) = open_caches(&args.cache)?;
     // One tree: no in-memory copy of its facts.
     let facts = facts.without_memory();
-    let source = load_source(&args.tree)?;
+    // The checker reads a git source's contents only where its caches
+    // lack the facts.
+    let source = load_source_with(&args.tree, SourceTree::load_deferred)?;
     let loaded = started.elapsed();
     let selection = RuleSelection {
         only: args.rule.clone(),

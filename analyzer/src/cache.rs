@@ -35,7 +35,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::facts::FileFacts;
 use crate::hash::fnv;
-use crate::source::SourceFile;
+use crate::source::{SourceFile, SourceTree};
 
 /// Version of the facts data model as cached. Bump it when a change to
 /// [`FileFacts`] is not visible in the sources hashed by [`cache_version`]
@@ -162,43 +162,46 @@ impl FactsCache {
     /// The facts of `file`: from memory, else from disk, else parsed (and
     /// stored in both). A file without a blob id is parsed every time.
     pub fn facts(&self, file: &SourceFile) -> FileFacts {
-        let Some(blob) = file.blob_id.as_deref() else {
-            self.parsed.fetch_add(1, Ordering::Relaxed);
-            return crate::parse::parse_file(&file.path, file.arch.as_deref(), &file.bytes);
-        };
+        if let Some(f) = self.cached(file) {
+            return f;
+        }
+        self.parsed.fetch_add(1, Ordering::Relaxed);
+        let facts = crate::parse::parse_file(&file.path, file.arch.as_deref(), &file.bytes);
+        if let Some(blob) = file.blob_id.as_deref() {
+            self.write_disk(blob, &file.path, &facts);
+            if !self.no_memory {
+                self.lock().insert((blob.to_string(), file.path.clone()), Arc::new(facts.clone()));
+            }
+        }
+        facts
+    }
+
+    /// The facts of `file` if this cache holds them (memory or disk),
+    /// without reading its contents.
+    pub fn cached(&self, file: &SourceFile) -> Option<FileFacts> {
+        let blob = file.blob_id.as_deref()?;
         let key = (blob.to_string(), file.path.clone());
         if let Some(f) = self.recycled.lock().unwrap_or_else(|e| e.into_inner()).remove(&key) {
             self.memory_hits.fetch_add(1, Ordering::Relaxed);
-            return f;
+            return Some(f);
         }
         if let Some(f) = self.lock().get(&key) {
             self.memory_hits.fetch_add(1, Ordering::Relaxed);
-            return FileFacts::clone(f);
+            return Some(FileFacts::clone(f));
         }
-        let facts = match self.read_disk(blob, &file.path) {
-            Some(f) => {
-                self.disk_hits.fetch_add(1, Ordering::Relaxed);
-                f
-            }
-            None => {
-                self.parsed.fetch_add(1, Ordering::Relaxed);
-                let f = crate::parse::parse_file(&file.path, file.arch.as_deref(), &file.bytes);
-                self.write_disk(blob, &file.path, &f);
-                f
-            }
-        };
+        let facts = self.read_disk(blob, &file.path)?;
+        self.disk_hits.fetch_add(1, Ordering::Relaxed);
         if !self.no_memory {
             self.lock().insert(key, Arc::new(facts.clone()));
         }
-        facts
+        Some(facts)
     }
 
     /// Hand back the facts of a parsed tree that is no longer needed, so
     /// that the next tree sharing its files takes them without a copy.
     /// Replaces what was recycled before (only the latest tree is kept).
-    pub fn recycle(&self, parsed: crate::pipeline::ParsedTree) {
-        let crate::pipeline::ParsedTree { source, files, .. } = parsed;
-        let mut map = HashMap::with_capacity(files.len());
+    pub fn recycle(&self, source: &SourceTree, files: impl IntoIterator<Item = FileFacts>) {
+        let mut map = HashMap::new();
         for f in files {
             if let Some(blob) = source.file(&f.path).and_then(|s| s.blob_id.clone()) {
                 map.insert((blob, f.path.clone()), f);

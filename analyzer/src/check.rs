@@ -20,8 +20,9 @@ use serde::{Deserialize, Serialize};
 use crate::api::ApiModel;
 use crate::cache::{analysis_version, FactsCache, ResultCache};
 use crate::enable_path::EnablePath;
+use crate::facts::FileFacts;
 use crate::hash::Fnv;
-use crate::pipeline::{InputWarning, ParsedTree};
+use crate::pipeline::{is_c_source, FileWarnings, InputWarning, ParsedTree, CPUHOTPLUG_H};
 use crate::rules::queries::TreeUsage;
 use crate::rules::{run_rules, Finding, RuleInput, RuleSelection};
 use crate::source::{SourceFile, SourceTree};
@@ -173,7 +174,7 @@ impl<'a> Checker<'a> {
     }
 
     /// Check a loaded tree, computing only what the caches do not hold.
-    pub fn check(&self, source: SourceTree) -> CheckOutcome {
+    pub fn check(&self, mut source: SourceTree) -> CheckOutcome {
         let arches = source.analyzed_arches();
         let tree_sig = signature(self.salt, "\u{1}tree", source.files.iter());
         // An arch's result depends on its own files and on what the whole
@@ -205,9 +206,47 @@ impl<'a> Checker<'a> {
             }
             first = Some((entry.usage_digest, known));
         }
-        let parsed = ParsedTree::from_source_cached(source, self.facts);
+        // What the tree-wide inputs (usage, input warnings) need of each C
+        // file is small and kept per file: an unchanged file costs a
+        // summary read, and its facts are read only when an arch that
+        // includes it is analyzed. Contents are read (for a deferred git
+        // source) only for the files parsed or without a summary.
+        let c_idx: Vec<usize> = (0..source.files.len()).filter(|&i| is_c_source(&source.files[i].path)).collect();
+        let keys: Vec<u64> =
+            c_idx.iter().map(|&i| signature(self.salt, "\u{2}file", std::iter::once(&source.files[i]))).collect();
+        let cached: Vec<Option<FileSummary>> = keys.par_iter().map(|k| self.results.get("file", *k)).collect();
+        let unsummarized: BTreeSet<String> = c_idx
+            .iter()
+            .zip(&cached)
+            .filter(|(_, s)| s.is_none())
+            .map(|(&i, _)| source.files[i].path.clone())
+            .collect();
+        if source.read_pending(|f| unsummarized.contains(&f.path)).is_err() {
+            return self.check(source.read_all_pending());
+        }
+        let summaries: Vec<(FileSummary, Option<FileFacts>)> = c_idx
+            .par_iter()
+            .zip(cached)
+            .zip(&keys)
+            .map(|((&i, cached), key)| {
+                if let Some(s) = cached {
+                    return (s, None);
+                }
+                let f = &source.files[i];
+                let facts = self.facts.facts(f);
+                let s = FileSummary {
+                    usage: TreeUsage::of_file(&facts, self.api),
+                    warnings: FileWarnings::of(&f.bytes, &facts),
+                };
+                self.results.put("file", *key, &s);
+                (s, Some(facts))
+            })
+            .collect();
         stats.parsed_tree = true;
-        let usage = TreeUsage::of(&parsed.files, self.api);
+        let mut usage = TreeUsage::default();
+        for (s, _) in &summaries {
+            usage.add(&s.usage);
+        }
         let sigs = arch_sigs(usage.digest());
         let mut known = match first {
             Some((digest, known)) if digest == usage.digest() => known,
@@ -215,6 +254,35 @@ impl<'a> Checker<'a> {
         };
         stats.reused = known.iter().filter(|k| k.is_some()).count();
         let missing: Vec<usize> = (0..arches.len()).filter(|i| known[*i].is_none()).collect();
+        // Facts of the files the missing arches read; the others keep their
+        // place (file indices are those of the whole tree) and no content.
+        let needed =
+            |f: &SourceFile| f.arch.is_none() || missing.iter().any(|&i| arches[i].as_deref() == f.arch.as_deref());
+        let per_file: Vec<FileWarnings> = summaries.iter().map(|(s, _)| s.warnings.clone()).collect();
+        let mut facts: Vec<Option<FileFacts>> = c_idx
+            .par_iter()
+            .zip(summaries)
+            .map(|(&i, (_, facts))| {
+                let f = &source.files[i];
+                if needed(f) {
+                    facts.or_else(|| self.facts.cached(f))
+                } else {
+                    Some(FileFacts::placeholder(&f.path, f.arch.as_deref()))
+                }
+            })
+            .collect();
+        let unparsed: BTreeSet<String> =
+            c_idx.iter().zip(&facts).filter(|(_, f)| f.is_none()).map(|(&i, _)| source.files[i].path.clone()).collect();
+        // The hotplug state enum is read from its bytes, not from facts.
+        if source.read_pending(|f| unparsed.contains(&f.path) || f.path == CPUHOTPLUG_H).is_err() {
+            return self.check(source.read_all_pending());
+        }
+        facts.par_iter_mut().zip(&c_idx).filter(|(slot, _)| slot.is_none()).for_each(|(slot, &i)| {
+            *slot = Some(self.facts.facts(&source.files[i]));
+        });
+        let real: Vec<bool> = c_idx.iter().map(|&i| needed(&source.files[i])).collect();
+        let files: Vec<FileFacts> = facts.into_iter().flatten().collect();
+        let parsed = ParsedTree::from_parts(source, files, &per_file);
         let computed: Vec<(usize, ArchResult)> = missing
             .par_iter()
             .map(|&i| (i, analyze_arch(&parsed, arches[i].as_deref(), self.api, &self.selection, &usage)))
@@ -224,17 +292,26 @@ impl<'a> Checker<'a> {
             self.results.put("arch", sigs[i], &r);
             known[i] = Some(r);
         }
-        let input_warnings = parsed.warnings.clone();
+        let ParsedTree { source, files, warnings: input_warnings, .. } = parsed;
         self.results.put(
             "tree",
             tree_sig,
             &TreeEntry { warnings: input_warnings.clone(), usage_digest: usage.digest() },
         );
-        self.facts.recycle(parsed);
+        self.facts.recycle(&source, files.into_iter().zip(real).filter_map(|(f, r)| r.then_some(f)));
         let n_input = input_warnings.len();
         let report = merge(tree_label, &arches, input_warnings, known.iter().flatten());
         CheckOutcome { report, input_warnings: n_input, stats }
     }
+}
+
+/// What the tree-wide inputs need of one C file, kept in the
+/// [`ResultCache`] by (path, blob id) and the analysis salt: its part of
+/// the [`TreeUsage`] and its input warnings.
+#[derive(Serialize, Deserialize)]
+struct FileSummary {
+    usage: TreeUsage,
+    warnings: FileWarnings,
 }
 
 /// What the result cache keeps of a whole tree: its input warnings and the

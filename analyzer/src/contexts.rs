@@ -14,7 +14,7 @@
 //! callback is likewise serialized by the hotplug lock the control CPU holds.
 //! Propagation is bounded (states per function) and terminates on cycles.
 
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::VecDeque;
 
 use rustc_hash::FxHashMap as HashMap;
 
@@ -357,24 +357,17 @@ impl<'a> Analysis<'a> {
 
     fn propagate(&mut self, docs: &KernelDocs<'_>) {
         let mut reach: HashMap<FnId, Vec<Reach>> = HashMap::default();
-        let mut seen: HashMap<FnId, BTreeSet<u64>> = HashMap::default();
         let mut queue: VecDeque<(FnId, usize)> = VecDeque::new();
-        let hash = |k: &ReachKey| {
-            use std::hash::{Hash, Hasher};
-            let mut h = std::collections::hash_map::DefaultHasher::new();
-            k.hash(&mut h);
-            h.finish()
+        // A function's states are few (bounded): a new one is compared with
+        // each, which is exact and cheaper than hashing three lock sets.
+        let push = |reach: &mut HashMap<FnId, Vec<Reach>>, queue: &mut VecDeque<(FnId, usize)>, id: FnId, r: Reach| {
+            let v = reach.entry(id).or_default();
+            if v.len() >= MAX_STATES_PER_FUNCTION || v.iter().any(|x| x.key == r.key) {
+                return;
+            }
+            v.push(r);
+            queue.push_back((id, v.len() - 1));
         };
-        let mut push =
-            |reach: &mut HashMap<FnId, Vec<Reach>>, queue: &mut VecDeque<(FnId, usize)>, id: FnId, r: Reach| {
-                let s = seen.entry(id).or_default();
-                if s.len() >= MAX_STATES_PER_FUNCTION || !s.insert(hash(&r.key)) {
-                    return;
-                }
-                let v = reach.entry(id).or_default();
-                v.push(r);
-                queue.push_back((id, v.len() - 1));
-            };
         for root in &self.roots {
             let key = ReachKey {
                 root: root.id,

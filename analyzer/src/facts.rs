@@ -54,6 +54,15 @@ pub struct FileFacts {
     pub parse_quality: ParseQuality,
 }
 
+impl FileFacts {
+    /// The facts of a file whose contents a caller does not need (an arch
+    /// outside the analysis): its place in the tree only, so that indices
+    /// into the file list stay those of the whole tree.
+    pub fn placeholder(path: &str, arch: Option<&str>) -> FileFacts {
+        FileFacts { path: path.to_string(), arch: arch.map(str::to_string), ..FileFacts::default() }
+    }
+}
+
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ParseQuality {
     pub error_nodes_plain: u32,

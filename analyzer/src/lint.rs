@@ -205,6 +205,12 @@ impl<'a> Linter<'a> {
         Ok(SourceTree::load(spec, &self.opts.source)?)
     }
 
+    /// [`Linter::load`], leaving contents unread until the checker needs
+    /// them ([`SourceTree::load_deferred`]).
+    pub fn load_deferred(&self, spec: &SourceSpec) -> Result<SourceTree, LintError> {
+        Ok(SourceTree::load_deferred(spec, &self.opts.source)?)
+    }
+
     /// Check a loaded tree: the same report as [`crate::check::check`]
     /// on the parsed tree, computed only for what changed since the trees
     /// checked before.
@@ -559,7 +565,7 @@ pub fn lint_range(linter: &mut Linter<'_>, repo_path: &Path, range: &str) -> Res
     })?;
     let (base, commits) = commits_of(&repo, repo_path, range)?;
     let spec = |oid: Oid| SourceSpec::Git { repo: PathBuf::from(repo_path), rev: oid.to_string() };
-    let base_report = linter.check(linter.load(&spec(base))?);
+    let base_report = linter.check(linter.load_deferred(&spec(base))?);
     let mut builder = LintBuilder::new("range", &format!("{} {range}", repo_path.display()), base_report.clone());
     let mut reports: HashMap<Oid, CheckReport> = HashMap::new();
     reports.insert(base, base_report);
@@ -571,11 +577,11 @@ pub fn lint_range(linter: &mut Linter<'_>, repo_path: &Path, range: &str) -> Res
                 Some(r) => r.clone(),
                 // A parent outside the range (the other side of a merge
                 // seen first): checked on demand.
-                None => linter.check(linter.load(&spec(*p))?),
+                None => linter.check(linter.load_deferred(&spec(*p))?),
             },
         };
         let started = std::time::Instant::now();
-        let after = linter.check(linter.load(&spec(*oid))?);
+        let after = linter.check(linter.load_deferred(&spec(*oid))?);
         let elapsed = started.elapsed();
         let subject = repo.find_commit(*oid).ok().and_then(|c| c.summary().map(str::to_string)).unwrap_or_default();
         builder.push(&oid.to_string(), &subject, &before, after.clone(), Some(elapsed));

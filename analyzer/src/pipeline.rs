@@ -43,7 +43,8 @@ pub struct ParsedTree {
     pub warnings: Vec<InputWarning>,
 }
 
-fn is_c_source(path: &str) -> bool {
+/// Whether the parser reads this file (C sources and headers).
+pub(crate) fn is_c_source(path: &str) -> bool {
     path.ends_with(".c") || path.ends_with(".h")
 }
 
@@ -59,6 +60,38 @@ fn encoding_warning(path: &str, bytes: &[u8]) -> Option<InputWarning> {
         (at, "not valid UTF-8; analyzed as bytes, invalid sequences shown as U+FFFD")
     };
     Some(InputWarning { path: path.to_string(), line: Some(line_of(at)), message: message.to_string() })
+}
+
+/// The input warnings of one C file, in the order a report lists them:
+/// its encoding (from the bytes), then its first parse problem (from the
+/// facts) with the count of the others.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct FileWarnings {
+    pub encoding: Option<InputWarning>,
+    pub parse: Option<InputWarning>,
+}
+
+impl FileWarnings {
+    /// The warnings of a file with these bytes and facts.
+    pub fn of(bytes: &[u8], facts: &FileFacts) -> FileWarnings {
+        let parse = facts.diagnostics.first().map(|d| {
+            let more = facts.diagnostics.len() - 1;
+            // Line 0: about the whole file (too large, not parsed).
+            let whole_file = d.span.line == 0;
+            InputWarning {
+                path: facts.path.clone(),
+                line: (!whole_file).then_some(d.span.line),
+                message: if whole_file {
+                    d.message.clone()
+                } else if more > 0 {
+                    format!("{} (and {more} more parse problems in this file; the rest is analyzed)", d.message)
+                } else {
+                    format!("{} (the rest of the file is analyzed)", d.message)
+                },
+            }
+        });
+        FileWarnings { encoding: encoding_warning(&facts.path, bytes), parse }
+    }
 }
 
 impl ParsedTree {
@@ -90,34 +123,28 @@ impl ParsedTree {
 
     /// The facts' diagnostics as input warnings, and the kernel docs.
     fn assemble(source: SourceTree, files: Vec<FileFacts>) -> ParsedTree {
+        // `files` are the facts of the C sources, in the same order.
+        let per_file: Vec<FileWarnings> = source
+            .files
+            .iter()
+            .filter(|f| is_c_source(&f.path))
+            .zip(&files)
+            .map(|(s, facts)| FileWarnings::of(&s.bytes, facts))
+            .collect();
+        Self::from_parts(source, files, &per_file)
+    }
+
+    /// A parsed tree from its sources, facts and the warnings of each C
+    /// file (in source order): files whose facts a caller does not need may
+    /// be [`FileFacts::placeholder`]s, their warnings still count.
+    pub fn from_parts(source: SourceTree, files: Vec<FileFacts>, per_file: &[FileWarnings]) -> ParsedTree {
         let mut warnings: Vec<InputWarning> = source
             .warnings
             .iter()
             .map(|w| InputWarning { path: w.path.clone(), line: None, message: w.message.clone() })
             .collect();
-        for f in source.files.iter().filter(|f| is_c_source(&f.path)) {
-            if let Some(w) = encoding_warning(&f.path, &f.bytes) {
-                warnings.push(w);
-            }
-        }
-        for f in &files {
-            if let Some(d) = f.diagnostics.first() {
-                let more = f.diagnostics.len() - 1;
-                // Line 0: about the whole file (too large, not parsed).
-                let whole_file = d.span.line == 0;
-                warnings.push(InputWarning {
-                    path: f.path.clone(),
-                    line: (!whole_file).then_some(d.span.line),
-                    message: if whole_file {
-                        d.message.clone()
-                    } else if more > 0 {
-                        format!("{} (and {more} more parse problems in this file; the rest is analyzed)", d.message)
-                    } else {
-                        format!("{} (the rest of the file is analyzed)", d.message)
-                    },
-                });
-            }
-        }
+        warnings.extend(per_file.iter().filter_map(|w| w.encoding.clone()));
+        warnings.extend(per_file.iter().filter_map(|w| w.parse.clone()));
         let cpuhp = match source.file(CPUHOTPLUG_H) {
             Some(f) => match CpuhpEnum::parse(&f.path, &f.bytes) {
                 Ok(c) => Some(c),

@@ -209,7 +209,23 @@ pub struct SourceTree {
     /// Files that could not be read and missing optional files, sorted by
     /// path. The rest of the tree loaded normally.
     pub warnings: Vec<SourceWarning>,
+    /// C files whose contents are not read yet (empty `bytes`, blob id
+    /// set): only trees from [`SourceTree::load_deferred`] have any.
+    pub pending: PendingBlobs,
 }
+
+/// The C files of a git source whose blobs [`SourceTree::load_deferred`]
+/// left unread, and the repository to read them from.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PendingBlobs {
+    repo: PathBuf,
+    paths: BTreeSet<String>,
+}
+
+/// Pending blobs could not be read (a repository changed or damaged under
+/// us); [`SourceTree::read_all_pending`] reports each as a load would.
+#[derive(Debug)]
+pub struct PendingReadError;
 
 impl SourceTree {
     /// Loads the KVM-relevant files of a kernel tree.
@@ -226,8 +242,80 @@ impl SourceTree {
     pub fn load(spec: &SourceSpec, opts: &SourceOptions) -> Result<SourceTree, SourceError> {
         match spec {
             SourceSpec::Dir(dir) => load_dir(dir, opts),
-            SourceSpec::Git { repo, rev } => load_git(repo, rev, opts),
+            SourceSpec::Git { repo, rev } => load_git(repo, rev, opts, false),
         }
+    }
+
+    /// [`SourceTree::load`], leaving the contents of a git source's C files
+    /// unread until [`SourceTree::read_pending`] asks for them: a caller
+    /// whose caches know most blobs by id (a lint of one commit) reads only
+    /// the few it must parse. Directory sources are read whole (their blob
+    /// ids are hashed from the contents).
+    pub fn load_deferred(spec: &SourceSpec, opts: &SourceOptions) -> Result<SourceTree, SourceError> {
+        match spec {
+            SourceSpec::Dir(dir) => load_dir(dir, opts),
+            SourceSpec::Git { repo, rev } => load_git(repo, rev, opts, true),
+        }
+    }
+
+    /// Whether the contents of `file` are still to be read.
+    pub fn is_pending(&self, file: &SourceFile) -> bool {
+        self.pending.paths.contains(&file.path)
+    }
+
+    /// Read the pending files that `wanted` selects. On a failure the tree
+    /// is unchanged for that file; [`SourceTree::read_all_pending`] then
+    /// gives what a plain load gives.
+    pub fn read_pending(&mut self, wanted: impl Fn(&SourceFile) -> bool) -> Result<(), PendingReadError> {
+        let picked: Vec<usize> = (0..self.files.len())
+            .filter(|&i| self.pending.paths.contains(&self.files[i].path) && wanted(&self.files[i]))
+            .collect();
+        if picked.is_empty() {
+            return Ok(());
+        }
+        let repo = Repository::open(&self.pending.repo).map_err(|_| PendingReadError)?;
+        for i in picked {
+            let f = &mut self.files[i];
+            let oid = f.blob_id.as_deref().and_then(|b| Oid::from_str(b).ok()).ok_or(PendingReadError)?;
+            f.bytes = repo.find_blob(oid).map_err(|_| PendingReadError)?.content().to_vec();
+            self.pending.paths.remove(&f.path);
+        }
+        Ok(())
+    }
+
+    /// Read every pending file, as [`SourceTree::load`] would have: a blob
+    /// that cannot be read is left out with a warning.
+    pub fn read_all_pending(mut self) -> SourceTree {
+        if self.pending.paths.is_empty() {
+            return self;
+        }
+        let pending = std::mem::take(&mut self.pending);
+        let repo = Repository::open(&pending.repo);
+        let mut files = Vec::with_capacity(self.files.len());
+        for mut f in std::mem::take(&mut self.files) {
+            if pending.paths.contains(&f.path) {
+                let oid = f.blob_id.as_deref().and_then(|b| Oid::from_str(b).ok());
+                let read = match (&repo, oid) {
+                    (Ok(repo), Some(oid)) => repo
+                        .find_blob(oid)
+                        .map(|b| b.content().to_vec())
+                        .map_err(|e| format!("cannot read blob {oid}: {}", e.message())),
+                    (Err(e), _) => Err(format!("cannot read blob: {}", e.message())),
+                    (_, None) => Err("cannot read blob: no blob id".to_string()),
+                };
+                match read {
+                    Ok(bytes) => f.bytes = bytes,
+                    Err(message) => {
+                        self.warnings.push(SourceWarning { path: f.path.clone(), message });
+                        continue;
+                    }
+                }
+            }
+            files.push(f);
+        }
+        self.warnings.sort_by(|a, b| a.path.cmp(&b.path).then_with(|| a.message.cmp(&b.message)));
+        self.files = files;
+        self
     }
 
     /// The file at `path` (relative, `/` separators), if loaded.
@@ -464,7 +552,7 @@ fn finish(
     files.sort_by(|a, b| a.path.cmp(&b.path));
     warnings.sort_by(|a, b| a.path.cmp(&b.path).then_with(|| a.message.cmp(&b.message)));
     warnings.dedup();
-    SourceTree { root_label, commit, files, arches, warnings }
+    SourceTree { root_label, commit, files, arches, warnings, pending: PendingBlobs::default() }
 }
 
 // ---------------------------------------------------------------------------
@@ -689,7 +777,9 @@ fn git_err(repo: &Path, e: git2::Error) -> SourceError {
     SourceError::Git { repo: repo.to_path_buf(), message: e.message().to_string() }
 }
 
-fn load_git(repo_path: &Path, rev: &str, opts: &SourceOptions) -> Result<SourceTree, SourceError> {
+/// `defer`: leave the blobs of C files unread when the object database has
+/// them (see [`SourceTree::load_deferred`]).
+fn load_git(repo_path: &Path, rev: &str, opts: &SourceOptions, defer: bool) -> Result<SourceTree, SourceError> {
     // libgit2 re-hashes every object it reads by default; git itself does
     // not (only `git fsck` verifies). Reading a tree's blobs then cost more
     // than parsing the one file a commit changed, so kvmtk reads as git does.
@@ -721,7 +811,25 @@ fn load_git(repo_path: &Path, rev: &str, opts: &SourceOptions) -> Result<SourceT
     // object database are fast enough sequentially (no file-system walk).
     let mut files = Vec::with_capacity(plan.paths.len());
     let mut warnings = plan.warnings;
+    let mut pending = BTreeSet::new();
+    let odb = if defer { repo.odb().ok() } else { None };
     for path in &plan.paths {
+        if let (Some(odb), true) = (&odb, is_c_source(path)) {
+            if let Ok((_, oid)) = lister.resolve(path) {
+                // A blob the database lacks is read now, for the warning a
+                // plain load gives.
+                if odb.exists(oid) {
+                    files.push(SourceFile {
+                        path: path.clone(),
+                        arch: arch_of(path),
+                        bytes: Vec::new(),
+                        blob_id: Some(oid.to_string()),
+                    });
+                    pending.insert(path.clone());
+                    continue;
+                }
+            }
+        }
         let read = lister.resolve(path).and_then(|(_, oid)| {
             repo.find_blob(oid)
                 .map(|b| (oid, b.content().to_vec()))
@@ -737,7 +845,11 @@ fn load_git(repo_path: &Path, rev: &str, opts: &SourceOptions) -> Result<SourceT
             Err(message) => warnings.push(SourceWarning { path: path.clone(), message }),
         }
     }
-    Ok(finish(label, commit, arches, files, warnings))
+    let mut tree = finish(label, commit, arches, files, warnings);
+    if !pending.is_empty() {
+        tree.pending = PendingBlobs { repo: repo_path.to_path_buf(), paths: pending };
+    }
+    Ok(tree)
 }
 
 #[cfg(test)]

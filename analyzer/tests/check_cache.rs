@@ -66,8 +66,17 @@ fn a_second_run_reuses_every_arch_and_reports_the_same() {
     assert_eq!(first.stats, CheckStats { analyzed: arches, reused: 0, parsed_tree: true });
     assert!(!first.report.findings.is_empty(), "the fixture has findings");
     assert_eq!(render_json(&first.report), full(&fixture(), &sel));
-    // One entry per arch plus the tree's input warnings.
-    assert_eq!(result_entries(cache.path()).len(), arches + 1);
+    // One entry per arch, the tree's input warnings, and one summary (usage
+    // and warnings) per C file.
+    let kind = |k: &str| {
+        result_entries(cache.path())
+            .iter()
+            .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with(&format!("{k}-")))
+            .count()
+    };
+    let c_files = load(&fixture()).files.iter().filter(|f| f.path.ends_with(".c") || f.path.ends_with(".h")).count();
+    assert_eq!((kind("arch"), kind("tree"), kind("file")), (arches, 1, c_files));
+    assert_eq!(result_entries(cache.path()).len(), arches + 1 + c_files);
 
     // A new process: nothing in memory, everything on disk; not even parsed.
     let facts = FactsCache::with_dir(cache.path()).unwrap();

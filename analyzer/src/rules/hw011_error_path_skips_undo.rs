@@ -102,13 +102,7 @@ fn undo_names(api: &ApiModel, f: &str) -> Vec<String> {
         // `do` followed by `_`, overlapping occurrences too; the names are
         // built only on a match (this runs for every call of every function).
         let d = s.do_.as_str();
-        let mut from = 0;
-        while let Some(pos) = wrapped.get(from..).and_then(|w| w.find(d)) {
-            let at = from + pos;
-            from = at + 1;
-            if wrapped.as_bytes().get(at + d.len()) != Some(&b'_') {
-                continue;
-            }
+        for at in do_positions(&wrapped, d) {
             for u in &s.undo {
                 let replaced = format!("{}{}_{}", &wrapped[..at], u, &wrapped[at + d.len() + 1..]);
                 let name = replaced.trim_matches('_').to_string();
@@ -130,10 +124,18 @@ fn undo_names(api: &ApiModel, f: &str) -> Vec<String> {
 fn has_undo(api: &ApiModel, f: &str) -> bool {
     let wrapped = format!("_{f}_");
     let may = api.table.undo_pairs.iter().any(|p| p.do_.iter().any(|d| d == f))
-        || api.table.undo_suffixes.iter().any(|s| {
-            wrapped.match_indices(s.do_.as_str()).any(|(i, _)| wrapped.as_bytes().get(i + s.do_.len()) == Some(&b'_'))
-        });
+        || api.table.undo_suffixes.iter().any(|s| do_positions(&wrapped, &s.do_).next().is_some());
     may && !undo_names(api, f).is_empty()
+}
+
+/// Where `d` stands in `wrapped` (`_name_`) followed by `_`, overlapping
+/// occurrences too: `_init` in `_kvm_mmio_init_`, not in `_initial_`. A
+/// byte scan: this runs for every call of every function, where building a
+/// substring searcher per call cost more than the whole match.
+fn do_positions<'w>(wrapped: &'w str, d: &'w str) -> impl Iterator<Item = usize> + 'w {
+    let (w, d) = (wrapped.as_bytes(), d.as_bytes());
+    let first = d.first().copied();
+    (0..w.len()).filter(move |&at| Some(w[at]) == first && w[at..].starts_with(d) && w.get(at + d.len()) == Some(&b'_'))
 }
 
 /// The undos of `f` from the API model's explicit pair table (strong

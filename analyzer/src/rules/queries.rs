@@ -17,7 +17,7 @@ use crate::locks::{call_lock_op, HeldLock, LockState, OccurrenceKind};
 /// a documented lock nobody takes) read this, computed once per tree; its
 /// [`TreeUsage::digest`] is part of every arch's cache key, since a change
 /// in another arch's files can change it.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct TreeUsage {
     pub taken: std::collections::BTreeSet<String>,
     pub fields: std::collections::BTreeSet<String>,
@@ -29,29 +29,44 @@ impl TreeUsage {
     pub fn of(files: &[crate::facts::FileFacts], api: &ApiModel) -> TreeUsage {
         let mut u = TreeUsage::default();
         for f in files {
-            for g in &f.globals {
-                u.globals.insert(g.name.clone());
-            }
-            for func in &f.functions {
-                crate::graph::visit_calls(&func.body.stmts, &mut |c| {
-                    if let Some((_, l, _)) = call_lock_op(api, c) {
-                        u.taken.insert(l.name);
+            u.add(&TreeUsage::of_file(f, api));
+        }
+        u
+    }
+
+    /// Add another part of the tree (the usage of a tree is the union of
+    /// its files' usages).
+    pub fn add(&mut self, other: &TreeUsage) {
+        self.taken.extend(other.taken.iter().cloned());
+        self.fields.extend(other.fields.iter().cloned());
+        self.globals.extend(other.globals.iter().cloned());
+    }
+
+    /// The usage of one file's facts.
+    pub fn of_file(f: &crate::facts::FileFacts, api: &ApiModel) -> TreeUsage {
+        let mut u = TreeUsage::default();
+        for g in &f.globals {
+            u.globals.insert(g.name.clone());
+        }
+        for func in &f.functions {
+            crate::graph::visit_calls(&func.body.stmts, &mut |c| {
+                if let Some((_, l, _)) = call_lock_op(api, c) {
+                    u.taken.insert(l.name);
+                }
+                for arg in &c.args {
+                    // Most arguments name no member: skip them cheaply.
+                    if !arg.text.contains("->") && !arg.text.contains('.') {
+                        continue;
                     }
-                    for arg in &c.args {
-                        // Most arguments name no member: skip them cheaply.
-                        if !arg.text.contains("->") && !arg.text.contains('.') {
-                            continue;
-                        }
-                        let t = arg.text.replace(' ', "");
-                        for part in t.split("->").skip(1).chain(t.split('.').skip(1)) {
-                            let field: String = part.chars().take_while(|c| c.is_alphanumeric() || *c == '_').collect();
-                            if !field.is_empty() {
-                                u.fields.insert(field);
-                            }
+                    let t = arg.text.replace(' ', "");
+                    for part in t.split("->").skip(1).chain(t.split('.').skip(1)) {
+                        let field: String = part.chars().take_while(|c| c.is_alphanumeric() || *c == '_').collect();
+                        if !field.is_empty() {
+                            u.fields.insert(field);
                         }
                     }
-                });
-            }
+                }
+            });
         }
         u
     }

@@ -61,6 +61,7 @@ pub fn update_parsed(old: &ParsedTree, changes: &Changes) -> ParsedTree {
         files: changed_files,
         arches: source.arches.clone(),
         warnings: Vec::new(),
+        pending: Default::default(),
     });
     let touched: BTreeSet<&str> = changes.keys().map(String::as_str).collect();
     let mut files: Vec<_> = old.files.iter().filter(|f| !touched.contains(f.path.as_str())).cloned().collect();

@@ -383,12 +383,22 @@ impl<'a> Analysis<'a> {
             let Some(locks) = self.locks.get(&id) else { continue };
             for occ in &locks.occurrences {
                 let OccurrenceKind::Call(site) = occ.kind else { continue };
+                let edges = self.program.edges_at(id, site);
+                let registration = match &site.callee {
+                    Callee::Direct(name) => self.api.registration(name).map(|reg| (name, reg)),
+                    _ => None,
+                };
+                // Most calls lead nowhere in the program (library calls):
+                // no lock sets to build for them.
+                if edges.is_empty() && registration.is_none() {
+                    continue;
+                }
                 // Entry locks the function released before this call (its
                 // caller's lock, e.g. `write_unlock(); cond_resched();`) are
                 // not held at the call.
                 let held_must = occ.state.held_with_entry(&r.key.held_must);
                 let held_may = occ.state.held_with_entry(&r.key.held_may).union(&occ.state.may);
-                for e in self.program.edges_at(id, site) {
+                for e in edges {
                     let key = ReachKey {
                         root: r.key.root,
                         context: r.key.context.clone(),
@@ -404,8 +414,7 @@ impl<'a> Analysis<'a> {
                     );
                 }
                 // Context-switching calls that run a callback while the caller waits.
-                let Callee::Direct(name) = &site.callee else { continue };
-                let Some(reg) = self.api.registration(name) else { continue };
+                let Some((name, reg)) = registration else { continue };
                 let (context, waits, extra) = match (&reg.context, reg.cpuhp_state_arg) {
                     (Some(c), None) if c == "ipi" => {
                         let waits = reg

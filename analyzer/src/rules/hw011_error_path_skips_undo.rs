@@ -121,11 +121,28 @@ fn undo_names(api: &ApiModel, f: &str) -> Vec<String> {
 /// every function, so a cheap test (`f` is in the pair table, or a `do`
 /// suffix of the table stands in `f` as a whole word) rules out most names
 /// before they are built.
-fn has_undo(api: &ApiModel, f: &str) -> bool {
+fn has_undo<'a>(api: &ApiModel, memo: &mut UndoMemo<'a>, f: &'a str) -> bool {
+    may_have_undo(api, f) && !memo.get(api, f).is_empty()
+}
+
+/// [`undo_names`] of each name asked, built once per run of the rule: the
+/// same callees (`kvm_get_*`, `*_init`) come back in function after
+/// function.
+#[derive(Default)]
+struct UndoMemo<'a>(std::collections::HashMap<&'a str, std::rc::Rc<[String]>>);
+
+impl<'a> UndoMemo<'a> {
+    fn get(&mut self, api: &ApiModel, name: &'a str) -> std::rc::Rc<[String]> {
+        self.0.entry(name).or_insert_with(|| undo_names(api, name).into()).clone()
+    }
+}
+
+/// The cheap half of [`has_undo`]: false only when [`undo_names`] of `f`
+/// is empty.
+fn may_have_undo(api: &ApiModel, f: &str) -> bool {
     let wrapped = format!("_{f}_");
-    let may = api.table.undo_pairs.iter().any(|p| p.do_.iter().any(|d| d == f))
-        || api.table.undo_suffixes.iter().any(|s| do_positions(&wrapped, &s.do_).next().is_some());
-    may && !undo_names(api, f).is_empty()
+    api.table.undo_pairs.iter().any(|p| p.do_.iter().any(|d| d == f))
+        || api.table.undo_suffixes.iter().any(|s| do_positions(&wrapped, &s.do_).next().is_some())
 }
 
 /// Where `d` stands in `wrapped` (`_name_`) followed by `_`, overlapping
@@ -255,10 +272,10 @@ fn list_member(api: &ApiModel, c: &CallSite) -> Option<String> {
 
 /// The teardown twins of `id`: functions of the same file whose name pairs
 /// with it through the undo table, or that delete from a list what `id` adds.
-fn twins(a: &Analysis<'_>, id: FnId) -> Vec<FnId> {
+fn twins<'a>(a: &Analysis<'a>, memo: &mut UndoMemo<'a>, id: FnId) -> Vec<FnId> {
     let api = a.api;
     let func = a.program.func(id);
-    let names = undo_names(api, &func.name);
+    let names = memo.get(api, &func.name);
     let added: BTreeSet<String> = plain_calls(api, func)
         .into_iter()
         .filter(|c| api.list_op(direct_name(c).unwrap_or("")).is_some_and(|o| o.head_arg.is_some()))
@@ -284,15 +301,15 @@ fn twins(a: &Analysis<'_>, id: FnId) -> Vec<FnId> {
 }
 
 /// The steps of `id` with an evidenced undo, by call identity.
-fn steps<'a>(a: &Analysis<'a>, id: FnId) -> Vec<Step<'a>> {
+fn steps<'a>(a: &Analysis<'a>, memo: &mut UndoMemo<'a>, id: FnId) -> Vec<Step<'a>> {
     let api = a.api;
     let func = a.program.func(id);
     let calls = plain_calls(api, func);
     // Most functions call nothing that has an undo: skip the twin search.
-    if !calls.iter().any(|c| has_undo(api, direct_name(c).unwrap_or_default())) {
+    if !calls.iter().any(|c| has_undo(api, memo, direct_name(c).unwrap_or_default())) {
         return Vec::new();
     }
-    let twin_ids = twins(a, id);
+    let twin_ids = twins(a, memo, id);
     let mut fallible: Vec<&'a CallSite> = Vec::new();
     fallible_calls(&func.body.stmts, &mut fallible);
     let is_fallible = |c: &CallSite| fallible.iter().any(|f| std::ptr::eq(*f, c));
@@ -305,7 +322,10 @@ fn steps<'a>(a: &Analysis<'a>, id: FnId) -> Vec<Step<'a>> {
         twin_ids.iter().map(|&t| (t, plain_calls(api, a.program.func(t)))).collect();
     for (i, c) in calls.iter().enumerate() {
         let name = direct_name(c).unwrap_or_default();
-        let undos = undo_names(api, name);
+        if !may_have_undo(api, name) {
+            continue;
+        }
+        let undos = memo.get(api, name);
         if undos.is_empty() {
             continue;
         }
@@ -350,7 +370,7 @@ fn steps<'a>(a: &Analysis<'a>, id: FnId) -> Vec<Step<'a>> {
             }
             (None, None) => continue,
         };
-        out.push(Step { call: c, name: name.to_string(), undos, evidence });
+        out.push(Step { call: c, name: name.to_string(), undos: undos.to_vec(), evidence });
     }
     // Reverse-order alignment around the anchors: the step next to an
     // anchored step is undone by the twin's call on the other side of the
@@ -715,9 +735,10 @@ pub fn check(input: &RuleInput<'_>) -> Vec<Finding> {
     };
     let a = input.analysis;
     let mut out = Vec::new();
+    let mut memo = UndoMemo::default();
     for &id in &a.program.functions {
         let func = a.program.func(id);
-        let st = steps(a, id);
+        let st = steps(a, &mut memo, id);
         if st.is_empty() {
             continue;
         }

@@ -406,13 +406,8 @@ fn emit(output: Option<&Path>, text: &str) -> Result<()> {
             if !dir.is_dir() {
                 bail!("cannot write `{}`: {} is not a directory", path.display(), dir.display());
             }
-            let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-            let mut tmp = tempfile::Builder::new()
-                .prefix(&format!(".{name}.kvmtk-"))
-                .tempfile_in(dir)
+            analyzer::write::write_atomic(path, text.as_bytes())
                 .with_context(|| format!("cannot write `{}`", path.display()))?;
-            tmp.write_all(text.as_bytes())?;
-            tmp.persist(path).with_context(|| format!("cannot write {}", path.display()))?;
             Ok(())
         }
     }

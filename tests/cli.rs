@@ -123,6 +123,30 @@ fn outputs_are_written_to_the_named_file() {
     let o = kvmtk(&["check", &fixture("default"), "-o", "/nonexistent-dir/x.txt"]);
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("/nonexistent-dir"), "{}", stderr(&o));
+
+    // `-o LINK` writes the link's target and keeps the link; a FIFO (as
+    // `-o /dev/null`, a device) is written in place, not renamed over.
+    let link = tmp.path().join("latest.json");
+    std::os::unix::fs::symlink("report.json", &link).unwrap();
+    std::fs::write(&out, "old").unwrap();
+    let o = kvmtk(&["check", &fixture("default"), "--format", "json", "-o", &link.display().to_string()]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(std::fs::symlink_metadata(&link).unwrap().file_type().is_symlink());
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
+    assert_eq!(v["tool"], "kvmtk");
+    let fifo = tmp.path().join("pipe");
+    assert!(Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+    let reader = {
+        let fifo = fifo.clone();
+        std::thread::spawn(move || std::fs::read(fifo).unwrap())
+    };
+    let o = kvmtk(&["check", &fixture("default"), "--format", "json", "-o", &fifo.display().to_string()]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    // Checked before joining: a replaced FIFO would leave the reader waiting.
+    use std::os::unix::fs::FileTypeExt as _;
+    assert!(std::fs::symlink_metadata(&fifo).unwrap().file_type().is_fifo(), "the FIFO was replaced");
+    let v: serde_json::Value = serde_json::from_slice(&reader.join().unwrap()).unwrap();
+    assert_eq!(v["tool"], "kvmtk");
 }
 
 #[test]

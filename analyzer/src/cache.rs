@@ -26,7 +26,6 @@
 //! in [`CacheStats::write_errors`], never fatal.
 
 use std::collections::HashMap;
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -36,6 +35,7 @@ use serde::{Deserialize, Serialize};
 use crate::facts::FileFacts;
 use crate::hash::fnv;
 use crate::source::{SourceFile, SourceTree};
+use crate::write::write_atomic;
 
 /// Version of the facts data model as cached. Bump it when a change to
 /// [`FileFacts`] is not visible in the sources hashed by [`cache_version`]
@@ -416,30 +416,6 @@ fn create_within(dir: &Path, sub: &Path) -> Result<PathBuf, CacheError> {
     let versioned = dir.join(sub);
     std::fs::create_dir_all(&versioned).map_err(|e| err(e.to_string()))?;
     Ok(versioned)
-}
-
-/// Write `bytes` to `path` atomically: into a temporary file in the same
-/// directory (a name no other writer uses: process id and a counter,
-/// created exclusively), then renamed over `path`. On error the temporary
-/// file is removed and `path` is untouched.
-pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    static COUNTER: AtomicUsize = AtomicUsize::new(0);
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let tmp = dir.join(format!(".{name}.{}-{n}.tmp", std::process::id()));
-    let result = (|| {
-        let mut f = std::fs::OpenOptions::new().write(true).create_new(true).open(&tmp)?;
-        // No fsync: a torn cache entry after a crash is rejected and
-        // re-parsed, which costs less than syncing hundreds of files.
-        f.write_all(bytes)?;
-        drop(f);
-        std::fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
 }
 
 #[cfg(test)]

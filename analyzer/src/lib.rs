@@ -38,3 +38,4 @@ pub mod refs;
 pub mod report;
 pub mod rules;
 pub mod source;
+pub mod write;

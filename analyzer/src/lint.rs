@@ -29,11 +29,12 @@ use git2::{ErrorCode, Oid, Repository, Sort};
 use serde::{Deserialize, Serialize};
 
 use crate::api::ApiModel;
-use crate::cache::{write_atomic, FactsCache, ResultCache};
+use crate::cache::{FactsCache, ResultCache};
 use crate::check::{CheckReport, Checker};
 use crate::report::findings as render;
 use crate::rules::{Finding, RuleSelection, Severity};
 use crate::source::{SourceOptions, SourceSpec, SourceTree};
+use crate::write::write_atomic;
 
 /// A usage or input error (exit status 2): names the file or revision and
 /// what was expected.

@@ -406,7 +406,7 @@ fn emit(output: Option<&Path>, text: &str) -> Result<()> {
             if !dir.is_dir() {
                 bail!("cannot write `{}`: {} is not a directory", path.display(), dir.display());
             }
-            analyzer::write::write_atomic(path, text.as_bytes())
+            analyzer::write::write_output(path, text.as_bytes())
                 .with_context(|| format!("cannot write `{}`", path.display()))?;
             Ok(())
         }

@@ -34,7 +34,7 @@ use crate::check::{CheckReport, Checker};
 use crate::report::findings as render;
 use crate::rules::{Finding, RuleSelection, Severity};
 use crate::source::{SourceOptions, SourceSpec, SourceTree};
-use crate::write::write_atomic;
+use crate::write::write_output;
 
 /// A usage or input error (exit status 2): names the file or revision and
 /// what was expected.
@@ -144,7 +144,7 @@ impl Baseline {
     pub fn write(&self, path: &Path) -> Result<(), LintError> {
         let mut text = serde_json::to_string_pretty(self).unwrap_or_default();
         text.push('\n');
-        write_atomic(path, text.as_bytes())
+        write_output(path, text.as_bytes())
             .map_err(|e| LintError::new(format!("cannot write baseline `{}`: {e}", path.display())))
     }
 }

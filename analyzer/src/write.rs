@@ -7,16 +7,12 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-/// Write `bytes` to `path` atomically: into a temporary file in the same
-/// directory (a name no other writer uses: process id and a counter,
-/// created exclusively), then renamed over `path`. On error the temporary
-/// file is removed and `path` is untouched.
-///
-/// What `path` names is kept: a symbolic link stays a link (its target is
-/// replaced), and a target that is not a regular file (`-o /dev/null`, a
-/// FIFO, `/dev/stdout`) is written in place, since renaming over a device
-/// would replace it with a plain file.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+/// Write `bytes` to a path the user named (`-o FILE`, a baseline)
+/// atomically, keeping what the path is: a symbolic link stays a link (its
+/// target is replaced), and a target that is not a regular file
+/// (`-o /dev/null`, a FIFO, `/dev/stdout`) is written in place, since
+/// renaming over a device would replace it with a plain file.
+pub fn write_output(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let target = resolve_links(path);
     if let Ok(m) = std::fs::metadata(&target) {
         if !m.is_file() && !m.is_dir() {
@@ -24,9 +20,18 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
             return f.write_all(bytes);
         }
     }
+    write_atomic(&target, bytes)
+}
+
+/// Write `bytes` to `path` atomically: into a temporary file in the same
+/// directory (a name no other writer uses: process id and a counter,
+/// created exclusively), then renamed over `path`. On error the temporary
+/// file is removed and `path` is untouched. For files kvmtk names itself
+/// (cache entries); what a user names goes through [`write_output`].
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     static COUNTER: AtomicUsize = AtomicUsize::new(0);
-    let dir = target.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let name = target.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
     let tmp = dir.join(format!(".{name}.{}-{n}.tmp", std::process::id()));
     let result = (|| {
@@ -35,7 +40,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         // re-parsed, which costs less than syncing hundreds of files.
         f.write_all(bytes)?;
         drop(f);
-        std::fs::rename(&tmp, &target)
+        std::fs::rename(&tmp, path)
     })();
     if result.is_err() {
         let _ = std::fs::remove_file(&tmp);
@@ -73,7 +78,7 @@ mod tests {
         std::fs::write(&real, "old").unwrap();
         let link = dir.path().join("latest.json");
         std::os::unix::fs::symlink("report.json", &link).unwrap();
-        write_atomic(&link, b"new").unwrap();
+        write_output(&link, b"new").unwrap();
         assert!(std::fs::symlink_metadata(&link).unwrap().file_type().is_symlink());
         assert_eq!(std::fs::read_to_string(&real).unwrap(), "new");
         let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
@@ -90,7 +95,7 @@ mod tests {
             let fifo = fifo.clone();
             std::thread::spawn(move || std::fs::read(fifo).unwrap())
         };
-        write_atomic(&fifo, b"report\n").unwrap();
+        write_output(&fifo, b"report\n").unwrap();
         // Checked before joining: a replaced FIFO would leave the reader waiting.
         use std::os::unix::fs::FileTypeExt as _;
         assert!(std::fs::symlink_metadata(&fifo).unwrap().file_type().is_fifo(), "still a FIFO");

@@ -310,6 +310,31 @@ fn a_50_mb_generated_file_is_skipped_in_bounded_time_and_memory() {
     assert!(peak_kib > 0 && peak_kib < 512 * 1024, "peak RSS {peak_kib} KiB");
 }
 
+/// Bytes on which tree-sitter's error recovery never finishes (found by
+/// fuzzing; see `analyzer/tests/bounds_fuzz_regressions.rs`): the file is
+/// skipped at the parser's work budget with a warning, and the rest of the
+/// tree is analyzed as without it.
+#[test]
+fn a_file_the_parser_cannot_finish_is_skipped_at_its_work_budget() {
+    let (dir, tree) = scratch_tree();
+    let d = dir.path();
+    let clean = check_exact(d, &["check", "tree", "--format", "json"], 1, "");
+    let mut b = b"D|0(|F((())".to_vec();
+    b.extend([b'\n'; 50]);
+    b.push(b';');
+    std::fs::write(tree.join("virt/kvm/hostile.c"), &b).unwrap();
+    let (o, took, _) = run_measured(d, &["check", "tree", "--format", "json"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert_eq!(
+        stderr(&o),
+        "kvmtk: warning: virt/kvm/hostile.c: not parsed: the parser's error recovery passed its work budget \
+         for a file of this size; skipped\n"
+    );
+    assert_eq!(findings(&o), findings(&clean));
+    // Without the budget this run does not end.
+    assert!(took < Duration::from_secs(60), "took {took:?}");
+}
+
 #[test]
 fn deep_macros_and_truncated_functions() {
     let (dir, tree) = scratch_tree();

@@ -27,3 +27,49 @@ fn one_letter_iterator_macro_after_a_cast() {
     check(b"void f(void)\n{\n\tx = (int *)r(a) {\n}\n");
     check(b"void f(void)\n{\n\tr(a) {\n\t}\n\tq(a) b;\n}\n");
 }
+
+/// c_facts oom-dc3a8358: tree-sitter's error recovery never finished on a
+/// 990-byte input (more than 60 s, more than 2 GB), the parse now stops at
+/// its work budget. Reduced by hand to an input of our own: the prefix
+/// `D|0(|F((())` followed by a run of newlines and a `;` keeps tree-sitter-c
+/// 0.24 re-lexing the blank run at every step of a recovery that never
+/// converges (the original reduced to this shape after idiom masking
+/// blanked an unclosed `__aligned(`).
+#[test]
+fn error_recovery_that_never_finishes_stops_at_the_work_budget() {
+    use analyzer::parse::{parse_work, ParseWork};
+
+    let mut b = b"D|0(|F((())".to_vec();
+    b.extend([b'\n'; 50]);
+    b.push(b';');
+    // The input really is one tree-sitter cannot finish: ten times the
+    // budget is not enough. (If tree-sitter ever fixes this, the input
+    // no longer tests the budget and must be replaced.)
+    let budget = ParseWork::budget(b.len());
+    let tenfold = ParseWork { checks: budget.checks * 10, bytes_read: budget.bytes_read * 10 };
+    assert_eq!(parse_work(&b, tenfold), None, "the reproducer parses: tree-sitter no longer loops on it");
+
+    check(&b);
+    let facts = parse_file("virt/kvm/hostile.c", None, &b);
+    assert_eq!(facts.diagnostics.len(), 1, "{:?}", facts.diagnostics);
+    let d = &facts.diagnostics[0];
+    assert_eq!(d.span.line, 0, "a diagnostic about the whole file");
+    assert_eq!(
+        d.message,
+        "not parsed: the parser's error recovery passed its work budget for a file of this size; skipped"
+    );
+    assert!(facts.functions.is_empty());
+
+    // The same bytes inside a longer, ordinary file: the budget grows with
+    // the length, and the ordinary part does not hide the loop.
+    let mut long = b"static int ordinary(int x)\n{\n\treturn x + 1;\n}\n\n".repeat(200);
+    long.extend_from_slice(&b);
+    let facts = parse_file("virt/kvm/hostile.c", None, &long);
+    assert!(facts.diagnostics.iter().any(|d| d.message.contains("work budget")), "{:?}", facts.diagnostics);
+
+    // And ordinary C of any size stays well inside it.
+    let ordinary = b"static int ordinary(int x)\n{\n\treturn x + 1;\n}\n\n".repeat(2000);
+    let work =
+        parse_work(&ordinary, ParseWork::budget(ordinary.len()).divided(4)).expect("ordinary C within a quarter");
+    assert!(work.checks > 0 && work.bytes_read >= ordinary.len() as u64, "{work:?}");
+}

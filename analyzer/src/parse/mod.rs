@@ -76,8 +76,125 @@ fn with_parser<R>(f: impl FnOnce(&mut tree_sitter::Parser) -> R) -> Option<R> {
     })
 }
 
-fn parse_tree(bytes: &[u8]) -> Option<tree_sitter::Tree> {
-    with_parser(|p| p.parse(bytes, None)).flatten()
+/// The parser's work budget. tree-sitter reports its progress about every
+/// 100 parse operations (a token lexed, a shift, a reduction, a step of
+/// error recovery), and its lexer reads the input in chunks of
+/// [`PARSE_CHUNK`] bytes; a parse of `n` bytes may take
+/// `PARSE_CHECKS_BASE + PARSE_CHECKS_PER_KIB * n / 1024` progress checks
+/// and read `PARSE_READ_BASE + PARSE_READ_FACTOR * n` bytes, or it is
+/// abandoned.
+///
+/// Why: tree-sitter's error recovery keeps several stack versions alive,
+/// and on hostile bytes it can re-lex the rest of the file at every
+/// operation (a fuzzed 990-byte file ran for minutes and passed 2 GB).
+/// Counting operations bounds the first, counting bytes read bounds the
+/// second. Counts, unlike a clock, give the same answer on every machine
+/// and every run, so a report never depends on how loaded the machine
+/// was. Real kernel C stays far below both bounds: `tests/parse_budget.rs`
+/// measures every KVM file of 6.1 and 6.12 against them and requires a
+/// margin of 4x. The KVM files take at most 10 checks per KiB and read at
+/// most 2.3 bytes per byte (an eighth of the budget); over all 55,395 C
+/// files of Linux 6.1 (986 MiB, `examples/parse_work.rs`), the most is 24
+/// checks per KiB (number tables) and 2.8 bytes per byte, at most 0.30 of
+/// the budget.
+pub const PARSE_CHECKS_PER_KIB: u64 = 64;
+/// The part of the checks budget that does not depend on the length, so
+/// that tiny files are not held to a ratio.
+pub const PARSE_CHECKS_BASE: u64 = 256;
+/// Bytes the lexer may read per byte of input.
+pub const PARSE_READ_FACTOR: u64 = 16;
+/// The part of the read budget that does not depend on the length.
+pub const PARSE_READ_BASE: u64 = 64 << 10;
+/// The size of the chunks the lexer is given: a re-read inside the chunk
+/// it holds is not counted, so the chunk is small.
+pub const PARSE_CHUNK: usize = 64;
+
+/// What a parse of the given length may spend, or what one spent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ParseWork {
+    /// Progress checks (about 100 operations each).
+    pub checks: u64,
+    /// Bytes handed to the lexer.
+    pub bytes_read: u64,
+}
+
+impl ParseWork {
+    /// The budget of a parse of `len` bytes.
+    pub fn budget(len: usize) -> ParseWork {
+        let len = len as u64;
+        ParseWork {
+            checks: PARSE_CHECKS_BASE + PARSE_CHECKS_PER_KIB * len.div_ceil(1024),
+            bytes_read: PARSE_READ_BASE + PARSE_READ_FACTOR * len,
+        }
+    }
+
+    /// The same budget divided by `n` (for margins).
+    pub fn divided(self, n: u64) -> ParseWork {
+        ParseWork { checks: self.checks / n, bytes_read: self.bytes_read / n }
+    }
+
+    fn exceeds(&self, budget: &ParseWork) -> bool {
+        self.checks > budget.checks || self.bytes_read > budget.bytes_read
+    }
+}
+
+/// Why a parse gave no tree.
+enum ParseStop {
+    /// Over [`ParseWork::budget`].
+    OverBudget,
+    /// tree-sitter returned nothing (no language set; not expected).
+    Failed,
+}
+
+/// Parse within `budget`, returning the tree and the work it took.
+fn parse_counted(bytes: &[u8], budget: ParseWork) -> (Result<tree_sitter::Tree, ParseStop>, ParseWork) {
+    let work = std::cell::Cell::new(ParseWork { checks: 0, bytes_read: 0 });
+    let tree = with_parser(|p| {
+        let mut progress = |_: &tree_sitter::ParseState| {
+            let mut w = work.get();
+            w.checks += 1;
+            work.set(w);
+            // true cancels the parse.
+            w.exceeds(&budget)
+        };
+        let mut read = |at: usize, _| {
+            let mut w = work.get();
+            if w.exceeds(&budget) || at >= bytes.len() {
+                // The end of the input: an abandoned parse ends at the
+                // next progress check.
+                return &[][..];
+            }
+            let chunk = &bytes[at..bytes.len().min(at + PARSE_CHUNK)];
+            w.bytes_read += chunk.len() as u64;
+            work.set(w);
+            chunk
+        };
+        let opts = tree_sitter::ParseOptions::new().progress_callback(&mut progress);
+        p.parse_with_options(&mut read, None, Some(opts))
+    })
+    .flatten();
+    let work = work.get();
+    let result = match tree {
+        _ if work.exceeds(&budget) => Err(ParseStop::OverBudget),
+        Some(t) => Ok(t),
+        None => Err(ParseStop::Failed),
+    };
+    (result, work)
+}
+
+fn parse_tree(bytes: &[u8]) -> Result<tree_sitter::Tree, ParseStop> {
+    parse_counted(bytes, ParseWork::budget(bytes.len())).0
+}
+
+/// The work a parse of these bytes takes, after idiom masking as
+/// [`parse_file`] does: `None` if it does not finish within `limit`. For
+/// measuring real files against [`ParseWork::budget`].
+pub fn parse_work(bytes: &[u8], limit: ParseWork) -> Option<ParseWork> {
+    let masked = mask::recover_idioms(bytes);
+    match parse_counted(&masked.bytes, limit) {
+        (Ok(_), work) => Some(work),
+        (Err(_), _) => None,
+    }
 }
 
 /// Kernel-idiom masking, exposed for tests and benchmarks: the returned
@@ -111,16 +228,23 @@ pub fn parse_file_with(path: &str, arch: Option<&str>, bytes: &[u8], opts: Parse
         return facts;
     }
     let masked = mask::recover_idioms(bytes);
-    let Some(tree) = parse_tree(&masked.bytes) else {
-        facts.diagnostics.push(crate::facts::ParseDiagnostic {
-            span: Default::default(),
-            message: "tree-sitter could not parse the file".into(),
-        });
-        return facts;
+    let tree = match parse_tree(&masked.bytes) {
+        Ok(tree) => tree,
+        Err(stop) => {
+            let message = match stop {
+                ParseStop::OverBudget => {
+                    "not parsed: the parser's error recovery passed its work budget for a file of this size; skipped"
+                        .into()
+                }
+                ParseStop::Failed => "tree-sitter could not parse the file".into(),
+            };
+            facts.diagnostics.push(crate::facts::ParseDiagnostic { span: Default::default(), message });
+            return facts;
+        }
     };
     extract::extract(&mut facts, bytes, &masked, &tree);
     if opts.measure_plain {
-        if let Some(plain) = parse_tree(bytes) {
+        if let Ok(plain) = parse_tree(bytes) {
             facts.parse_quality.error_nodes_plain = count_errors(&plain);
         }
     }

@@ -1,0 +1,89 @@
+//! Measure the parser's work on real C against its budget.
+//!
+//!     cargo run --release -p analyzer --example parse_work -- DIR...
+//!
+//! For every `.c`/`.h` file under the directories: the tree-sitter
+//! progress checks its parse takes (`analyzer::parse::parse_work`), and
+//! the share of `analyzer::parse::parse_budget` that is. Prints the files
+//! closest to the budget and the highest checks per KiB, the figures the
+//! budget's constants were chosen from.
+
+use std::path::{Path, PathBuf};
+
+use analyzer::parse::ParseWork;
+use rayon::prelude::*;
+
+fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+    let Ok(rd) = std::fs::read_dir(dir) else { return };
+    for e in rd.flatten() {
+        let p = e.path();
+        let Ok(ft) = e.file_type() else { continue };
+        if ft.is_dir() {
+            walk(&p, out);
+        } else if ft.is_file() && matches!(p.extension().and_then(|e| e.to_str()), Some("c" | "h")) {
+            out.push(p);
+        }
+    }
+}
+
+fn main() {
+    let mut paths = Vec::new();
+    for d in std::env::args().skip(1) {
+        walk(Path::new(&d), &mut paths);
+    }
+    if paths.is_empty() {
+        eprintln!("parse_work: no .c/.h files under the given directories");
+        std::process::exit(2);
+    }
+    // (share of the budget, work, bytes, path): the share is the larger
+    // of the two measures' shares; a file whose masked parse does not
+    // finish within 100x the budget counts as unbounded.
+    let rows: Vec<(f64, Option<ParseWork>, usize, String)> = paths
+        .par_iter()
+        .filter_map(|p| {
+            let bytes = std::fs::read(p).ok()?;
+            if bytes.len() > analyzer::parse::MAX_PARSE_BYTES {
+                return None;
+            }
+            let budget = ParseWork::budget(bytes.len());
+            let limit = ParseWork { checks: budget.checks * 100, bytes_read: budget.bytes_read * 100 };
+            let work = analyzer::parse::parse_work(&bytes, limit);
+            let share = work.map_or(f64::INFINITY, |w| {
+                (w.checks as f64 / budget.checks as f64).max(w.bytes_read as f64 / budget.bytes_read as f64)
+            });
+            Some((share, work, bytes.len(), p.display().to_string()))
+        })
+        .collect();
+    let total_bytes: usize = rows.iter().map(|r| r.2).sum();
+    println!("{} files, {:.1} MiB", rows.len(), total_bytes as f64 / 1048576.0);
+    let show = |title: &str, key: &dyn Fn(&(f64, Option<ParseWork>, usize, String)) -> f64, min_len: usize| {
+        let mut v: Vec<_> = rows.iter().filter(|r| r.2 >= min_len).collect();
+        v.sort_by(|a, b| key(b).total_cmp(&key(a)));
+        println!("{title} (share of budget, checks, bytes read, size, checks/KiB, read/size, path):");
+        for r in v.iter().take(8) {
+            match r.1 {
+                Some(w) => println!(
+                    "  {:.4}  {:>8}  {:>10}  {:>8}  {:>6.1}  {:>6.2}  {}",
+                    r.0,
+                    w.checks,
+                    w.bytes_read,
+                    r.2,
+                    w.checks as f64 * 1024.0 / r.2.max(1) as f64,
+                    w.bytes_read as f64 / r.2.max(1) as f64,
+                    r.3
+                ),
+                None => println!("  unbounded  {:>8}  {}", r.2, r.3),
+            }
+        }
+    };
+    show("closest to the budget", &|r| r.0, 0);
+    let per = |f: fn(&ParseWork) -> u64| {
+        move |r: &(f64, Option<ParseWork>, usize, String)| {
+            r.1.map_or(f64::INFINITY, |w| f(&w) as f64 / r.2.max(1) as f64)
+        }
+    };
+    show("most checks per byte, files of 4 KiB or more", &per(|w| w.checks), 4096);
+    show("most bytes read per byte, files of 4 KiB or more", &per(|w| w.bytes_read), 4096);
+    let over = rows.iter().filter(|r| r.0 > 1.0).count();
+    println!("over the budget: {over}");
+}

@@ -302,3 +302,74 @@ pub(crate) fn count_errors(tree: &tree_sitter::Tree) -> u32 {
     }
     n
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every node of a tree as (kind, byte range, is-missing), depth first
+    /// (iterative: trees can be deep).
+    fn nodes(tree: &tree_sitter::Tree) -> Vec<(u16, usize, usize, bool)> {
+        let mut out = Vec::new();
+        let mut cur = tree.root_node().walk();
+        'outer: loop {
+            let n = cur.node();
+            out.push((n.kind_id(), n.start_byte(), n.end_byte(), n.is_missing()));
+            if cur.goto_first_child() {
+                continue;
+            }
+            loop {
+                if cur.goto_next_sibling() {
+                    continue 'outer;
+                }
+                if !cur.goto_parent() {
+                    break 'outer;
+                }
+            }
+        }
+        out
+    }
+
+    /// The tree of one whole-slice read, as before the budget.
+    fn whole_read_tree(bytes: &[u8]) -> tree_sitter::Tree {
+        with_parser(|p| p.parse(bytes, None)).flatten().unwrap()
+    }
+
+    /// Reading the input in [`PARSE_CHUNK`]-byte chunks, which the budget
+    /// needs to count the lexer's work, gives the tree a whole read gives,
+    /// also where a multi-byte or an invalid UTF-8 sequence straddles a
+    /// chunk boundary.
+    #[test]
+    fn chunked_reading_gives_the_tree_of_a_whole_read() {
+        let mut inputs: Vec<Vec<u8>> = Vec::new();
+        let base = b"static int f(struct kvm *kvm)\n{\n\tspin_lock(&kvm->lock); /* \xc3\xa9t\xc3\xa9 */\n\treturn g(kvm, \"\xe2\x82\xac\");\n}\n";
+        inputs.push(base.repeat(20));
+        for shift in 0..8 {
+            // A 4-byte character, then a stray continuation byte and a
+            // truncated sequence, at every offset around the boundaries.
+            let mut b = vec![b' '; PARSE_CHUNK - 4 + shift];
+            b.extend_from_slice(
+                b"int x = 1; /* \xf0\x9f\x98\x80 */ char *s = \"\x80\xe2\x82\"; \xff\xfe y(\xf0\x9f);\n",
+            );
+            b.extend_from_slice(&base[..]);
+            inputs.push(b.repeat(3));
+        }
+        inputs.push(b"D|0(|F((())\n\n;".to_vec());
+        for bytes in &inputs {
+            let (chunked, work) = parse_counted(bytes, ParseWork::budget(bytes.len()));
+            let chunked = chunked.unwrap_or_else(|_| panic!("over budget: {work:?}"));
+            assert!(work.bytes_read >= bytes.len() as u64);
+            assert_eq!(nodes(&chunked), nodes(&whole_read_tree(bytes)), "{}", String::from_utf8_lossy(bytes));
+        }
+    }
+
+    #[test]
+    fn the_budget_grows_with_the_length() {
+        let small = ParseWork::budget(0);
+        assert_eq!(small, ParseWork { checks: PARSE_CHECKS_BASE, bytes_read: PARSE_READ_BASE });
+        let big = ParseWork::budget(10 << 10);
+        assert_eq!(big.checks, PARSE_CHECKS_BASE + 10 * PARSE_CHECKS_PER_KIB);
+        assert_eq!(big.bytes_read, PARSE_READ_BASE + (10 << 10) * PARSE_READ_FACTOR);
+        assert_eq!(big.divided(4).checks, big.checks / 4);
+    }
+}

@@ -22,9 +22,10 @@ use crate::cache::{analysis_version, FactsCache, ResultCache};
 use crate::enable_path::EnablePath;
 use crate::facts::FileFacts;
 use crate::hash::Fnv;
-use crate::pipeline::{is_c_source, FileWarnings, InputWarning, ParsedTree, CPUHOTPLUG_H};
+use crate::pipeline::{FileWarnings, InputWarning, ParsedTree, CPUHOTPLUG_H};
 use crate::rules::queries::TreeUsage;
 use crate::rules::{run_rules, Finding, RuleInput, RuleSelection};
+use crate::source::is_c_source;
 use crate::source::{SourceFile, SourceTree};
 
 /// The findings over a tree, with the input warnings met on the way.

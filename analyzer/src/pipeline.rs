@@ -9,7 +9,7 @@ use crate::contexts::{Analysis, KernelDocs};
 use crate::facts::FileFacts;
 use crate::graph::Program;
 use crate::kernel_docs::{CpuhpEnum, LockingDoc};
-use crate::source::{SourceError, SourceOptions, SourceSpec, SourceTree};
+use crate::source::{is_c_source, SourceError, SourceOptions, SourceSpec, SourceTree};
 
 /// Path of the hotplug state enum inside a kernel tree.
 pub const CPUHOTPLUG_H: &str = "include/linux/cpuhotplug.h";
@@ -41,11 +41,6 @@ pub struct ParsedTree {
     pub cpuhp: Option<CpuhpEnum>,
     pub locking: Option<LockingDoc>,
     pub warnings: Vec<InputWarning>,
-}
-
-/// Whether the parser reads this file (C sources and headers).
-pub(crate) fn is_c_source(path: &str) -> bool {
-    path.ends_with(".c") || path.ends_with(".h")
 }
 
 /// A warning for a C file that is binary (has a NUL byte) or not UTF-8.

@@ -59,7 +59,7 @@ use crate::enable_path::{is_arch_path, EnablePath};
 use crate::facts::{AccessKind, Callee, Event, FileFacts};
 use crate::graph::{visit_events, FnId};
 use crate::pipeline::ParsedTree;
-use crate::source::{arch_of, SourceError, SourceOptions, SourceSpec, SourceTree};
+use crate::source::{arch_of, is_c_source, SourceError, SourceOptions, SourceSpec, SourceTree};
 
 /// Files whose first this many bytes hold a NUL are binary (as git decides).
 const BINARY_PROBE: usize = 8000;
@@ -294,10 +294,6 @@ pub fn is_identifier(s: &str) -> bool {
 
 fn is_ident_byte(c: u8) -> bool {
     c == b'_' || c.is_ascii_alphanumeric()
-}
-
-fn is_c_source(path: &str) -> bool {
-    path.ends_with(".c") || path.ends_with(".h")
 }
 
 /// A symbol of the default selection, before the scan.

@@ -347,7 +347,8 @@ pub fn arch_of(path: &str) -> Option<String> {
     (!arch.is_empty() && !tail.is_empty()).then(|| arch.to_string())
 }
 
-fn is_c_source(path: &str) -> bool {
+/// Whether the parser reads this file (C sources and headers).
+pub(crate) fn is_c_source(path: &str) -> bool {
     path.ends_with(".c") || path.ends_with(".h")
 }
 

@@ -35,10 +35,7 @@ fn main() {
         eprintln!("parse_work: no .c/.h files under the given directories");
         std::process::exit(2);
     }
-    // (share of the budget, work, bytes, path): the share is the larger
-    // of the two measures' shares; a file whose masked parse does not
-    // finish within 100x the budget counts as unbounded.
-    let rows: Vec<(f64, Option<ParseWork>, usize, String)> = paths
+    let rows: Vec<Row> = paths
         .par_iter()
         .filter_map(|p| {
             let bytes = std::fs::read(p).ok()?;
@@ -51,39 +48,52 @@ fn main() {
             let share = work.map_or(f64::INFINITY, |w| {
                 (w.checks as f64 / budget.checks as f64).max(w.bytes_read as f64 / budget.bytes_read as f64)
             });
-            Some((share, work, bytes.len(), p.display().to_string()))
+            Some(Row { share, work, len: bytes.len(), path: p.display().to_string() })
         })
         .collect();
-    let total_bytes: usize = rows.iter().map(|r| r.2).sum();
+    let total_bytes: usize = rows.iter().map(|r| r.len).sum();
     println!("{} files, {:.1} MiB", rows.len(), total_bytes as f64 / 1048576.0);
-    let show = |title: &str, key: &dyn Fn(&(f64, Option<ParseWork>, usize, String)) -> f64, min_len: usize| {
-        let mut v: Vec<_> = rows.iter().filter(|r| r.2 >= min_len).collect();
-        v.sort_by(|a, b| key(b).total_cmp(&key(a)));
-        println!("{title} (share of budget, checks, bytes read, size, checks/KiB, read/size, path):");
-        for r in v.iter().take(8) {
-            match r.1 {
-                Some(w) => println!(
-                    "  {:.4}  {:>8}  {:>10}  {:>8}  {:>6.1}  {:>6.2}  {}",
-                    r.0,
-                    w.checks,
-                    w.bytes_read,
-                    r.2,
-                    w.checks as f64 * 1024.0 / r.2.max(1) as f64,
-                    w.bytes_read as f64 / r.2.max(1) as f64,
-                    r.3
-                ),
-                None => println!("  unbounded  {:>8}  {}", r.2, r.3),
-            }
-        }
-    };
-    show("closest to the budget", &|r| r.0, 0);
-    let per = |f: fn(&ParseWork) -> u64| {
-        move |r: &(f64, Option<ParseWork>, usize, String)| {
-            r.1.map_or(f64::INFINITY, |w| f(&w) as f64 / r.2.max(1) as f64)
-        }
-    };
-    show("most checks per byte, files of 4 KiB or more", &per(|w| w.checks), 4096);
-    show("most bytes read per byte, files of 4 KiB or more", &per(|w| w.bytes_read), 4096);
-    let over = rows.iter().filter(|r| r.0 > 1.0).count();
+    show(&rows, "closest to the budget", |r| r.share, 0);
+    show(&rows, "most checks per byte, files of 4 KiB or more", |r| r.per_byte(|w| w.checks), 4096);
+    show(&rows, "most bytes read per byte, files of 4 KiB or more", |r| r.per_byte(|w| w.bytes_read), 4096);
+    let over = rows.iter().filter(|r| r.share > 1.0).count();
     println!("over the budget: {over}");
+}
+
+/// One file's measure.
+struct Row {
+    /// The larger of the two measures' shares of the budget; infinite for
+    /// a file whose masked parse does not finish within 100x the budget.
+    share: f64,
+    work: Option<ParseWork>,
+    len: usize,
+    path: String,
+}
+
+impl Row {
+    fn per_byte(&self, f: fn(&ParseWork) -> u64) -> f64 {
+        self.work.map_or(f64::INFINITY, |w| f(&w) as f64 / self.len.max(1) as f64)
+    }
+}
+
+/// The eight files of at least `min_len` bytes with the highest `key`.
+fn show(rows: &[Row], title: &str, key: impl Fn(&Row) -> f64, min_len: usize) {
+    let mut v: Vec<_> = rows.iter().filter(|r| r.len >= min_len).collect();
+    v.sort_by(|a, b| key(b).total_cmp(&key(a)));
+    println!("{title} (share of budget, checks, bytes read, size, checks/KiB, read/size, path):");
+    for r in v.iter().take(8) {
+        match r.work {
+            Some(w) => println!(
+                "  {:.4}  {:>8}  {:>10}  {:>8}  {:>6.1}  {:>6.2}  {}",
+                r.share,
+                w.checks,
+                w.bytes_read,
+                r.len,
+                w.checks as f64 * 1024.0 / r.len.max(1) as f64,
+                w.bytes_read as f64 / r.len.max(1) as f64,
+                r.path
+            ),
+            None => println!("  unbounded  {:>8}  {}", r.len, r.path),
+        }
+    }
 }

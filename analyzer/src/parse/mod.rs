@@ -344,10 +344,11 @@ mod tests {
         let mut inputs: Vec<Vec<u8>> = Vec::new();
         let base = b"static int f(struct kvm *kvm)\n{\n\tspin_lock(&kvm->lock); /* \xc3\xa9t\xc3\xa9 */\n\treturn g(kvm, \"\xe2\x82\xac\");\n}\n";
         inputs.push(base.repeat(20));
-        for shift in 0..8 {
-            // A 4-byte character, then a stray continuation byte and a
-            // truncated sequence, at every offset around the boundaries.
-            let mut b = vec![b' '; PARSE_CHUNK - 4 + shift];
+        for pad in 0..PARSE_CHUNK + 8 {
+            // A 4-byte character, then a stray continuation byte and
+            // truncated sequences: with every padding, each of them
+            // falls on every offset of a chunk, boundaries included.
+            let mut b = vec![b' '; pad];
             b.extend_from_slice(
                 b"int x = 1; /* \xf0\x9f\x98\x80 */ char *s = \"\x80\xe2\x82\"; \xff\xfe y(\xf0\x9f);\n",
             );

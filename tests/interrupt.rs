@@ -4,6 +4,7 @@
 //! between the two renames), and `--branch` never touches the user's
 //! current branch, index or work tree.
 
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -42,7 +43,19 @@ fn sigint_during_generation_leaves_no_output_and_no_temporary_directory() {
     let dir = tempfile::Builder::new().prefix("kvmtk-interrupt-").tempdir().unwrap();
     let out = dir.path().join("series");
     let started = Instant::now();
-    let child = Command::new(env!("CARGO_BIN_EXE_kvmtk"))
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_kvmtk"));
+    // A harness that starts the tests in the background without job
+    // control (`cmd &` in a script) has SIGINT ignored, and an ignored
+    // signal stays ignored across exec: kvmtk would then, rightly, run to
+    // the end. The child gets the default action, as from a terminal.
+    // SAFETY: signal() is async-signal-safe, as pre_exec requires.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::signal(libc::SIGINT, libc::SIG_DFL);
+            Ok(())
+        });
+    }
+    let child = cmd
         .args(["series", "generate"])
         .arg(&kernel)
         .arg("--out")

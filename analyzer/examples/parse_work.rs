@@ -1,12 +1,14 @@
 //! Measure the parser's work on real C against its budget.
 //!
-//!     cargo run --release -p analyzer --example parse_work -- DIR...
+//!     cargo run --release -p kvmtk-analyzer --example parse_work -- DIR...
 //!
 //! For every `.c`/`.h` file under the directories: the tree-sitter
-//! progress checks its parse takes (`analyzer::parse::parse_work`), and
-//! the share of `analyzer::parse::parse_budget` that is. Prints the files
-//! closest to the budget and the highest checks per KiB, the figures the
-//! budget's constants were chosen from.
+//! progress checks and the bytes read that its parse takes
+//! (`analyzer::parse::parse_work`), and the share of
+//! `analyzer::parse::ParseWork::budget` that is (the larger of the two).
+//! Prints the files closest to the budget and those with the most checks
+//! and bytes read per byte, the figures the budget's constants were chosen
+//! from.
 
 use std::path::{Path, PathBuf};
 

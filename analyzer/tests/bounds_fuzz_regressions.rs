@@ -72,3 +72,23 @@ fn error_recovery_that_never_finishes_stops_at_the_work_budget() {
         parse_work(&ordinary, ParseWork::budget(ordinary.len()).divided(4)).expect("ordinary C within a quarter");
     assert!(work.checks > 0 && work.bytes_read >= ordinary.len() as u64, "{work:?}");
 }
+
+/// Found in review of the budget: once over it, the read callback ended
+/// the input, also when the lexer read again inside the chunk it held to
+/// decode a character cut by the chunk's end; tree-sitter then decoded an
+/// empty (NULL) chunk and the process died of SIGSEGV. Each of these
+/// hostile inputs ends in an invalid or cut UTF-8 sequence, and the blank
+/// runs put the budget's end at many different places.
+#[test]
+fn over_the_budget_a_character_cut_at_a_chunk_end_is_still_read() {
+    let tails: [&[u8]; 5] = [b"\xff", b"\xc3", b"x\xff", b"\xe2\x82", b"\xff\n"];
+    for tail in tails {
+        for blank in (1..200).step_by(7) {
+            let mut b = b"D|0(|F((())".to_vec();
+            b.extend(std::iter::repeat_n(b'\n', blank));
+            b.push(b';');
+            b.extend_from_slice(tail);
+            check(&b);
+        }
+    }
+}

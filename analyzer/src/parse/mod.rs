@@ -80,7 +80,7 @@ fn with_parser<R>(f: impl FnOnce(&mut tree_sitter::Parser) -> R) -> Option<R> {
 /// 100 parse operations (a token lexed, a shift, a reduction, a step of
 /// error recovery), and its lexer reads the input in chunks of
 /// [`PARSE_CHUNK`] bytes; a parse of `n` bytes may take
-/// `PARSE_CHECKS_BASE + PARSE_CHECKS_PER_KIB * n / 1024` progress checks
+/// `PARSE_CHECKS_BASE + PARSE_CHECKS_PER_KIB * ceil(n / 1024)` progress checks
 /// and read `PARSE_READ_BASE + PARSE_READ_FACTOR * n` bytes, or it is
 /// abandoned.
 ///
@@ -157,14 +157,21 @@ fn parse_counted(bytes: &[u8], budget: ParseWork) -> (Result<tree_sitter::Tree, 
             // true cancels the parse.
             w.exceeds(&budget)
         };
+        // The chunk the lexer holds: the last one handed out.
+        let mut held = 0..0;
         let mut read = |at: usize, _| {
             let mut w = work.get();
-            if w.exceeds(&budget) || at >= bytes.len() {
-                // The end of the input: an abandoned parse ends at the
-                // next progress check.
+            // Over the budget, the input ends (an empty read), so that the
+            // abandoned parse stops at once rather than at the next
+            // progress check. But not inside the chunk the lexer holds:
+            // it reads there again to decode a character cut by the
+            // chunk's end, and tree-sitter then decodes the chunk it gets
+            // without checking that it is empty (a NULL read).
+            if at >= bytes.len() || (w.exceeds(&budget) && !held.contains(&at)) {
                 return &[][..];
             }
             let chunk = &bytes[at..bytes.len().min(at + PARSE_CHUNK)];
+            held = at..at + chunk.len();
             w.bytes_read += chunk.len() as u64;
             work.set(w);
             chunk
@@ -346,8 +353,9 @@ mod tests {
         inputs.push(base.repeat(20));
         for pad in 0..PARSE_CHUNK + 8 {
             // A 4-byte character, then a stray continuation byte and
-            // truncated sequences: with every padding, each of them
-            // falls on every offset of a chunk, boundaries included.
+            // truncated sequences; the paddings move them across the
+            // chunk boundaries (a chunk starts where the lexer asks for
+            // one, so not every offset is guaranteed).
             let mut b = vec![b' '; pad];
             b.extend_from_slice(
                 b"int x = 1; /* \xf0\x9f\x98\x80 */ char *s = \"\x80\xe2\x82\"; \xff\xfe y(\xf0\x9f);\n",

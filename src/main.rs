@@ -25,6 +25,30 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Colour the text report: `auto` on a terminal unless NO_COLOR is set.
+    #[arg(long, value_enum, global = true, default_value = "auto", value_name = "WHEN")]
+    color: ColorWhen,
+    /// Threads for parsing and analysis (default: one per core).
+    #[arg(long, short = 'j', global = true, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    jobs: Option<u16>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum ColorWhen {
+    Auto,
+    Always,
+    Never,
+}
+
+/// How much `check` and `lint` print besides the findings.
+#[derive(Args)]
+struct OutputArgs {
+    /// One line per finding: no notes, no summaries, no progress bar.
+    #[arg(long, short, conflicts_with = "verbose")]
+    quiet: bool,
+    /// List every input warning (default: one line with their count).
+    #[arg(long, short)]
+    verbose: bool,
 }
 
 #[derive(Subcommand)]
@@ -111,6 +135,8 @@ enum CheckFormat {
     Json,
     Sarif,
     Github,
+    /// GitLab CI Code Quality report (artifacts:reports:codequality).
+    Gitlab,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -153,6 +179,8 @@ struct CheckArgs {
     output: Option<PathBuf>,
     #[command(flatten)]
     cache: CacheArgs,
+    #[command(flatten)]
+    out: OutputArgs,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -228,6 +256,8 @@ struct LintArgs {
     /// Write to this file (atomically) instead of standard output.
     #[arg(long, short)]
     output: Option<PathBuf>,
+    #[command(flatten)]
+    out: OutputArgs,
 }
 
 #[derive(Subcommand)]
@@ -311,11 +341,18 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> Result<u8> {
+    if let Some(n) = cli.jobs {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(usize::from(n))
+            .build_global()
+            .context("--jobs: cannot start the thread pool")?;
+    }
+    let color = cli.color;
     match cli.command {
         Command::Explain { rule } => explain(rule.as_deref()),
         Command::Graph(args) => graph(args),
-        Command::Check(args) => check(args),
-        Command::Lint(args) => lint(args),
+        Command::Check(args) => check(args, color),
+        Command::Lint(args) => lint(args, color),
         Command::Refs(args) => refs(args),
         Command::Series(SeriesCommand::Generate(args)) => series_generate(args),
         Command::Series(SeriesCommand::Test(args)) => series_test(args),
@@ -473,7 +510,7 @@ fn render_svg(dot: &str) -> Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-fn check(args: CheckArgs) -> Result<u8> {
+fn check(args: CheckArgs, color: ColorWhen) -> Result<u8> {
     for key in args.rule.iter().chain(&args.ignore) {
         if analyzer::rules::find_rule(key).is_none() {
             bail!(
@@ -496,11 +533,10 @@ fn check(args: CheckArgs) -> Result<u8> {
         ignore: args.ignore.clone(),
         min_severity: args.severity.map(Severity::from),
     };
-    let checker = Checker::new(&api, &facts, results, selection);
+    let bar = TermProgress::on_terminal(args.out.quiet);
+    let checker = Checker::new(&api, &facts, results, selection).with_progress(&bar);
     let outcome = checker.check(source);
-    for w in &outcome.report.warnings[..outcome.input_warnings] {
-        eprintln!("kvmtk: warning: {w}");
-    }
+    bar.0.finish_and_clear();
     let report = outcome.report;
     // Stage timings for profiling (see bench/run.sh), on request only.
     if std::env::var_os("KVMTK_TIMINGS").is_some() {
@@ -514,13 +550,18 @@ fn check(args: CheckArgs) -> Result<u8> {
         );
     }
     use analyzer::report::findings as f;
+    let (opts, warn_opts) = render_options(args.tree.tree.as_deref(), &args.out, color, args.output.as_deref())?;
     let text = match args.format {
-        CheckFormat::Text => f::render_text(&report),
+        CheckFormat::Text => f::render_text_with(&report, &opts),
         CheckFormat::Json => f::render_json(&report),
         CheckFormat::Sarif => f::render_sarif(&report),
-        CheckFormat::Github => f::render_github(&report),
+        CheckFormat::Github => f::render_github_with(&report, &opts),
+        CheckFormat::Gitlab => f::render_gitlab(&report, &opts),
     };
     emit(args.output.as_deref(), &text)?;
+    if !args.out.quiet {
+        eprint!("{}", f::render_warnings(&report, args.out.verbose, &warn_opts));
+    }
     // The process ends here: freeing the caches' facts one allocation at a
     // time would cost more than the rest of a warm run.
     std::mem::forget(checker);
@@ -528,27 +569,86 @@ fn check(args: CheckArgs) -> Result<u8> {
     Ok(f::exit_code(&report, args.fail_on.into()) as u8)
 }
 
-/// A progress bar on standard error (indicatif), for `refs`.
-struct RefsProgress(indicatif::ProgressBar);
+/// How the text, GitHub and GitLab forms show a report (standard output's
+/// or `--output`'s), and how the input warnings on standard error are
+/// shown: paths from the current directory when the tree is a directory
+/// (`tree`), colour per `--color`, `NO_COLOR` and whether each stream is a
+/// terminal.
+fn render_options(
+    tree: Option<&Path>,
+    out: &OutputArgs,
+    color: ColorWhen,
+    output: Option<&Path>,
+) -> Result<(analyzer::report::findings::RenderOptions, analyzer::report::findings::RenderOptions)> {
+    use std::io::IsTerminal as _;
+    let path_prefix = match tree {
+        Some(t) => analyzer::report::findings::path_prefix(
+            t,
+            &std::env::current_dir().context("cannot read the current directory")?,
+        ),
+        None => String::new(),
+    };
+    let colored = |terminal: bool| match color {
+        ColorWhen::Always => true,
+        ColorWhen::Never => false,
+        ColorWhen::Auto => {
+            terminal
+                && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+                && std::env::var_os("TERM").is_none_or(|t| t != "dumb")
+        }
+    };
+    let stdout = analyzer::report::findings::RenderOptions {
+        path_prefix: path_prefix.clone(),
+        quiet: out.quiet,
+        color: colored(output.is_none() && std::io::stdout().is_terminal()),
+    };
+    let stderr = analyzer::report::findings::RenderOptions {
+        path_prefix,
+        quiet: out.quiet,
+        color: colored(std::io::stderr().is_terminal()),
+    };
+    Ok((stdout, stderr))
+}
 
-impl analyzer::refs::Progress for RefsProgress {
+/// A progress bar on standard error (indicatif), for `refs`, `check`,
+/// `lint` and `series test`; hidden when standard error is not a terminal.
+struct TermProgress(indicatif::ProgressBar);
+
+impl TermProgress {
+    /// A bar on standard error when it is a terminal and not `quiet`, else
+    /// a hidden one.
+    fn on_terminal(quiet: bool) -> TermProgress {
+        use std::io::IsTerminal as _;
+        if !quiet && std::io::stderr().is_terminal() {
+            TermProgress(indicatif::ProgressBar::new(0))
+        } else {
+            TermProgress(indicatif::ProgressBar::hidden())
+        }
+    }
+}
+
+impl analyzer::progress::Progress for TermProgress {
     fn stage(&self, name: &str, total: Option<u64>) {
         let style = match total {
             Some(n) => {
                 self.0.set_length(n);
                 self.0.set_position(0);
-                indicatif::ProgressStyle::with_template("{msg:>24} [{bar:40}] {pos}/{len} files ({elapsed})")
+                indicatif::ProgressStyle::with_template("{prefix:>18} [{bar:40}] {pos}/{len} {msg} ({elapsed})")
             }
-            None => indicatif::ProgressStyle::with_template("{spinner} {msg} ({elapsed})"),
+            None => indicatif::ProgressStyle::with_template("{spinner} {prefix} {msg} ({elapsed})"),
         };
         if let Ok(style) = style {
             self.0.set_style(style.progress_chars("=> "));
         }
-        self.0.set_message(name.to_string());
+        self.0.set_prefix(name.to_string());
+        self.0.set_message("");
         self.0.enable_steady_tick(std::time::Duration::from_millis(100));
     }
     fn advance(&self, n: u64) {
         self.0.inc(n);
+    }
+    fn detail(&self, what: &str) {
+        self.0.set_message(what.to_string());
     }
     fn finish(&self) {
         self.0.finish_and_clear();
@@ -566,7 +666,7 @@ fn refs(args: RefsArgs) -> Result<u8> {
         symbols: args.symbol.clone(),
     };
     let report = if std::io::stderr().is_terminal() {
-        let bar = RefsProgress(indicatif::ProgressBar::new(0));
+        let bar = TermProgress(indicatif::ProgressBar::new(0));
         let r = refs::find_refs(&args.tree, &opts, &bar);
         bar.0.finish_and_clear();
         r?
@@ -657,7 +757,19 @@ fn series_test(args: SeriesTestArgs) -> Result<u8> {
         checkpatch: args.checkpatch.clone(),
         tail_lines: 20,
     };
-    let report = test::test_series(&spec, parsed, &api, &series_path.display().to_string(), &patches, &opts)?;
+    let base = patchgen::series::tree::BaseTree::open(&spec)?;
+    let bar = TermProgress::on_terminal(false);
+    let report = test::test_series_on_with_progress(
+        &base,
+        parsed,
+        &api,
+        &series_path.display().to_string(),
+        &patches,
+        &opts,
+        &bar,
+    );
+    bar.0.finish_and_clear();
+    let report = report?;
     let text = match args.format {
         SeriesTestFormat::Text => test::render_text(&report),
         SeriesTestFormat::Json => test::render_json(&report),
@@ -666,7 +778,7 @@ fn series_test(args: SeriesTestArgs) -> Result<u8> {
     Ok(report.exit_code())
 }
 
-fn lint(args: LintArgs) -> Result<u8> {
+fn lint(args: LintArgs, color: ColorWhen) -> Result<u8> {
     use analyzer::lint::{lint_range, Baseline, LintFormat, LintOptions, Linter};
     for key in args.rule.iter().chain(&args.ignore) {
         if analyzer::rules::find_rule(key).is_none() {
@@ -701,7 +813,8 @@ fn lint(args: LintArgs) -> Result<u8> {
         },
         selection: RuleSelection { only: args.rule.clone(), ignore: args.ignore.clone(), min_severity: None },
     };
-    let mut linter = Linter::with_results(&api, &cache, results, opts);
+    let bar = TermProgress::on_terminal(args.out.quiet);
+    let mut linter = Linter::with_results(&api, &cache, results, opts).with_progress(&bar);
     let builder = match (patches, &args.tree, &args.repo, &args.base) {
         (Some(p), Some(t), _, _) => patchgen::lint::lint_patches(&mut linter, &SourceSpec::Dir(t.clone()), &p)?,
         (Some(p), None, Some(r), Some(b)) => {
@@ -720,6 +833,7 @@ fn lint(args: LintArgs) -> Result<u8> {
         (Some(b), true) => Some(b.with(&builder.introduced())),
         (b, _) => b,
     };
+    bar.0.finish_and_clear();
     let report = builder.finish(baseline.as_ref());
     if std::env::var_os("KVMTK_TIMINGS").is_some() {
         for s in &report.steps {
@@ -734,8 +848,13 @@ fn lint(args: LintArgs) -> Result<u8> {
         CheckFormat::Json => LintFormat::Json,
         CheckFormat::Sarif => LintFormat::Sarif,
         CheckFormat::Github => LintFormat::Github,
+        CheckFormat::Gitlab => LintFormat::Gitlab,
     };
-    emit(args.output.as_deref(), &analyzer::lint::render_report(&report, format))?;
+    let (render, warn_render) = render_options(args.tree.as_deref(), &args.out, color, args.output.as_deref())?;
+    emit(args.output.as_deref(), &analyzer::lint::render_report_with(&report, format, &render))?;
+    if !args.out.quiet {
+        eprint!("{}", analyzer::report::findings::render_warnings(&report.new, args.out.verbose, &warn_render));
+    }
     if let (Some(b), Some(path), true) = (&baseline, &args.baseline, args.write_baseline) {
         b.write(path)?;
         eprintln!("kvmtk: wrote baseline {} ({} findings)", path.display(), b.findings.len());

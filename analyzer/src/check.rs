@@ -23,6 +23,7 @@ use crate::enable_path::EnablePath;
 use crate::facts::FileFacts;
 use crate::hash::Fnv;
 use crate::pipeline::{FileWarnings, InputWarning, ParsedTree, CPUHOTPLUG_H};
+use crate::progress::{NoProgress, Progress};
 use crate::rules::queries::TreeUsage;
 use crate::rules::{run_rules, Finding, RuleInput, RuleSelection};
 use crate::source::is_c_source;
@@ -153,6 +154,8 @@ pub struct Checker<'a> {
     /// What besides the files decides a result: the analyzer's code, the
     /// API model, the rule selection.
     salt: u64,
+    /// Told which files are parsed and which arches analyzed.
+    progress: &'a dyn Progress,
 }
 
 impl<'a> Checker<'a> {
@@ -161,7 +164,13 @@ impl<'a> Checker<'a> {
         let salt = signature(0, analysis_version(), std::iter::empty())
             ^ api.fingerprint().rotate_left(1)
             ^ selection.fingerprint().rotate_left(2);
-        Checker { api, facts, results, selection, salt }
+        Checker { api, facts, results, selection, salt, progress: &NoProgress }
+    }
+
+    /// This checker, telling `progress` which files it parses and which
+    /// arches it analyzes.
+    pub fn with_progress(self, progress: &'a dyn Progress) -> Self {
+        Checker { progress, ..self }
     }
 
     /// The facts cache.
@@ -225,6 +234,7 @@ impl<'a> Checker<'a> {
         if source.read_pending(|f| unsummarized.contains(&f.path)).is_err() {
             return self.check(source.read_all_pending());
         }
+        self.progress.stage("parsing", Some(unsummarized.len() as u64));
         let summaries: Vec<(FileSummary, Option<FileFacts>)> = c_idx
             .par_iter()
             .zip(cached)
@@ -240,6 +250,7 @@ impl<'a> Checker<'a> {
                     warnings: FileWarnings::of(&f.bytes, &facts),
                 };
                 self.results.put("file", *key, &s);
+                self.progress.advance(1);
                 (s, Some(facts))
             })
             .collect();
@@ -284,9 +295,14 @@ impl<'a> Checker<'a> {
         let real: Vec<bool> = c_idx.iter().map(|&i| needed(&source.files[i])).collect();
         let files: Vec<FileFacts> = facts.into_iter().flatten().collect();
         let parsed = ParsedTree::from_parts(source, files, &per_file);
+        self.progress.stage("analyzing", Some(missing.len() as u64));
         let computed: Vec<(usize, ArchResult)> = missing
             .par_iter()
-            .map(|&i| (i, analyze_arch(&parsed, arches[i].as_deref(), self.api, &self.selection, &usage)))
+            .map(|&i| {
+                let r = analyze_arch(&parsed, arches[i].as_deref(), self.api, &self.selection, &usage);
+                self.progress.advance(1);
+                (i, r)
+            })
             .collect();
         stats.analyzed = computed.len();
         for (i, r) in computed {

@@ -10,7 +10,7 @@
 //!   -> locks    (flow-sensitive lock sets inside each function)
 //!   -> contexts (execution contexts and lock sets across the graph, with witnesses)
 //!   -> rules    (HW001-HW013)
-//!   -> report   (text, JSON, SARIF, GitHub annotations)
+//!   -> report   (text, JSON, SARIF, GitHub annotations, GitLab Code Quality)
 //! ```
 //!
 //! Kernel API knowledge lives in one declarative table ([`api`]), read by
@@ -34,6 +34,7 @@ pub mod lint;
 pub mod locks;
 pub mod parse;
 pub mod pipeline;
+pub mod progress;
 pub mod refs;
 pub mod report;
 pub mod rules;

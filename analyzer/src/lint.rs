@@ -31,6 +31,7 @@ use serde::{Deserialize, Serialize};
 use crate::api::ApiModel;
 use crate::cache::{FactsCache, ResultCache};
 use crate::check::{CheckReport, Checker};
+use crate::progress::{NoProgress, Progress};
 use crate::report::findings as render;
 use crate::rules::{Finding, RuleSelection, Severity};
 use crate::source::{SourceOptions, SourceSpec, SourceTree};
@@ -166,6 +167,7 @@ pub struct LintOptions {
 pub struct Linter<'a> {
     checker: Checker<'a>,
     opts: LintOptions,
+    progress: &'a dyn Progress,
 }
 
 impl<'a> Linter<'a> {
@@ -183,7 +185,18 @@ impl<'a> Linter<'a> {
         results: ResultCache,
         opts: LintOptions,
     ) -> Linter<'a> {
-        Linter { checker: Checker::new(api, cache, results, opts.selection.clone()), opts }
+        Linter { checker: Checker::new(api, cache, results, opts.selection.clone()), opts, progress: &NoProgress }
+    }
+
+    /// This linter, telling `progress` which commit or patch it checks
+    /// (one stage, a step per commit or patch).
+    pub fn with_progress(self, progress: &'a dyn Progress) -> Linter<'a> {
+        Linter { progress, ..self }
+    }
+
+    /// Where to report progress (see [`Linter::with_progress`]).
+    pub fn progress(&self) -> &'a dyn Progress {
+        self.progress
     }
 
     /// The options this linter loads trees with.
@@ -410,19 +423,29 @@ pub enum LintFormat {
     Sarif,
     /// GitHub workflow commands for the new findings.
     Github,
+    /// GitLab Code Quality issues for the new findings.
+    Gitlab,
 }
 
 /// Render a lint report.
 pub fn render_report(report: &LintReport, format: LintFormat) -> String {
+    render_report_with(report, format, &render::RenderOptions::default())
+}
+
+/// Render a lint report; `opts` as for `check`'s text, GitHub and GitLab
+/// forms (with `opts.quiet`, the text is the new findings' lines only).
+pub fn render_report_with(report: &LintReport, format: LintFormat, opts: &render::RenderOptions) -> String {
     match format {
-        LintFormat::Text => render_text(report),
+        LintFormat::Text if opts.quiet => render::render_text_with(&report.new, opts),
+        LintFormat::Text => render_text(report, opts),
         LintFormat::Json => render_json(report),
         LintFormat::Sarif => render::render_sarif(&report.new),
-        LintFormat::Github => render::render_github(&report.new),
+        LintFormat::Github => render::render_github_with(&report.new, opts),
+        LintFormat::Gitlab => render::render_gitlab(&report.new, opts),
     }
 }
 
-fn render_text(report: &LintReport) -> String {
+fn render_text(report: &LintReport, opts: &render::RenderOptions) -> String {
     let mut s = String::new();
     let n = report.steps.len();
     let _ = writeln!(
@@ -459,7 +482,7 @@ fn render_text(report: &LintReport) -> String {
         }
     }
     let _ = writeln!(s, "new findings:");
-    s.push_str(&render::render_text(&report.new));
+    s.push_str(&render::render_text_with(&report.new, opts));
     s
 }
 
@@ -571,7 +594,9 @@ pub fn lint_range(linter: &mut Linter<'_>, repo_path: &Path, range: &str) -> Res
     let mut reports: HashMap<Oid, CheckReport> = HashMap::new();
     reports.insert(base, base_report);
     let empty = CheckReport { tree: String::new(), arches: Vec::new(), findings: Vec::new(), warnings: Vec::new() };
+    linter.progress().stage("linting commits", Some(commits.len() as u64));
     for (k, (oid, parent)) in commits.iter().enumerate() {
+        linter.progress().detail(&oid.to_string()[..12]);
         let before = match parent {
             None => empty.clone(),
             Some(p) => match reports.get(p) {
@@ -587,6 +612,7 @@ pub fn lint_range(linter: &mut Linter<'_>, repo_path: &Path, range: &str) -> Res
         let subject = repo.find_commit(*oid).ok().and_then(|c| c.summary().map(str::to_string)).unwrap_or_default();
         builder.push(&oid.to_string(), &subject, &before, after.clone(), Some(elapsed));
         reports.insert(*oid, after);
+        linter.progress().advance(1);
         // Parents are only needed by their children: keep memory flat on
         // long linear ranges.
         if commits.get(k + 1).is_some_and(|(_, p)| *p == Some(*oid)) {

@@ -238,26 +238,7 @@ pub struct RefsOptions {
     pub symbols: Vec<String>,
 }
 
-/// Progress of a long search, for a progress bar. Called from several
-/// threads.
-pub trait Progress: Sync {
-    /// A new stage begins; `total` is its number of steps when known.
-    fn stage(&self, name: &str, total: Option<u64>);
-    /// `n` more steps of the current stage are done.
-    fn advance(&self, n: u64);
-    /// The search is over.
-    fn finish(&self);
-}
-
-/// A [`Progress`] that shows nothing.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct NoProgress;
-
-impl Progress for NoProgress {
-    fn stage(&self, _name: &str, _total: Option<u64>) {}
-    fn advance(&self, _n: u64) {}
-    fn finish(&self) {}
-}
+pub use crate::progress::{NoProgress, Progress};
 
 /// Why a search could not run at all.
 #[derive(Debug, thiserror::Error)]

@@ -153,7 +153,9 @@ pub fn lint_patches(
     };
     let mut builder = LintBuilder::new("patches", &subject, before.clone());
     let mut overlay: BTreeMap<String, Option<Vec<u8>>> = BTreeMap::new();
+    linter.progress().stage("linting patches", Some(patches.len() as u64));
     for p in patches {
+        linter.progress().detail(&p.name);
         let changes = apply_patch(p, &current, &overlay, &base).map_err(|e| {
             LintError::new(format!(
                 "{e}\n`{}` does not apply to `{label}`; expected a patch for this tree (rebase it, or pass the tree it was written for)",
@@ -168,6 +170,7 @@ pub fn lint_patches(
         builder.push(&p.name, &p.subject, &before, after.clone(), Some(elapsed));
         current = next;
         before = after;
+        linter.progress().advance(1);
     }
     Ok(builder)
 }

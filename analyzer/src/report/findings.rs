@@ -7,32 +7,46 @@
 //! | [`render_json`]   | scripts                 | the stable kvmtk JSON schema, documented below               |
 //! | [`render_sarif`]  | code scanning, IDEs     | SARIF 2.1.0                                                  |
 //! | [`render_github`] | GitHub Actions logs     | `::warning file=...::` workflow commands                     |
+//! | [`render_gitlab`] | GitLab CI merge requests | Code Quality report (`artifacts:reports:codequality`)       |
 //!
-//! and [`exit_code`], the process status for `--fail-on`.
+//! and [`render_warnings`], the input warnings for standard error beside
+//! the text form, and [`exit_code`], the process status for `--fail-on`.
 //!
-//! Every renderer is a pure function of the report: same report, same bytes.
-//! Findings and warnings are rendered in the order the report holds them
-//! ([`crate::check::check`] sorts findings by file, line, column, rule).
-//! Every output ends with a newline.
+//! Every renderer is a pure function of the report (and of its
+//! [`RenderOptions`]): same report, same bytes. Findings are rendered in
+//! the order the report holds them ([`crate::check::check`] sorts them by
+//! file, line, column, rule), and in every form before the input warnings,
+//! which are summarized: a run on a real tree has more input warnings than
+//! a CI log shows annotations. Every output ends with a newline.
+//!
+//! The forms people read (text, GitHub, GitLab) print each path with
+//! [`RenderOptions::path_prefix`] before it, so that it opens from where the
+//! command ran ([`path_prefix`]: the tree directory as given, as gcc and
+//! sparse print paths; nothing for a git revision, whose paths are the
+//! repository's). JSON and SARIF paths are always relative to the tree root.
 //!
 //! # Text
 //!
-//! Input warnings first, then each finding followed by its evidence chain
-//! (root first, the root marked `root:`) and its related places, then one
-//! summary line:
+//! Each finding followed by its evidence chain (root first, the root marked
+//! `root:`) and its related places, then one line of counts per rule and
+//! one summary line:
 //!
 //! ```text
-//! arch/x86/kvm/x86.c:120: warning: unbalanced `#if` (the rest is analyzed)
 //! arch/x86/kvm/x86.c:12201:2: warning: `vm_list` walked with ... [HW001 unguarded-list-walk]
 //! virt/kvm/kvm_main.c:5570:9: note: root: [cpuhp_starting] kvm_starting_cpu, held {}
 //! virt/kvm/kvm_main.c:5040:2: note: [cpuhp_starting] hardware_enable_nolock, held {kvm_count_lock}
 //! arch/x86/kvm/x86.c:12201:2: note: [cpuhp_starting] kvm_arch_hardware_enable, held {kvm_count_lock}
 //! virt/kvm/kvm_main.c:1210:2: note: `vm_list` modified here by list_add() in kvm_create_vm() with {kvm_lock} held
+//! by rule: HW001 unguarded-list-walk 1
 //! 1 finding (0 errors, 1 warning, 0 notes) in arches x86, arm64; 1 input warning
 //! ```
 //!
-//! A warning about no one file prints as `kvmtk: warning: ...`, one without
-//! a line as `path: warning: ...`.
+//! With [`RenderOptions::quiet`] (`--quiet`), the finding lines only; with
+//! [`RenderOptions::color`] (a terminal, `--color`), gcc's colours. The input
+//! warnings go to standard error ([`render_warnings`]), after the findings:
+//! one line with their count, or with `--verbose` each once as
+//! `path:line: warning: message`. A warning about no one file prints as `kvmtk: warning:
+//! ...`, one without a line as `path: warning: ...`.
 //!
 //! An evidence step reads `[context] function, held {locks}`, then
 //! `, may hold {locks}` (held on some paths only), `, serialized by {locks}`
@@ -119,30 +133,150 @@
 //!
 //! # GitHub Actions
 //!
-//! One workflow command per line: input warnings, then one per finding,
+//! One workflow command per line: one per finding,
 //! `::warning file=F,line=L,col=C,title=HW001 unguarded-list-walk::MESSAGE`
-//! (`::error` for errors, `::notice` for notes). The message carries the
-//! chain on a second line (`chain: [ioctl] kvm_dev_ioctl -> ... ->
-//! kvm_arch_hardware_enable`, the context in brackets where it changes) and
-//! one line per related place. Data is escaped per the runner's rules (`%`,
-//! CR, LF as `%25`, `%0D`, `%0A`; properties also `:` and `,` as `%3A`,
-//! `%2C`).
+//! (`::error` for errors, `::notice` for notes), then the input warnings as
+//! one `::notice title=kvmtk input::` listing them, then
+//! `::notice title=kvmtk summary::` with the counts (per severity and per
+//! rule). GitHub shows 10 annotations of each level per step: findings come
+//! first and input warnings take one notice, so they never hide a finding;
+//! the summary says when a level has more than 10. A finding's message
+//! carries the chain on a second line (`chain: [ioctl] kvm_dev_ioctl -> ...
+//! -> kvm_arch_hardware_enable`, the context in brackets where it changes)
+//! and one line per related place. Data is escaped per the runner's rules
+//! (`%`, CR, LF as `%25`, `%0D`, `%0A`; properties also `:` and `,` as
+//! `%3A`, `%2C`).
+//!
+//! # GitLab Code Quality
+//!
+//! A JSON array of issues, the subset of the Code Climate format GitLab
+//! reads: one per finding, in order,
+//!
+//! ```text
+//! {
+//!   "description": "MESSAGE [HW001 unguarded-list-walk] chain: ...; related: ...",
+//!   "check_name": "kvmtk/HW001",
+//!   "fingerprint": "0123456789abcdef",   the finding's fingerprint (stable across line shifts)
+//!   "severity": "major",                 note: "info", warning: "major", error: "critical"
+//!   "location": { "path": "arch/x86/kvm/x86.c", "lines": { "begin": 12201 } }
+//! }
+//! ```
+//!
+//! then, when there are input warnings, one `info` issue `kvmtk/input`
+//! listing them, at the first one's file.
 //!
 //! [`REGISTRY`]: crate::rules::REGISTRY
 
+use std::collections::BTreeMap;
+use std::path::{Component, Path};
+
 use crate::check::CheckReport;
 use crate::contexts::Step;
+use crate::pipeline::InputWarning;
 use crate::rules::Severity;
 
 mod github;
+mod gitlab;
 mod json;
 mod sarif;
 mod text;
 
-pub use github::render_github;
+pub use github::{render_github, render_github_with};
+pub use gitlab::render_gitlab;
 pub use json::{render_json, JSON_SCHEMA_VERSION};
 pub use sarif::{render_sarif, FINGERPRINT_KEY, SARIF_SCHEMA, SRCROOT};
-pub use text::render_text;
+pub use text::{render_text, render_text_with, render_warnings};
+
+/// How the forms people read (text, GitHub, GitLab) show a report. JSON and
+/// SARIF do not depend on it: their paths stay relative to the tree root.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RenderOptions {
+    /// Put before every path shown, so that a path opens from where the
+    /// command ran (`../linux/`; see [`path_prefix`]); empty for paths
+    /// relative to the tree root (a repository's root with `--repo`).
+    pub path_prefix: String,
+    /// Text: one line per finding, no notes, no summary lines.
+    pub quiet: bool,
+    /// Text: ANSI colours, as gcc on a terminal.
+    pub color: bool,
+}
+
+impl RenderOptions {
+    /// `path` (relative to the tree root) as shown; `""` stays `""`.
+    fn path(&self, path: &str) -> String {
+        if path.is_empty() {
+            String::new()
+        } else {
+            format!("{}{path}", self.path_prefix)
+        }
+    }
+}
+
+/// What to put before a tree-relative path so that it names the file from
+/// `cwd`, as gcc and sparse print the paths they were given: a relative
+/// `tree` as given (`../linux/`, `linux/`; `""` for `.`), an absolute one
+/// relative to `cwd` when inside it, else absolute. Ends with `/` unless
+/// empty.
+pub fn path_prefix(tree: &Path, cwd: &Path) -> String {
+    let relative = if tree.is_absolute() { tree.strip_prefix(cwd).unwrap_or(tree) } else { tree };
+    let mut parts: Vec<String> = Vec::new();
+    for c in relative.components() {
+        match c {
+            Component::CurDir => {}
+            Component::RootDir => parts.push(String::new()),
+            other => parts.push(other.as_os_str().to_string_lossy().into_owned()),
+        }
+    }
+    match parts.as_slice() {
+        [] => String::new(),
+        [root] if root.is_empty() => "/".to_string(),
+        _ => parts.join("/") + "/",
+    }
+}
+
+/// Findings per rule, by rule id: `(id, name, count)`.
+fn rule_counts(report: &CheckReport) -> Vec<(&'static str, &'static str, usize)> {
+    let mut by_rule: BTreeMap<&'static str, (&'static str, usize)> = BTreeMap::new();
+    for f in &report.findings {
+        by_rule.entry(f.rule).or_insert((f.name, 0)).1 += 1;
+    }
+    by_rule.into_iter().map(|(id, (name, n))| (id, name, n)).collect()
+}
+
+/// The per-rule summary: `by rule: HW001 unguarded-list-walk 3, HW007
+/// sleep-in-atomic 1`; `None` without findings.
+fn rule_summary(report: &CheckReport) -> Option<String> {
+    let counts = rule_counts(report);
+    (!counts.is_empty()).then(|| {
+        let parts: Vec<String> = counts.iter().map(|(id, name, n)| format!("{id} {name} {n}")).collect();
+        format!("by rule: {}", parts.join(", "))
+    })
+}
+
+/// `15 input warnings in 9 files`: what a summary of the warnings says.
+fn warnings_count(warnings: &[InputWarning]) -> String {
+    let files: std::collections::BTreeSet<&str> =
+        warnings.iter().map(|w| w.path.as_str()).filter(|p| !p.is_empty()).collect();
+    let mut s = plural(warnings.len(), "input warning", "input warnings");
+    if !files.is_empty() {
+        s.push_str(&format!(" in {}", plural(files.len(), "file", "files")));
+    }
+    s
+}
+
+/// One warning as gcc prints one: `path:line: warning: message`
+/// (`kvmtk: warning: ...` when it is about no one file).
+fn warning_line(w: &InputWarning, opts: &RenderOptions) -> String {
+    let at = if w.path.is_empty() {
+        "kvmtk".to_string()
+    } else {
+        match w.line {
+            Some(l) => format!("{}:{l}", opts.path(&w.path)),
+            None => opts.path(&w.path),
+        }
+    };
+    format!("{at}: warning: {}", w.message)
+}
 
 /// The process exit status for `kvmtk check --fail-on <fail_on>`: 1 when any
 /// finding is at least as severe as `fail_on`, else 0. Input warnings never
@@ -263,6 +397,21 @@ mod tests {
             "[ipi] hardware_enable_nolock, held {a, b}, may hold {c}, serialized by {kvm_count_lock} \
              (via on_each_cpu(hardware_enable_nolock))"
         );
+    }
+
+    #[test]
+    fn path_prefixes_as_gcc_prints_paths() {
+        let cwd = Path::new("/home/me/src");
+        assert_eq!(path_prefix(Path::new("."), cwd), "");
+        assert_eq!(path_prefix(Path::new("./linux/"), cwd), "linux/");
+        assert_eq!(path_prefix(Path::new("../linux"), cwd), "../linux/");
+        assert_eq!(path_prefix(Path::new("/home/me/src/linux"), cwd), "linux/");
+        assert_eq!(path_prefix(Path::new("/home/me/src"), cwd), "");
+        assert_eq!(path_prefix(Path::new("/srv/linux"), cwd), "/srv/linux/");
+        assert_eq!(path_prefix(Path::new("/"), cwd), "/");
+        let opts = RenderOptions { path_prefix: "../linux/".into(), ..Default::default() };
+        assert_eq!(opts.path("virt/kvm/kvm_main.c"), "../linux/virt/kvm/kvm_main.c");
+        assert_eq!(opts.path(""), "");
     }
 
     #[test]

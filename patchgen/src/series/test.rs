@@ -19,6 +19,7 @@ use std::process::Command;
 use analyzer::api::ApiModel;
 use analyzer::check::check;
 use analyzer::pipeline::ParsedTree;
+use analyzer::progress::{NoProgress, Progress};
 use analyzer::rules::RuleSelection;
 use analyzer::source::SourceSpec;
 use serde::Serialize;
@@ -187,6 +188,20 @@ pub fn test_series_on(
     patches: &[MailPatch],
     opts: &TestOptions,
 ) -> Result<TestReport, SeriesError> {
+    test_series_on_with_progress(base, tree, api, series_label, patches, opts, &NoProgress)
+}
+
+/// [`test_series_on`], telling `progress` which patch it tests (and
+/// builds): one stage, a step per patch.
+pub fn test_series_on_with_progress(
+    base: &BaseTree,
+    tree: ParsedTree,
+    api: &ApiModel,
+    series_label: &str,
+    patches: &[MailPatch],
+    opts: &TestOptions,
+    progress: &dyn Progress,
+) -> Result<TestReport, SeriesError> {
     if let Some(cp) = &opts.checkpatch {
         if !cp.is_file() {
             return Err(SeriesError::new(format!("--checkpatch: `{}` is not a file", cp.display())));
@@ -206,6 +221,7 @@ pub fn test_series_on(
                 .map_err(|e| SeriesError::new(format!("cannot create a scratch directory: {e}")))?;
             base.materialize(dir.path(), &parsed.source)?;
             if let Some(prep) = &opts.build_prepare {
+                progress.stage("preparing the build", None);
                 let (ok, out) = run_shell(prep, dir.path())?;
                 if !ok {
                     return Err(SeriesError::new(format!(
@@ -220,7 +236,10 @@ pub fn test_series_on(
     };
     let mut results = Vec::new();
     let mut stopped: Option<String> = None;
+    progress.stage("testing patches", Some(patches.len() as u64));
     for p in patches {
+        progress.advance(1);
+        progress.detail(&p.name);
         let mut r = PatchResult {
             patch: p.name.clone(),
             subject: p.subject.clone(),
@@ -370,6 +389,7 @@ pub fn test_series_on(
                     }
                 }
             }
+            progress.detail(&format!("{}: building", p.name));
             let (ok, out) = run_shell(cmd, dir.path())?;
             r.build = if ok {
                 Outcome::Pass

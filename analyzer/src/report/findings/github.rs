@@ -2,9 +2,13 @@
 
 use std::fmt::Write as _;
 
-use super::{compact_chain, position};
+use super::{compact_chain, plural, position, rule_summary, warning_line, warnings_count, Counts, RenderOptions};
 use crate::check::CheckReport;
 use crate::rules::Severity;
+
+/// How many annotations of each level (error, warning, notice) GitHub
+/// shows for one step; the log keeps the others.
+const SHOWN_PER_LEVEL: usize = 10;
 
 /// Escape a workflow command's message (data): `%`, CR, LF.
 fn escape_data(s: &str) -> String {
@@ -24,28 +28,26 @@ fn command(severity: Severity) -> &'static str {
     }
 }
 
+/// [`render_github_with`] with tree-relative paths.
+pub fn render_github(report: &CheckReport) -> String {
+    render_github_with(report, &RenderOptions::default())
+}
+
 /// Render a report as GitHub Actions workflow commands, one annotation per
-/// line: input warnings as `::warning file=F,line=L,title=kvmtk input::...`,
-/// then each finding as
+/// line: each finding as
 /// `::warning file=F,line=L,col=C,title=HW001 unguarded-list-walk::message`
 /// (`::error` for errors, `::notice` for notes) whose message continues
 /// with the chain `root -> ... -> site` and the related places on escaped
-/// new lines.
-pub fn render_github(report: &CheckReport) -> String {
+/// new lines; then the input warnings summarized in one
+/// `::notice title=kvmtk input::` annotation listing them; then one
+/// `::notice title=kvmtk summary::` with the counts per rule. GitHub shows
+/// only the first 10 annotations of each level of a step: the findings
+/// come first, and the input warnings are one notice, so that they never
+/// hide a finding.
+pub fn render_github_with(report: &CheckReport, opts: &RenderOptions) -> String {
     let mut out = String::new();
-    for w in &report.warnings {
-        let mut props = Vec::new();
-        if !w.path.is_empty() {
-            props.push(format!("file={}", escape_property(&w.path)));
-            if let Some(l) = w.line {
-                props.push(format!("line={l}"));
-            }
-        }
-        props.push(format!("title={}", escape_property("kvmtk input")));
-        let _ = writeln!(out, "::warning {}::{}", props.join(","), escape_data(&w.message));
-    }
     for f in &report.findings {
-        let mut props = vec![format!("file={}", escape_property(&f.file))];
+        let mut props = vec![format!("file={}", escape_property(&opts.path(&f.file)))];
         if f.line > 0 {
             props.push(format!("line={}", f.line));
             if f.col > 0 {
@@ -59,9 +61,34 @@ pub fn render_github(report: &CheckReport) -> String {
             message.push_str(&compact_chain(&f.evidence));
         }
         for r in &f.related {
-            let _ = write!(message, "\nrelated: {}: {}", position(&r.file, r.line, r.col), r.message);
+            let _ = write!(message, "\nrelated: {}: {}", position(&opts.path(&r.file), r.line, r.col), r.message);
         }
         let _ = writeln!(out, "::{} {}::{}", command(f.severity), props.join(","), escape_data(&message));
+    }
+    if !report.warnings.is_empty() {
+        let mut message =
+            format!("{} (what they name was skipped, the rest analyzed):", warnings_count(&report.warnings));
+        for w in &report.warnings {
+            message.push('\n');
+            message.push_str(&warning_line(w, opts));
+        }
+        let _ = writeln!(out, "::notice title={}::{}", escape_property("kvmtk input"), escape_data(&message));
+    }
+    if let Some(by_rule) = rule_summary(report) {
+        let c = Counts::of(report);
+        let mut message = format!(
+            "{} ({}, {}, {}); {by_rule}",
+            plural(report.findings.len(), "finding", "findings"),
+            plural(c.errors, "error", "errors"),
+            plural(c.warnings, "warning", "warnings"),
+            plural(c.notes, "note", "notes"),
+        );
+        if [c.errors, c.warnings, c.notes].iter().any(|&n| n > SHOWN_PER_LEVEL) {
+            message.push_str(&format!(
+                "\nGitHub shows the first {SHOWN_PER_LEVEL} annotations of each level of a step: the log lists them all"
+            ));
+        }
+        let _ = writeln!(out, "::notice title={}::{}", escape_property("kvmtk summary"), escape_data(&message));
     }
     out
 }

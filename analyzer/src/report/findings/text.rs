@@ -3,51 +3,107 @@
 
 use std::fmt::Write as _;
 
-use super::{describe_step, plural, position, Counts};
-use crate::check::CheckReport;
+use anstyle::{AnsiColor, Style};
 
-/// Render a report the way the kernel's own checkers print: input warnings
-/// (`path:line: warning: ...`), then each finding as
-/// `path:line:col: <severity>: message [HW001 unguarded-list-walk]` followed
-/// by one `note:` per evidence step (the first marked `root:`) and per
-/// related place, then a summary line
-/// (`2 findings (1 error, 1 warning, 0 notes) in arches x86, arm64`).
-/// No colour; editors and CI logs parse it as compiler output.
-pub fn render_text(report: &CheckReport) -> String {
-    let mut out = String::new();
-    for w in &report.warnings {
-        let at = if w.path.is_empty() {
-            "kvmtk".to_string()
-        } else {
-            match w.line {
-                Some(l) => format!("{}:{l}", w.path),
-                None => w.path.clone(),
-            }
-        };
-        let _ = writeln!(out, "{at}: warning: {}", w.message);
+use super::{describe_step, plural, position, rule_summary, warning_line, warnings_count, Counts, RenderOptions};
+use crate::check::CheckReport;
+use crate::rules::Severity;
+
+/// gcc's colours: the location bold, the severity bold in its colour, the
+/// rule tag like a warning option.
+struct Palette {
+    location: Style,
+    error: Style,
+    warning: Style,
+    note: Style,
+}
+
+impl Palette {
+    fn new(color: bool) -> Palette {
+        if !color {
+            return Palette { location: Style::new(), error: Style::new(), warning: Style::new(), note: Style::new() };
+        }
+        let bold = Style::new().bold();
+        Palette {
+            location: bold,
+            error: bold.fg_color(Some(AnsiColor::Red.into())),
+            warning: bold.fg_color(Some(AnsiColor::Magenta.into())),
+            note: bold.fg_color(Some(AnsiColor::Cyan.into())),
+        }
     }
+
+    fn severity(&self, s: Severity) -> Style {
+        match s {
+            Severity::Error => self.error,
+            Severity::Warning => self.warning,
+            Severity::Note => self.note,
+        }
+    }
+}
+
+/// `text` in `style` (nothing added for the plain style).
+fn paint(style: Style, text: &str) -> String {
+    format!("{style}{text}{style:#}")
+}
+
+/// [`render_text_with`] with the default options: tree-relative paths, no
+/// colour, every note and summary.
+pub fn render_text(report: &CheckReport) -> String {
+    render_text_with(report, &RenderOptions::default())
+}
+
+/// Render the findings the way the kernel's own checkers print them: each
+/// finding as `path:line:col: <severity>: message [HW001
+/// unguarded-list-walk]` followed by one `note:` per evidence step (the
+/// first marked `root:`) and per related place, then the per-rule line
+/// (`by rule: HW001 unguarded-list-walk 1, HW007 sleep-in-atomic 1`) and
+/// the summary line (`2 findings (1 error, 1 warning, 0 notes) in arches
+/// x86, arm64; 1 input warning`). With `opts.quiet`, the finding lines
+/// only. The input warnings themselves are not here: they go to standard
+/// error ([`render_warnings`]), so that each is printed once and a finding
+/// is never pushed off a screen by them.
+pub fn render_text_with(report: &CheckReport, opts: &RenderOptions) -> String {
+    let palette = Palette::new(opts.color);
+    let mut out = String::new();
     for f in &report.findings {
+        let sev = palette.severity(f.severity);
         let _ = writeln!(
             out,
-            "{}: {}: {} [{} {}]",
-            position(&f.file, f.line, f.col),
-            f.severity.as_str(),
+            "{}: {}: {} {}",
+            paint(palette.location, &position(&opts.path(&f.file), f.line, f.col)),
+            paint(sev, f.severity.as_str()),
             f.message,
-            f.rule,
-            f.name
+            paint(sev, &format!("[{} {}]", f.rule, f.name)),
         );
+        if opts.quiet {
+            continue;
+        }
         for (i, step) in f.evidence.iter().enumerate() {
             let _ = writeln!(
                 out,
-                "{}: note: {}{}",
-                position(&step.file, step.line, step.col),
+                "{}: {} {}{}",
+                paint(palette.location, &position(&opts.path(&step.file), step.line, step.col)),
+                paint(palette.note, "note:"),
                 if i == 0 { "root: " } else { "" },
                 describe_step(step)
             );
         }
         for r in &f.related {
-            let _ = writeln!(out, "{}: note: {}", position(&r.file, r.line, r.col), r.message);
+            let _ = writeln!(
+                out,
+                "{}: {} {}",
+                paint(palette.location, &position(&opts.path(&r.file), r.line, r.col)),
+                paint(palette.note, "note:"),
+                r.message
+            );
         }
+    }
+    if opts.quiet {
+        return out;
+    }
+    if let Some(line) = rule_summary(report) {
+        out.push_str(&line);
+        out.push('\n');
     }
     let c = Counts::of(report);
     let arches = match report.arches.len() {
@@ -67,5 +123,34 @@ pub fn render_text(report: &CheckReport) -> String {
         let _ = write!(out, "; {}", plural(report.warnings.len(), "input warning", "input warnings"));
     }
     out.push('\n');
+    out
+}
+
+/// The input warnings for standard error, after the findings: with
+/// `verbose`, each once in the gcc form (`path:line: warning: message`);
+/// otherwise one line with their count (`kvmtk: warning: 15 input warnings
+/// in 9 files (...); --verbose lists them`). Empty when there are none.
+pub fn render_warnings(report: &CheckReport, verbose: bool, opts: &RenderOptions) -> String {
+    let palette = Palette::new(opts.color);
+    let warning = paint(palette.warning, "warning:");
+    let mut out = String::new();
+    if report.warnings.is_empty() {
+        return out;
+    }
+    if verbose {
+        for w in &report.warnings {
+            let line = warning_line(w, opts);
+            // `at: warning: message`, with the severity painted.
+            let line = line.replacen(" warning: ", &format!(" {warning} "), 1);
+            out.push_str(&line);
+            out.push('\n');
+        }
+    } else {
+        let _ = writeln!(
+            out,
+            "kvmtk: {warning} {} (what they name was skipped, the rest analyzed); --verbose lists them",
+            warnings_count(&report.warnings)
+        );
+    }
     out
 }

@@ -26,7 +26,9 @@
 //! | series directory with a numbering gap   | series test      | 2    | error naming the missing patch           |
 //!
 //! Exit 1 rows are on the default fixture, which has findings: the input is
-//! legitimately analyzable and the warning goes to standard error.
+//! legitimately analyzable and the warning goes to standard error (with
+//! `--verbose` each warning as `path:line: warning: ...`, the path from
+//! the current directory; without, one line with their count).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -202,19 +204,19 @@ fn odd_files_inside_the_tree_are_analyzed_with_a_warning() {
     let mut bin = b"\x7fELF\x02\x01\x01\0\0\0\0\0\0\0\0\0".to_vec();
     bin.extend((0..4000u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8));
     std::fs::write(tree.join("arch/x86/kvm/blob.c"), &bin).unwrap();
-    let o = kvmtk_in(d, &["check", "tree", "--format", "json"]);
+    let o = kvmtk_in(d, &["check", "tree", "--format", "json", "--verbose"]);
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     let err = stderr(&o);
     let lines: Vec<&str> = err.lines().collect();
     assert!(
-        lines.contains(&"kvmtk: warning: virt/kvm/latin1.c:2: not valid UTF-8; analyzed as bytes, invalid sequences shown as U+FFFD"),
+        lines.contains(&"tree/virt/kvm/latin1.c:2: warning: not valid UTF-8; analyzed as bytes, invalid sequences shown as U+FFFD"),
         "{err}"
     );
     assert!(
-        lines.contains(&"kvmtk: warning: arch/x86/kvm/blob.c:1: binary file (NUL byte); analyzed as C anyway"),
+        lines.contains(&"tree/arch/x86/kvm/blob.c:1: warning: binary file (NUL byte); analyzed as C anyway"),
         "{err}"
     );
-    assert!(lines.iter().all(|l| l.starts_with("kvmtk: warning: ")), "{err}");
+    assert!(lines.iter().all(|l| l.starts_with("tree/") && l.contains(": warning: ")), "{err}");
     assert_eq!(findings(&o), findings(&clean), "the odd files change no finding");
 }
 
@@ -303,11 +305,11 @@ fn a_50_mb_generated_file_is_skipped_in_bounded_time_and_memory() {
     }
     std::fs::write(tree.join("virt/kvm/huge.c"), &text).unwrap();
     drop(text);
-    let (o, took, peak_kib) = run_measured(d, &["check", "tree", "--format", "json"]);
+    let (o, took, peak_kib) = run_measured(d, &["check", "tree", "--format", "json", "--verbose"]);
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     assert_eq!(
         stderr(&o),
-        "kvmtk: warning: virt/kvm/huge.c: file too large to parse (50.0 MiB, the limit is 8 MiB); skipped\n"
+        "tree/virt/kvm/huge.c: warning: file too large to parse (50.0 MiB, the limit is 8 MiB); skipped\n"
     );
     assert_eq!(findings(&o), findings(&clean));
     assert!(took < Duration::from_secs(60), "took {took:?}");
@@ -328,11 +330,11 @@ fn a_file_the_parser_cannot_finish_is_skipped_at_its_work_budget() {
     b.extend([b'\n'; 50]);
     b.push(b';');
     std::fs::write(tree.join("virt/kvm/hostile.c"), &b).unwrap();
-    let (o, took, _) = run_measured(d, &["check", "tree", "--format", "json"]);
+    let (o, took, _) = run_measured(d, &["check", "tree", "--format", "json", "--verbose"]);
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     assert_eq!(
         stderr(&o),
-        "kvmtk: warning: virt/kvm/hostile.c: not parsed: the parser's error recovery passed its work budget \
+        "tree/virt/kvm/hostile.c: warning: not parsed: the parser's error recovery passed its work budget \
          for a file of this size; skipped\n"
     );
     assert_eq!(findings(&o), findings(&clean));
@@ -367,9 +369,9 @@ fn deep_macros_and_truncated_functions() {
     .unwrap();
     let o = check_exact(
         d,
-        &["check", "tree", "--format", "json"],
+        &["check", "tree", "--format", "json", "--verbose"],
         1,
-        "kvmtk: warning: virt/kvm/trunc.c:3: unparsed `static int trunc(void) { if (x) { foo(`: expected a declaration or definition (the rest of the file is analyzed)\n",
+        "tree/virt/kvm/trunc.c:3: warning: unparsed `static int trunc(void) { if (x) { foo(`: expected a declaration or definition (the rest of the file is analyzed)\n",
     );
     assert_eq!(findings(&o), findings(&clean));
 }

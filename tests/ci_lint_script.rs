@@ -53,7 +53,8 @@ fn commit(repo: &Path, message: &str) -> String {
     git(repo, &["rev-parse", "HEAD"])
 }
 
-/// The origin: `main` is the HW001 quiet tree and three later commits;
+/// The origin: `main` is three commits of history, the HW001 quiet tree
+/// and three later commits;
 /// `topic` forks from the quiet tree, adds the commit introducing HW001
 /// (the fire tree), then a clean commit. Returns (base = main's tip, the
 /// finding's commit, head = topic's tip).
@@ -68,8 +69,13 @@ fn origin() -> Origin {
     let dir = tempfile::tempdir().unwrap();
     let repo = dir.path().join("origin");
     let rules = root().join("kvm-fixtures/rules/hw001-unguarded-list-walk");
-    copy(&rules.join("quiet"), &repo);
+    std::fs::create_dir_all(&repo).unwrap();
     git(&repo, &["init", "-q", "-b", "main"]);
+    for i in 1..=3 {
+        std::fs::write(repo.join("HISTORY"), format!("before {i}\n")).unwrap();
+        commit(&repo, &format!("history {i}"));
+    }
+    copy(&rules.join("quiet"), &repo);
     commit(&repo, "base: the quiet tree");
     git(&repo, &["branch", "topic"]);
     for i in 1..=3 {
@@ -149,6 +155,7 @@ fn github_steps_fail_on_a_new_finding_with_valid_sarif() {
     assert!(stderr.contains("ci-lint: linting 2 commit(s)"), "{stderr}");
     // Deepened to the merge base, not to the whole history.
     assert_eq!(git(&clone, &["rev-parse", "--is-shallow-repository"]), "true");
+    assert!(git(&clone, &["log", "--oneline", "--all"]).lines().all(|l| !l.contains("history 1")));
     assert!(git(&clone, &["cat-file", "-t", &o.base]) == "commit");
     // SARIF: the new finding, valid against the schema.
     let sarif = std::fs::read_to_string(out.join("kvmtk.sarif")).expect("kvmtk.sarif written");

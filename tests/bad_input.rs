@@ -209,7 +209,9 @@ fn odd_files_inside_the_tree_are_analyzed_with_a_warning() {
     let err = stderr(&o);
     let lines: Vec<&str> = err.lines().collect();
     assert!(
-        lines.contains(&"tree/virt/kvm/latin1.c:2: warning: not valid UTF-8; analyzed as bytes, invalid sequences shown as U+FFFD"),
+        lines.contains(
+            &"tree/virt/kvm/latin1.c:2: warning: not valid UTF-8; analyzed as bytes, invalid sequences shown as U+FFFD"
+        ),
         "{err}"
     );
     assert!(

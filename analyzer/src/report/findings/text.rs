@@ -69,9 +69,9 @@ pub fn render_text_with(report: &CheckReport, opts: &RenderOptions) -> String {
         let sev = palette.severity(f.severity);
         let _ = writeln!(
             out,
-            "{}: {}: {} {}",
+            "{}: {} {} {}",
             paint(palette.location, &position(&opts.path(&f.file), f.line, f.col)),
-            paint(sev, f.severity.as_str()),
+            paint(sev, &format!("{}:", f.severity.as_str())),
             f.message,
             paint(sev, &format!("[{} {}]", f.rule, f.name)),
         );

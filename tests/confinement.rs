@@ -322,8 +322,7 @@ fn force_refuses_the_input_tree_its_parents_and_inside_it_and_leaves_them_intact
     copy_dir(&fixture("default"), &d.join("tree"));
     let before = contents(dir.path());
     let tree_abs = d.join("tree");
-    let cases: [(&str, &str); 4] =
-        [("tree", "is"), (".", "contains"), ("..", "contains"), ("tree/virt", "is inside")];
+    let cases: [(&str, &str); 4] = [("tree", "is"), (".", "contains"), ("..", "contains"), ("tree/virt", "is inside")];
     for (out, relation) in cases {
         let o = generate(&d, &["tree"], out, true);
         assert_eq!(o.status.code(), Some(2), "{out}: {}", stderr(&o));
@@ -355,9 +354,12 @@ fn force_refuses_the_input_repository_and_its_work_tree() {
     git(&r, &["add", "-A"]);
     git(&r, &["commit", "-qm", "base"]);
     let before = contents(d);
-    for (repo_arg, out, relation) in
-        [("repo", "repo", "is"), ("repo", ".", "contains"), ("repo/.git", "repo", "contains"), ("repo", "repo/.git", "is inside")]
-    {
+    for (repo_arg, out, relation) in [
+        ("repo", "repo", "is"),
+        ("repo", ".", "contains"),
+        ("repo/.git", "repo", "contains"),
+        ("repo", "repo/.git", "is inside"),
+    ] {
         let o = generate(d, &["--repo", repo_arg, "--rev", "HEAD"], out, true);
         assert_eq!(o.status.code(), Some(2), "{out}: {}", stderr(&o));
         assert_eq!(

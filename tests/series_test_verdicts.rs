@@ -56,14 +56,7 @@ fn checkpatch_exit_status_is_honoured() {
     let run = |script: &str| {
         let path = d.join("checkpatch.pl");
         std::fs::write(&path, script).unwrap();
-        kvmtk(d)
-            .args(["series", "test"])
-            .arg(&tree)
-            .arg(&series)
-            .arg("--checkpatch")
-            .arg(&path)
-            .output()
-            .unwrap()
+        kvmtk(d).args(["series", "test"]).arg(&tree).arg(&series).arg("--checkpatch").arg(&path).output().unwrap()
     };
     let p = "0001-KVM-Document-the-STARTING-section-callback.patch";
     let script = d.join("checkpatch.pl");
@@ -82,7 +75,11 @@ fn checkpatch_exit_status_is_honoured() {
     // A script that dies (perl's exit status then depends on errno).
     let o = run("die \"cannot read spelling.txt\\n\";\n");
     assert_eq!(o.status.code(), Some(2), "{}{}", stdout(&o), stderr(&o));
-    assert!(stderr(&o).contains(&format!("kvmtk: error: --checkpatch `{script}` failed (exit status ")), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains(&format!("kvmtk: error: --checkpatch `{script}` failed (exit status ")),
+        "{}",
+        stderr(&o)
+    );
     assert!(stderr(&o).ends_with(&format!(") on {p}:\ncannot read spelling.txt\n")), "{}", stderr(&o));
     // Its reports: an error fails the patch (exit 1), a warning is shown.
     let o = run("print \"ERROR: trailing whitespace\\n\"; exit 1;\n");
@@ -107,13 +104,15 @@ fn real_checkpatch_passes_a_clean_patch_and_fails_a_bad_one() {
     let d = dir.path();
     let series = one_good_patch(d);
     let tree = fixture("broken-series/tree");
-    let o = kvmtk(d).args(["series", "test"]).arg(&tree).arg(&series).arg("--checkpatch").arg(&script).output().unwrap();
+    let o =
+        kvmtk(d).args(["series", "test"]).arg(&tree).arg(&series).arg("--checkpatch").arg(&script).output().unwrap();
     assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
     // Trailing whitespace in an added line: checkpatch.pl exits 1 with an ERROR.
     let p = series.join("0001-KVM-Document-the-STARTING-section-callback.patch");
     let text = std::fs::read_to_string(&p).unwrap().replace("interrupts disabled. */", "interrupts disabled. */ ");
     std::fs::write(&p, text).unwrap();
-    let o = kvmtk(d).args(["series", "test"]).arg(&tree).arg(&series).arg("--checkpatch").arg(&script).output().unwrap();
+    let o =
+        kvmtk(d).args(["series", "test"]).arg(&tree).arg(&series).arg("--checkpatch").arg(&script).output().unwrap();
     assert_eq!(o.status.code(), Some(1), "{}{}", stdout(&o), stderr(&o));
     assert!(stdout(&o).contains("ERROR: trailing whitespace"), "{}", stdout(&o));
 }
@@ -246,11 +245,35 @@ fn branch_names_are_checked_like_git_check_ref_format_branch() {
     // Every name git refuses, kvmtk refuses; every name it accepts, kvmtk
     // accepts, except `@`, which git reads as HEAD inside a repository.
     let names = [
-        "HEAD", "-x", "a..b", "a b", "ok/name", "@{-1}", "a.lock", "foo.", ".foo", "a//b", "a/", "x@{y}", "a\\b",
-        "a~1", "a^", "a:b", "a?", "a*", "a[", "kvm/series-v2", "FETCH_HEAD", "HEAD/x", "x/HEAD", "tab\tname", "",
+        "HEAD",
+        "-x",
+        "a..b",
+        "a b",
+        "ok/name",
+        "@{-1}",
+        "a.lock",
+        "foo.",
+        ".foo",
+        "a//b",
+        "a/",
+        "x@{y}",
+        "a\\b",
+        "a~1",
+        "a^",
+        "a:b",
+        "a?",
+        "a*",
+        "a[",
+        "kvm/series-v2",
+        "FETCH_HEAD",
+        "HEAD/x",
+        "x/HEAD",
+        "tab\tname",
+        "",
     ];
     for name in names {
-        let git_ok = Command::new("git").args(["check-ref-format", "--branch", name]).output().unwrap().status.success();
+        let git_ok =
+            Command::new("git").args(["check-ref-format", "--branch", name]).output().unwrap().status.success();
         let ours = patchgen::series::output::check_branch_name(name);
         assert_eq!(ours.is_ok(), git_ok, "`{name}`: {ours:?}");
     }
@@ -271,7 +294,17 @@ fn branch_names_are_checked_like_git_check_ref_format_branch() {
     for name in ["HEAD", "@", "-x"] {
         let o = Command::new(env!("CARGO_BIN_EXE_kvmtk"))
             .current_dir(dir.path())
-            .args(["series", "generate", "--repo", "repo", "--rev", "HEAD", "--out", "out", &format!("--branch={name}")])
+            .args([
+                "series",
+                "generate",
+                "--repo",
+                "repo",
+                "--rev",
+                "HEAD",
+                "--out",
+                "out",
+                &format!("--branch={name}"),
+            ])
             .output()
             .unwrap();
         assert_eq!(o.status.code(), Some(2), "{name}: {}", stderr(&o));

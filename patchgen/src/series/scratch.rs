@@ -138,10 +138,7 @@ pub fn interrupted() -> Option<i32> {
 /// The error a run stopped by a signal returns (its cleanup is done by the
 /// time the caller sees it).
 pub fn interrupted_error(sig: i32) -> SeriesError {
-    SeriesError::new(format!(
-        "interrupted by {}: the build was stopped and the scratch copy removed",
-        signal_name(sig)
-    ))
+    SeriesError::new(format!("interrupted by {}: the build was stopped and the scratch copy removed", signal_name(sig)))
 }
 
 /// Returns the error of an interruption, if one happened.

@@ -156,11 +156,7 @@ impl BaseTree {
     pub fn materialize(&self, dest: &Path, loaded: &SourceTree) -> Result<(), SeriesError> {
         let mut links = Vec::new();
         match self {
-            BaseTree::Dir(d) => {
-                let root = fs::canonicalize(d).map_err(|e| SeriesError::new(format!("{}: {e}", d.display())))?;
-                let mut copier = DirCopier { src_root: root.clone(), links: &mut links, stack: vec![root] };
-                copier.copy(d, dest, "")?;
-            }
+            BaseTree::Dir(d) => copy_dir(d, dest)?,
             BaseTree::Git { repo, tree } => materialize_git(repo, *tree, dest, &mut links)?,
             BaseTree::None => {}
         }
@@ -187,7 +183,12 @@ fn inside_dir(root: &Path, rel: &str) -> Option<PathBuf> {
 /// Writes a git tree's entries under `dest`. Entry names are checked (a
 /// crafted tree can hold `..` or a name twice), and a symbolic link must
 /// stay inside the tree.
-fn materialize_git(repo: &Repository, tree: git2::Oid, dest: &Path, links: &mut Vec<String>) -> Result<(), SeriesError> {
+fn materialize_git(
+    repo: &Repository,
+    tree: git2::Oid,
+    dest: &Path,
+    links: &mut Vec<String>,
+) -> Result<(), SeriesError> {
     let tree = repo.find_tree(tree).map_err(|e| SeriesError::new(e.message().to_string()))?;
     let mut failure = None;
     tree.walk(git2::TreeWalkMode::PreOrder, |root, entry| {
@@ -314,6 +315,16 @@ fn check_links_inside(dest: &Path, links: &[String]) -> Result<(), SeriesError> 
     Ok(())
 }
 
+/// Copies the directory tree `src` into `dest` (`.git` skipped) as
+/// [`BaseTree::materialize`] does: links inside the tree kept, links
+/// leaving it replaced by copies, nothing written outside `dest`.
+pub fn copy_dir(src: &Path, dest: &Path) -> Result<(), SeriesError> {
+    let root = fs::canonicalize(src).map_err(|e| SeriesError::new(format!("{}: {e}", src.display())))?;
+    let mut links = Vec::new();
+    DirCopier { src_root: root.clone(), links: &mut links, stack: vec![root] }.copy(src, dest, "")?;
+    check_links_inside(dest, &links)
+}
+
 /// Copies a directory base: see [`BaseTree::materialize`].
 struct DirCopier<'a> {
     /// The canonical root of the tree copied.
@@ -337,7 +348,8 @@ impl DirCopier<'_> {
         // Copying a whole kernel tree takes a while: stop when interrupted.
         super::scratch::check_interrupted()?;
         fs::create_dir_all(dest).map_err(|e| err(dest, e))?;
-        let mut entries: Vec<_> = fs::read_dir(src).map_err(|e| err(src, e))?.collect::<Result<_, _>>().map_err(|e| err(src, e))?;
+        let mut entries: Vec<_> =
+            fs::read_dir(src).map_err(|e| err(src, e))?.collect::<Result<_, _>>().map_err(|e| err(src, e))?;
         entries.sort_by_key(|e| e.file_name());
         for entry in entries {
             if rel.is_empty() && entry.file_name() == ".git" {

@@ -195,6 +195,47 @@ fn sigterm_during_a_build_stops_its_process_group_and_removes_the_scratch() {
 }
 
 #[test]
+fn sigint_while_copying_the_real_6_1_tree_removes_the_partial_scratch() {
+    // The scratch copy of the whole 6.1 tree (1.5 GB) takes a while: an
+    // interruption there stops the copy and removes what was copied.
+    let Some(kernel) = kernel_cache_support::kernel_tree("full-6.1") else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let tmp = d.join("tmp");
+    std::fs::create_dir(&tmp).unwrap();
+    let series = one_good_patch(d);
+    let mut cmd = kvmtk(&tmp);
+    // SAFETY: signal() is async-signal-safe, as pre_exec requires.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::signal(libc::SIGINT, libc::SIG_DFL);
+            Ok(())
+        });
+    }
+    let child = cmd
+        .args(["series", "test"])
+        .arg(&kernel)
+        .arg(&series)
+        .args(["--build", "true"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let scratch_started = || names(&tmp).iter().any(|n| n.starts_with("kvmtk-series-build-"));
+    wait_for("the scratch copy starting", Duration::from_secs(120), scratch_started);
+    std::thread::sleep(Duration::from_millis(300));
+    let started = Instant::now();
+    // SAFETY: kill() on our child.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGINT) }, 0);
+    let o = child.wait_with_output().unwrap();
+    eprintln!("stopped {:?} after SIGINT", started.elapsed());
+    assert!(started.elapsed() < Duration::from_secs(10), "took {:?}", started.elapsed());
+    assert_eq!(o.status.signal(), Some(libc::SIGINT), "{:?}: {}", o.status, stderr(&o));
+    assert!(stderr(&o).contains("kvmtk: interrupted by SIGINT"), "{}", stderr(&o));
+    assert_eq!(names(&tmp), Vec::<String>::new(), "partial scratch copy left behind");
+}
+
+#[test]
 fn a_scratch_left_by_a_killed_run_is_removed_by_the_next_and_a_live_one_kept() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();

@@ -695,6 +695,11 @@ fn series_generate(args: SeriesGenerateArgs) -> Result<u8> {
         _ => None,
     };
     // Fail fast on the output and the branch, before the analysis.
+    if args.force {
+        let inputs: Vec<&std::path::Path> =
+            [args.tree.tree.as_deref(), args.tree.repo.as_deref()].into_iter().flatten().collect();
+        output::check_out_not_input(&args.out, &inputs)?;
+    }
     output::check_out_dir(&args.out, args.force)?;
     if let Some(b) = &branch {
         output::check_branch(b)?;
@@ -769,7 +774,14 @@ fn series_test(args: SeriesTestArgs) -> Result<u8> {
         &bar,
     );
     bar.0.finish_and_clear();
-    let report = report?;
+    let report = report.inspect_err(|e| {
+        // Interrupted: the build is stopped and the scratch removed; say
+        // so, then die by the signal as an interrupted command does.
+        if patchgen::series::scratch::interrupted().is_some() {
+            eprintln!("kvmtk: {e}");
+            patchgen::series::scratch::reraise_if_interrupted();
+        }
+    })?;
     let text = match args.format {
         SeriesTestFormat::Text => test::render_text(&report),
         SeriesTestFormat::Json => test::render_json(&report),

@@ -437,6 +437,16 @@ fn plan(lister: &dyn Lister, label: &str, opts: &SourceOptions) -> Result<(Plan,
     let keep_path = |p: &str| arch_of(p).map(|a| keep_arch(&a)) != Some(false);
 
     let mut plan = Plan::default();
+    // An arch directory that is a symbolic link is not analyzed; one that
+    // leaves the tree is named, as any other link leaving it.
+    for (name, kind) in lister.children("arch").unwrap_or_default() {
+        let path = format!("arch/{name}");
+        if kind == EntryKind::Symlink && keep_arch(&name) {
+            if let Err(message) = lister.resolve_link(&path) {
+                plan.warnings.push(SourceWarning { path, message });
+            }
+        }
+    }
     walk_sources(lister, "virt/kvm", &mut plan);
     for arch in all_arch_dirs.iter().filter(|a| keep_arch(a)) {
         if kvm_arches.contains(arch) {
@@ -572,6 +582,37 @@ impl DirLister {
         p
     }
 
+    /// The first component of `rel` (a directory or the file itself) that is
+    /// a symbolic link leaving the tree, as a warning message naming it;
+    /// `None` when every component resolves inside. Links inside the tree
+    /// are followed: reading is confined to the tree, not to its real
+    /// directories.
+    fn link_leaving_tree(&self, rel: &str) -> Option<String> {
+        let mut p = self.root.clone();
+        let mut prefix = Vec::new();
+        for comp in rel.split('/').filter(|c| !c.is_empty()) {
+            p.push(comp);
+            prefix.push(comp);
+            let is_link = fs::symlink_metadata(&p).is_ok_and(|m| m.file_type().is_symlink());
+            if !is_link {
+                continue;
+            }
+            match fs::canonicalize(&p) {
+                Ok(target) if target.starts_with(&self.canonical_root) => {}
+                Ok(target) => {
+                    return Some(format!(
+                        "`{}` is a symbolic link pointing outside the tree (to `{}`); not followed",
+                        prefix.join("/"),
+                        target.display()
+                    ))
+                }
+                // Dangling or looping: reading reports it.
+                Err(_) => return None,
+            }
+        }
+        None
+    }
+
     fn kind_of(meta: &fs::Metadata) -> EntryKind {
         let ft = meta.file_type();
         if ft.is_symlink() {
@@ -595,6 +636,9 @@ impl Lister for DirLister {
     }
 
     fn children(&self, dir: &str) -> Result<Vec<(String, EntryKind)>, String> {
+        if let Some(message) = self.link_leaving_tree(dir) {
+            return Err(message);
+        }
         let rd = match fs::read_dir(self.abs(dir)) {
             Ok(rd) => rd,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -679,8 +723,13 @@ fn load_dir(dir: &Path, opts: &SourceOptions) -> Result<SourceTree, SourceError>
 }
 
 fn read_dir_file(lister: &DirLister, path: &str) -> Result<SourceFile, SourceWarning> {
-    // Symbolic links were checked to stay inside the tree when planned;
-    // reading through the original path follows them.
+    // A symbolic link as the file itself was checked when planned; a
+    // directory above it may be one too (the walk starts at `virt/kvm`,
+    // `include/linux`, ... whatever they are). Reading through the
+    // original path follows the links inside the tree.
+    if let Some(message) = lister.link_leaving_tree(path) {
+        return Err(SourceWarning { path: path.to_string(), message });
+    }
     let abs = lister.abs(path);
     let meta = fs::metadata(&abs)
         .map_err(|e| SourceWarning { path: path.to_string(), message: format!("cannot read: {e}") })?;

@@ -29,6 +29,7 @@
 pub mod apply;
 pub mod format;
 pub mod output;
+pub mod scratch;
 pub mod test;
 pub mod tree;
 

@@ -230,13 +230,14 @@ fn output_is_atomic_and_force_replaces() {
     // --force replaces it entirely, leaving nothing beside it.
     w(true).unwrap();
     assert!(!out.join("keep.txt").exists());
-    assert_eq!(list(&out).len(), 4);
+    // Three patches, the cover letter and the marker `--force` looks for.
+    assert_eq!(list(&out).len(), 5);
     assert_eq!(list(parent.path()), ["series"]);
     // An empty existing directory is fine without --force.
     let empty = parent.path().join("empty");
     fs::create_dir(&empty).unwrap();
     write_series(&s, &WriteOptions { out: empty.clone(), force: false, branch: None }).unwrap();
-    assert_eq!(list(&empty).len(), 4);
+    assert_eq!(list(&empty).len(), 5);
     // Errors leave nothing: a missing parent, a branch that exists.
     let e = write_series(&s, &WriteOptions { out: parent.path().join("no/such/dir"), force: false, branch: None });
     assert!(e.is_err());

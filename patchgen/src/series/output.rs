@@ -74,9 +74,100 @@ pub fn check_out_dir(out: &Path, force: bool) -> Result<(), SeriesError> {
                     "output directory `{}` exists and is not empty; pass --force to replace it",
                     out.display()
                 )))
+            } else if non_empty {
+                check_replaceable(out)
             } else {
                 Ok(())
             }
+        }
+    }
+}
+
+/// The file every series directory holds, so that `--force` replaces only
+/// what kvmtk wrote (hidden, so `DIR/*.patch` and `git send-email DIR`
+/// do not see it).
+pub const MARKER: &str = ".kvmtk-series";
+
+const MARKER_TEXT: &str = "A patch series written by `kvmtk series generate`; \
+`--force` may replace this directory.\n";
+
+/// `--force` replaces a non-empty `out` only when it is a series kvmtk
+/// wrote: a real directory (not a link to one) holding [`MARKER`].
+fn check_replaceable(out: &Path) -> Result<(), SeriesError> {
+    let refuse = |why: &str| {
+        Err(SeriesError::new(format!("--force refuses to replace `{}`: {why}; nothing was changed", out.display())))
+    };
+    if fs::symlink_metadata(out).is_ok_and(|m| m.file_type().is_symlink()) {
+        return refuse("it is a symbolic link (give the directory itself)");
+    }
+    if !fs::symlink_metadata(out.join(MARKER)).is_ok_and(|m| m.is_file()) {
+        return refuse(&format!(
+            "it is not a series kvmtk wrote (no `{MARKER}` file in it); remove it yourself or choose another --out"
+        ));
+    }
+    Ok(())
+}
+
+/// Refuses an `--out` that is, contains, or is inside one of `inputs`
+/// (the tree or repository the series is made from): `--force` would
+/// delete it, and a series written into the input changes it. Paths are
+/// compared after resolution (symbolic links, `..`), and an `--out` that
+/// does not exist yet by its nearest existing ancestor.
+pub fn check_out_not_input(out: &Path, inputs: &[&Path]) -> Result<(), SeriesError> {
+    let out_real = resolve_existing(out);
+    // A repository given by its `.git` also protects its work tree.
+    let mut protected: Vec<(PathBuf, &Path)> = Vec::new();
+    for input in inputs {
+        protected.extend(fs::canonicalize(input).ok().map(|p| (p, *input)));
+        if let Ok(repo) = Repository::open(input) {
+            for p in [Some(repo.path()), repo.workdir()].into_iter().flatten() {
+                protected.extend(fs::canonicalize(p).ok().map(|p| (p, *input)));
+            }
+        }
+    }
+    for (input_real, input) in protected {
+        let relation = if out_real == input_real {
+            "is"
+        } else if input_real.starts_with(&out_real) {
+            "contains"
+        } else if out_real.starts_with(&input_real) {
+            "is inside"
+        } else {
+            continue;
+        };
+        return Err(SeriesError::new(format!(
+            "--force refuses output `{}`: it {relation} the input `{}`; choose an --out outside it",
+            out.display(),
+            input.display()
+        )));
+    }
+    Ok(())
+}
+
+/// `path` resolved: its nearest existing ancestor canonicalized, the rest
+/// appended.
+fn resolve_existing(path: &Path) -> PathBuf {
+    let abs = if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        std::env::current_dir().map(|d| d.join(path)).unwrap_or_else(|_| path.to_path_buf())
+    };
+    let mut rest = Vec::new();
+    let mut cur = abs.as_path();
+    loop {
+        if let Ok(real) = fs::canonicalize(cur) {
+            let mut p = real;
+            for c in rest.iter().rev() {
+                p.push(c);
+            }
+            return p;
+        }
+        match (cur.file_name(), cur.parent()) {
+            (Some(name), Some(parent)) => {
+                rest.push(name.to_os_string());
+                cur = parent;
+            }
+            _ => return abs,
         }
     }
 }
@@ -143,7 +234,7 @@ fn stage(out: &Path, files: &[(String, String)]) -> Result<Staging, SeriesError>
         .prefix(&staging_prefix(out))
         .tempdir_in(parent)
         .map_err(|e| err("cannot create a temporary directory in", parent, e))?;
-    for (file, text) in files {
+    for (file, text) in files.iter().map(|(f, t)| (f.as_str(), t.as_str())).chain([(MARKER, MARKER_TEXT)]) {
         let p = tmp.path().join(file);
         fs::write(&p, text).map_err(|e| err("cannot write", &p, e))?;
     }
@@ -154,7 +245,9 @@ fn commit_staging(out: &Path, mut staging: Staging) -> Result<Vec<PathBuf>, Seri
     let tmp = staging.dir.take().expect("staged");
     let mut names: Vec<PathBuf> = fs::read_dir(tmp.path())
         .map_err(|e| err("cannot read", tmp.path(), e))?
-        .filter_map(|e| e.ok().map(|e| out.join(e.file_name())))
+        .filter_map(|e| e.ok().map(|e| e.file_name()))
+        .filter(|n| n != MARKER)
+        .map(|n| out.join(n))
         .collect();
     names.sort();
     let exists = fs::symlink_metadata(out).is_ok();
@@ -194,9 +287,7 @@ fn git_err(repo: &Path, e: git2::Error) -> SeriesError {
 /// revision naming a commit.
 pub fn check_branch(target: &BranchTarget) -> Result<(), SeriesError> {
     let refname = format!("refs/heads/{}", target.name);
-    if !git2::Reference::is_valid_name(&refname) {
-        return Err(SeriesError::new(format!("invalid branch name `{}`", target.name)));
-    }
+    check_branch_name(&target.name)?;
     let repo = Repository::open(&target.repo).map_err(|e| git_err(&target.repo, e))?;
     if repo.find_reference(&refname).is_ok() {
         return Err(SeriesError::new(format!(
@@ -209,6 +300,26 @@ pub fn check_branch(target: &BranchTarget) -> Result<(), SeriesError> {
         .and_then(|o| o.peel_to_commit())
         .map_err(|e| SeriesError::new(format!("--branch needs --rev to name a commit: {}", e.message())))?;
     Ok(())
+}
+
+/// A branch name as `git check-ref-format --branch` accepts it (a valid
+/// `refs/heads/NAME`, not starting with `-`), and not one git reads as
+/// something else: `HEAD` (`refs/heads/HEAD` makes `HEAD` ambiguous) and
+/// `@` (git's shorthand for `HEAD`).
+pub fn check_branch_name(name: &str) -> Result<(), SeriesError> {
+    let why = if name == "HEAD" || name == "@" {
+        Some("git reads it as HEAD, the current branch".to_string())
+    } else if name.starts_with('-') {
+        Some("it starts with `-`".to_string())
+    } else if !git2::Reference::is_valid_name(&format!("refs/heads/{name}")) {
+        Some("not a valid git branch name (see `git check-ref-format --branch`)".to_string())
+    } else {
+        None
+    };
+    match why {
+        Some(why) => Err(SeriesError::new(format!("invalid branch name `{name}`: {why}"))),
+        None => Ok(()),
+    }
 }
 
 /// Create the series' commits (objects only, no reference) on top of

@@ -10,6 +10,10 @@
 //! `sh -c`, its working directory the scratch directory, `{dir}` in it
 //! replaced by the scratch directory's path (shell-quoted), and
 //! `KVMTK_SCRATCH` set to it. The scratch directory is removed afterwards.
+//! Nothing is written or deleted outside it: the copy is confined (see
+//! [`BaseTree::materialize`]), and a patch that would write or delete
+//! through a symbolic link is refused. SIGINT and SIGTERM stop the build's
+//! process group and remove the scratch copy (see [`super::scratch`]).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -25,7 +29,8 @@ use analyzer::source::SourceSpec;
 use serde::Serialize;
 
 use super::apply::{apply_file, MailPatch};
-use super::tree::{is_analyzed_path, update_parsed, write_file, BaseTree, Changes};
+use super::scratch::{self, InterruptGuard, Scratch};
+use super::tree::{is_analyzed_path, remove_confined, update_parsed, write_confined, BaseTree, Changes};
 use super::{delta, refs, FindingRef, SeriesError};
 
 /// How to test.
@@ -119,22 +124,10 @@ fn tail(text: &str, n: usize) -> String {
     lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
+/// `cmd` with `{dir}` replaced by the scratch directory, run there (in its
+/// own process group: see [`scratch::run_shell`]).
 fn run_shell(cmd: &str, dir: &Path) -> Result<(bool, String), SeriesError> {
-    let cmd = cmd.replace("{dir}", &sh_quote(&dir.to_string_lossy()));
-    let out = Command::new("sh")
-        .arg("-c")
-        .arg(&cmd)
-        .current_dir(dir)
-        .env("KVMTK_SCRATCH", dir)
-        .output()
-        .map_err(|e| SeriesError::new(format!("cannot run `sh -c {cmd}`: {e}")))?;
-    let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
-    text.push_str(&String::from_utf8_lossy(&out.stderr));
-    let status = match out.status.code() {
-        Some(c) => format!("exit status {c}"),
-        None => "killed by a signal".into(),
-    };
-    Ok((out.status.success(), format!("{status}\n{text}")))
+    scratch::run_shell(&cmd.replace("{dir}", &sh_quote(&dir.to_string_lossy())), dir)
 }
 
 fn run_checkpatch(script: &Path, patch: &MailPatch) -> Result<Checkpatch, SeriesError> {
@@ -157,11 +150,40 @@ fn run_checkpatch(script: &Path, patch: &MailPatch) -> Result<Checkpatch, Series
     }
     let messages: Vec<String> =
         text.lines().filter(|l| l.starts_with("ERROR:") || l.starts_with("WARNING:")).map(str::to_string).collect();
+    checkpatch_status(script, patch, out.status.code(), &text, &messages)?;
     Ok(Checkpatch {
         errors: messages.iter().filter(|m| m.starts_with("ERROR:")).count(),
         warnings: messages.iter().filter(|m| m.starts_with("WARNING:")).count(),
         messages,
     })
+}
+
+/// What checkpatch's exit status says: 0 clean (or only what it printed),
+/// 1 it reported an error or a warning (`checkpatch.pl` exits 1 for
+/// either); any other status, death by a signal, or a status 1 without a
+/// single report means it did not check the patch, which is an error, never
+/// a clean patch.
+fn checkpatch_status(
+    script: &Path,
+    patch: &MailPatch,
+    code: Option<i32>,
+    text: &str,
+    messages: &[String],
+) -> Result<(), SeriesError> {
+    let reported = !messages.is_empty() || text.lines().any(|l| l.starts_with("CHECK:"));
+    let why = match code {
+        Some(0) => return Ok(()),
+        Some(1) if reported => return Ok(()),
+        Some(1) => "exited with status 1 without reporting an error or a warning".to_string(),
+        Some(c) => format!("failed (exit status {c})"),
+        None => "was killed by a signal".to_string(),
+    };
+    let mut message = format!("--checkpatch `{}` {why} on {}", script.display(), patch.name);
+    let output = tail(text.trim_end(), 5);
+    if !output.is_empty() {
+        message.push_str(&format!(":\n{output}"));
+    }
+    Err(SeriesError::new(message))
 }
 
 /// Test `patches` against the tree `spec` (already loaded and parsed as
@@ -213,12 +235,12 @@ pub fn test_series_on_with_progress(
     let mut report = check(&parsed, api, &selection);
     // Current contents of files outside the analyzed set touched so far.
     let mut overlay: BTreeMap<String, Option<Vec<u8>>> = BTreeMap::new();
+    // Declared before the scratch copy, so dropped after it: a signal during
+    // its removal is still caught.
+    let _interrupts = opts.build.as_ref().map(|_| InterruptGuard::install());
     let scratch = match &opts.build {
         Some(_) => {
-            let dir = tempfile::Builder::new()
-                .prefix("kvmtk-series-build-")
-                .tempdir()
-                .map_err(|e| SeriesError::new(format!("cannot create a scratch directory: {e}")))?;
+            let dir = Scratch::create()?;
             base.materialize(dir.path(), &parsed.source)?;
             if let Some(prep) = &opts.build_prepare {
                 progress.stage("preparing the build", None);
@@ -381,13 +403,11 @@ pub fn test_series_on_with_progress(
         // Build.
         if let (Some(cmd), Some(dir)) = (&opts.build, &scratch) {
             for (path, c) in &changes {
-                let target = dir.path().join(path);
                 match c {
-                    Some(bytes) => write_file(&target, bytes, false, false)?,
-                    None => {
-                        let _ = std::fs::remove_file(&target);
-                    }
+                    Some(bytes) => write_confined(dir.path(), path, bytes),
+                    None => remove_confined(dir.path(), path),
                 }
+                .map_err(|e| SeriesError::new(format!("{}: refused in the scratch copy: {e}", p.name)))?;
             }
             progress.detail(&format!("{}: building", p.name));
             let (ok, out) = run_shell(cmd, dir.path())?;
@@ -405,6 +425,10 @@ pub fn test_series_on_with_progress(
         parsed = next;
         report = next_report;
         results.push(r);
+    }
+    // A signal after the last build: still an interruption.
+    if scratch.is_some() {
+        scratch::check_interrupted()?;
     }
     let ok = results.iter().all(|r| r.ok);
     Ok(TestReport { tree: parsed.source.root_label.clone(), series: series_label.to_string(), patches: results, ok })

@@ -736,6 +736,9 @@ fn lint(args: LintArgs) -> Result<u8> {
         CheckFormat::Github => LintFormat::Github,
     };
     emit(args.output.as_deref(), &analyzer::lint::render_report(&report, format))?;
+    if let Some(line) = report.incomplete_summary() {
+        eprintln!("kvmtk: error: {line}");
+    }
     if let (Some(b), Some(path), true) = (&baseline, &args.baseline, args.write_baseline) {
         b.write(path)?;
         eprintln!("kvmtk: wrote baseline {} ({} findings)", path.display(), b.findings.len());

@@ -151,7 +151,7 @@ pub fn lint_patches(
         [first, .., last] => format!("{first}..{last}"),
         [] => "no patches".to_string(),
     };
-    let mut builder = LintBuilder::new("patches", &subject, before.clone());
+    let mut builder = LintBuilder::new("patches", &subject, &before);
     let mut overlay: BTreeMap<String, Option<Vec<u8>>> = BTreeMap::new();
     for p in patches {
         let changes = apply_patch(p, &current, &overlay, &base).map_err(|e| {

@@ -187,7 +187,7 @@ pub enum SourceError {
     /// repository: a partial (`--filter`) clone, or a damaged one. Nothing
     /// is analyzed then, since findings of part of a tree would read as a
     /// verdict on all of it.
-    #[error("{}", missing_objects_message(repo, label, missing, partial_remote.as_deref()))]
+    #[error("{}", missing_objects_message(repo, label, missing, partial_remote.as_deref(), *bare))]
     MissingObjects {
         /// The repository path as given.
         repo: PathBuf,
@@ -197,6 +197,8 @@ pub enum SourceError {
         missing: Vec<MissingObject>,
         /// The promisor remote when the repository is a partial clone.
         partial_remote: Option<String>,
+        /// Whether the repository is bare (a fetch must name its refs).
+        bare: bool,
     },
     /// libgit2 failed in a way not covered above (corrupt object store, ...).
     #[error("git error in `{}`: {message}", repo.display())]
@@ -230,6 +232,7 @@ fn missing_objects_message(
     label: &str,
     missing: &[MissingObject],
     partial_remote: Option<&str>,
+    bare: bool,
 ) -> String {
     const SHOWN: usize = 3;
     let mut listed: Vec<String> = missing
@@ -251,11 +254,13 @@ fn missing_objects_message(
         listed.join(", ")
     );
     let r = repo.display();
+    // A bare clone has no fetch refspec: its refs must be named.
+    let refs = if bare { " '+refs/heads/*:refs/heads/*' '+refs/tags/*:refs/tags/*'" } else { "" };
     match partial_remote {
         Some(remote) => format!(
             "{head}. `{r}` is a partial clone (promisor remote `{remote}`, e.g. `git clone --filter=blob:none`) and kvmtk does not fetch: \
              analyze a complete clone (`git clone` without `--filter`), or complete this one with \
-             `git -C {r} config --unset remote.{remote}.partialclonefilter && git -C {r} fetch --refetch {remote}`"
+             `git -C {r} config --unset remote.{remote}.partialclonefilter && git -C {r} fetch --refetch {remote}{refs}`"
         ),
         None => format!(
             "{head}. The repository is incomplete or damaged (`git -C {r} fsck` lists what is missing): \
@@ -929,6 +934,7 @@ fn load_git(repo_path: &Path, rev: &str, opts: &SourceOptions, defer: bool) -> R
         label: label.clone(),
         missing,
         partial_remote: promisor_remote(&repo),
+        bare: repo.is_bare(),
     };
     let tree = match (object.peel_to_tree(), &commit) {
         (Ok(tree), _) => tree,

@@ -867,6 +867,9 @@ fn lint(args: LintArgs, color: ColorWhen) -> Result<u8> {
     if !args.out.quiet {
         eprint!("{}", analyzer::report::findings::render_warnings(&report.new, args.out.verbose, &warn_render));
     }
+    if let Some(line) = report.incomplete_summary() {
+        eprintln!("kvmtk: error: {line}");
+    }
     if let (Some(b), Some(path), true) = (&baseline, &args.baseline, args.write_baseline) {
         b.write(path)?;
         eprintln!("kvmtk: wrote baseline {} ({} findings)", path.display(), b.findings.len());

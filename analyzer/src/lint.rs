@@ -15,6 +15,24 @@
 //! shown as the tip has it (so that SARIF locations match the head of a
 //! pull request), otherwise as the step that introduced it had it.
 //!
+//! # Failing closed
+//!
+//! A verdict covers what was analyzed, and says so. Each tree checked
+//! carries the files its analysis does not cover ([`Unanalyzed`]: not
+//! parsed at all, unreadable, a kernel document that did not parse). When
+//! those differ between a step and its parent (a file parsed on one side
+//! and not on the other, or changed while not parsed), the comparison is
+//! not sound: the analysis is whole-program, so a file that drops out can
+//! take any finding with it (a root, a lock, a caller). Such a step is
+//! *unanalyzed*: it lists the files ([`CoverageChange`]), the parent's
+//! findings absent from it are *unknown* (never *fixed*), what it
+//! introduces is still reported, and the lint fails whatever `--fail-on`
+//! says ([`LintReport::exit_code`]). Objects missing from the repository
+//! (a partial clone, a damaged one) and a range reaching the boundary of
+//! a shallow clone are errors (exit 2) before any verdict: kvmtk reads the
+//! object database and never fetches, and each message says how to get a
+//! complete clone.
+//!
 //! Cost: facts come from a [`FactsCache`] (a commit touching one file
 //! re-parses one file), and each arch's findings are memoized by the blob
 //! ids of the files that arch's analysis reads, so a commit touching only
@@ -30,7 +48,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::api::ApiModel;
 use crate::cache::{FactsCache, ResultCache};
-use crate::check::{CheckReport, Checker};
+use crate::check::{CheckReport, Checker, Unanalyzed};
 use crate::progress::{NoProgress, Progress};
 use crate::report::findings as render;
 use crate::rules::{Finding, RuleSelection, Severity};
@@ -227,10 +245,73 @@ impl<'a> Linter<'a> {
 
     /// Check a loaded tree: the same report as [`crate::check::check`]
     /// on the parsed tree, computed only for what changed since the trees
-    /// checked before.
-    pub fn check(&mut self, source: SourceTree) -> CheckReport {
-        self.checker.check(source).report
+    /// checked before, with the files it does not cover.
+    pub fn check(&mut self, source: SourceTree) -> TreeCheck {
+        let outcome = self.checker.check(source);
+        TreeCheck { report: outcome.report, unanalyzed: outcome.unanalyzed }
     }
+}
+
+/// One tree's findings and the files they do not cover: one side of a step.
+#[derive(Debug, Clone)]
+pub struct TreeCheck {
+    pub report: CheckReport,
+    /// Sorted (see [`Unanalyzed`]).
+    pub unanalyzed: Vec<Unanalyzed>,
+}
+
+impl TreeCheck {
+    /// No tree: the parent of a root commit.
+    pub fn empty() -> TreeCheck {
+        TreeCheck {
+            report: CheckReport { tree: String::new(), arches: Vec::new(), findings: Vec::new(), warnings: Vec::new() },
+            unanalyzed: Vec::new(),
+        }
+    }
+}
+
+/// A file whose coverage differs between a step and its parent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CoverageChange {
+    pub path: String,
+    /// `after`: not analyzed in the step's tree (analyzed, or other
+    /// contents, in the parent's); `before`: not analyzed in the parent's.
+    pub side: &'static str,
+    /// Why it was not analyzed.
+    pub reason: String,
+}
+
+impl CoverageChange {
+    /// `step` is `commit` or `patch`.
+    fn describe(&self, step: &str) -> String {
+        let (this, parent) = (format!("this {step}'s tree"), format!("the tree before this {step}"));
+        let (missing, present) = if self.side == "after" { (this, parent) } else { (parent, this) };
+        format!(
+            "{}: not analyzed in {missing}, analyzed (or with other contents) in {present}: {}",
+            self.path, self.reason
+        )
+    }
+}
+
+/// The coverage differences between `before` and `after`: entries (path,
+/// contents, reason) present on one side only.
+fn coverage_changes(before: &[Unanalyzed], after: &[Unanalyzed]) -> Vec<CoverageChange> {
+    let key = |u: &Unanalyzed| (u.path.clone(), u.blob_id.clone());
+    let b: BTreeSet<_> = before.iter().map(key).collect();
+    let a: BTreeSet<_> = after.iter().map(key).collect();
+    let mut out: Vec<CoverageChange> = after
+        .iter()
+        .filter(|u| !b.contains(&key(u)))
+        .map(|u| CoverageChange { path: u.path.clone(), side: "after", reason: u.reason.clone() })
+        .chain(before.iter().filter(|u| !a.contains(&key(u))).map(|u| CoverageChange {
+            path: u.path.clone(),
+            side: "before",
+            reason: u.reason.clone(),
+        }))
+        .collect();
+    out.sort_by(|x, y| (&x.path, x.side).cmp(&(&y.path, y.side)));
+    out.dedup();
+    out
 }
 
 // ---------------------------------------------------------------------------
@@ -294,8 +375,14 @@ pub struct StepLint {
     pub introduced: Vec<FindingSummary>,
     /// Findings it introduces that the baseline accepts.
     pub accepted: Vec<FindingSummary>,
-    /// Findings of its parent it removes.
+    /// Findings of its parent it removes (empty when `unanalyzed` is not).
     pub fixed: Vec<FindingSummary>,
+    /// Files analyzed on one side of the step and not on the other: the
+    /// step is not analyzed completely and fails the lint.
+    pub unanalyzed: Vec<CoverageChange>,
+    /// Findings of its parent absent from it while `unanalyzed` is not
+    /// empty: whether it fixes them is unknown.
+    pub unknown: Vec<FindingSummary>,
     /// Time spent loading, parsing and checking its tree (not rendered:
     /// outputs stay deterministic; `KVMTK_TIMINGS` prints it).
     #[serde(skip)]
@@ -319,14 +406,52 @@ pub struct LintReport {
 }
 
 impl LintReport {
-    /// 1 when a new finding is at least as severe as `fail_on`, else 0.
+    /// 1 when a new finding is at least as severe as `fail_on`, or when a
+    /// step was not analyzed completely (whatever `fail_on`: its findings
+    /// at every severity are unknown), else 0.
     pub fn exit_code(&self, fail_on: Severity) -> u8 {
-        render::exit_code(&self.new, fail_on) as u8
+        if self.is_complete() {
+            render::exit_code(&self.new, fail_on) as u8
+        } else {
+            1
+        }
+    }
+
+    /// Whether every step was analyzed completely.
+    pub fn is_complete(&self) -> bool {
+        self.steps.iter().all(|s| s.unanalyzed.is_empty())
+    }
+
+    /// One line saying which steps were not analyzed completely, or `None`.
+    pub fn incomplete_summary(&self) -> Option<String> {
+        let bad: Vec<&StepLint> = self.steps.iter().filter(|s| !s.unanalyzed.is_empty()).collect();
+        if bad.is_empty() {
+            return None;
+        }
+        let files: BTreeSet<&str> = bad.iter().flat_map(|s| s.unanalyzed.iter().map(|c| c.path.as_str())).collect();
+        let unknown: usize = bad.iter().map(|s| s.unknown.len()).sum();
+        Some(format!(
+            "lint incomplete: {} of {} {} not analyzed completely ({} not analyzed on one side of a step); \
+             {unknown} earlier finding{} unknown (not known to be fixed); failing whatever --fail-on says",
+            bad.len(),
+            self.steps.len(),
+            if self.mode == "range" { "commits" } else { "patches" },
+            files.into_iter().collect::<Vec<_>>().join(", "),
+            if unknown == 1 { " is" } else { "s are" },
+        ))
     }
 }
 
-/// (id, subject, introduced, fixed, time spent) of one step.
-type RawStep = (String, String, Vec<Finding>, Vec<Finding>, Option<std::time::Duration>);
+/// One step before the baseline is applied.
+struct RawStep {
+    id: String,
+    subject: String,
+    introduced: Vec<Finding>,
+    fixed: Vec<Finding>,
+    unanalyzed: Vec<CoverageChange>,
+    unknown: Vec<Finding>,
+    elapsed: Option<std::time::Duration>,
+}
 
 /// Commits of a range: each with its first parent.
 type RangeCommits = Vec<(Oid, Option<Oid>)>;
@@ -348,24 +473,42 @@ fn minus(after: &CheckReport, before: &CheckReport) -> Vec<Finding> {
 
 impl LintBuilder {
     /// Start from the base tree's report. `mode` is `range` or `patches`.
-    pub fn new(mode: &str, subject: &str, base: CheckReport) -> LintBuilder {
-        LintBuilder { mode: mode.into(), subject: subject.into(), base, steps: Vec::new(), tip: None }
+    pub fn new(mode: &str, subject: &str, base: &TreeCheck) -> LintBuilder {
+        LintBuilder {
+            mode: mode.into(),
+            subject: subject.into(),
+            base: base.report.clone(),
+            steps: Vec::new(),
+            tip: None,
+        }
     }
 
-    /// Record a step: `after` is its tree's report, `before` its parent's.
-    /// `elapsed` is the time its check took, when measured.
+    /// Record a step: `after` is its tree's check, `before` its parent's.
+    /// `elapsed` is the time its check took, when measured. Where the two
+    /// do not cover the same files, the parent's findings absent from
+    /// `after` are unknown rather than fixed.
     pub fn push(
         &mut self,
         id: &str,
         subject: &str,
-        before: &CheckReport,
-        after: CheckReport,
+        before: &TreeCheck,
+        after: TreeCheck,
         elapsed: Option<std::time::Duration>,
     ) {
-        let introduced = minus(&after, before);
-        let fixed = minus(before, &after);
-        self.steps.push((id.into(), subject.into(), introduced, fixed, elapsed));
-        self.tip = Some(after);
+        let introduced = minus(&after.report, &before.report);
+        let gone = minus(&before.report, &after.report);
+        let unanalyzed = coverage_changes(&before.unanalyzed, &after.unanalyzed);
+        let (fixed, unknown) = if unanalyzed.is_empty() { (gone, Vec::new()) } else { (Vec::new(), gone) };
+        self.steps.push(RawStep {
+            id: id.into(),
+            subject: subject.into(),
+            introduced,
+            fixed,
+            unanalyzed,
+            unknown,
+            elapsed,
+        });
+        self.tip = Some(after.report);
     }
 
     /// The report, with `baseline` accepting known findings.
@@ -374,7 +517,7 @@ impl LintBuilder {
         let tip = self.tip.as_ref().unwrap_or(&self.base);
         let mut new: BTreeMap<String, Finding> = BTreeMap::new();
         let mut steps = Vec::new();
-        for (id, subject, introduced, fixed, elapsed) in &self.steps {
+        for RawStep { id, subject, introduced, fixed, unanalyzed, unknown, elapsed } in &self.steps {
             let (ok, bad): (Vec<&Finding>, Vec<&Finding>) = introduced.iter().partition(|f| accepted(f));
             for f in &bad {
                 let at_tip = tip.findings.iter().find(|t| t.fingerprint == f.fingerprint);
@@ -386,6 +529,8 @@ impl LintBuilder {
                 introduced: bad.into_iter().map(FindingSummary::of).collect(),
                 accepted: ok.into_iter().map(FindingSummary::of).collect(),
                 fixed: fixed.iter().map(FindingSummary::of).collect(),
+                unanalyzed: unanalyzed.clone(),
+                unknown: unknown.iter().map(FindingSummary::of).collect(),
                 elapsed: *elapsed,
             });
         }
@@ -404,7 +549,7 @@ impl LintBuilder {
     /// All findings introduced by the steps (whatever the baseline), for
     /// `--write-baseline`.
     pub fn introduced(&self) -> Vec<Finding> {
-        self.steps.iter().flat_map(|s| s.2.iter().cloned()).collect()
+        self.steps.iter().flat_map(|s| s.introduced.iter().cloned()).collect()
     }
 }
 
@@ -414,14 +559,24 @@ impl LintBuilder {
 /// Output formats, as for `kvmtk check`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LintFormat {
-    /// Per-step section, then the new findings gcc-style.
+    /// Per-step section, then the new findings gcc-style, then (when a
+    /// step was not analyzed completely) a `lint incomplete:` line.
     Text,
-    /// `{"version", "tool", "mode", "subject", "base", "steps", "report"}`;
-    /// `report` is the `check` JSON of the new findings.
+    /// `{"version", "tool", "mode", "subject", "base", "steps", "report",
+    /// "complete"}`; `report` is the `check` JSON of the new findings. Each
+    /// step: `id`, `subject`, `introduced`, `accepted`, `fixed`,
+    /// `unanalyzed` (`[{"path", "side": "after" | "before", "reason"}]`:
+    /// files analyzed on one side of the step only) and `unknown` (the
+    /// parent's findings absent from a step with `unanalyzed` files: not
+    /// known to be fixed). `complete` is false when any step has
+    /// `unanalyzed` files (the lint then fails).
     Json,
-    /// SARIF 2.1.0 of the new findings.
+    /// SARIF 2.1.0 of the new findings; a step not analyzed completely
+    /// sets `invocations[0].executionSuccessful` to false and adds an
+    /// `error` notification per file to `toolExecutionNotifications`.
     Sarif,
-    /// GitHub workflow commands for the new findings.
+    /// GitHub workflow commands for the new findings, after an `::error`
+    /// per file a step did not analyze completely.
     Github,
     /// GitLab Code Quality issues for the new findings.
     Gitlab,
@@ -439,10 +594,62 @@ pub fn render_report_with(report: &LintReport, format: LintFormat, opts: &render
         LintFormat::Text if opts.quiet => render::render_text_with(&report.new, opts),
         LintFormat::Text => render_text(report, opts),
         LintFormat::Json => render_json(report),
-        LintFormat::Sarif => render::render_sarif(&report.new),
-        LintFormat::Github => render::render_github_with(&report.new, opts),
+        LintFormat::Sarif => render_sarif(report),
+        LintFormat::Github => render_github(report, opts),
         LintFormat::Gitlab => render::render_gitlab(&report.new, opts),
     }
+}
+
+/// `(step id, change)` for every file a step did not analyze completely.
+fn coverage_notices(report: &LintReport) -> Vec<(String, &CoverageChange)> {
+    let step = if report.mode == "range" { "commit" } else { "patch" };
+    report.steps.iter().flat_map(|s| s.unanalyzed.iter().map(move |c| (format!("{step} {}", s.id), c))).collect()
+}
+
+fn render_sarif(report: &LintReport) -> String {
+    let sarif = render::render_sarif(&report.new);
+    let notices = coverage_notices(report);
+    if notices.is_empty() {
+        return sarif;
+    }
+    let Ok(mut doc) = serde_json::from_str::<serde_json::Value>(&sarif) else {
+        return sarif;
+    };
+    if let Some(invocation) = doc.pointer_mut("/runs/0/invocations/0").and_then(|v| v.as_object_mut()) {
+        invocation.insert("executionSuccessful".into(), serde_json::Value::Bool(false));
+        let list = invocation.entry("toolExecutionNotifications").or_insert_with(|| serde_json::json!([]));
+        if let Some(list) = list.as_array_mut() {
+            for (id, c) in &notices {
+                list.push(serde_json::json!({
+                    "locations": [{"physicalLocation": {"artifactLocation": {"uri": c.path, "uriBaseId": render::SRCROOT}}}],
+                    "message": {"text": format!("{id}: {}; its findings are unknown", c.describe(id.split(' ').next().unwrap_or("step")))},
+                    "level": "error",
+                }));
+            }
+        }
+    }
+    let mut out = serde_json::to_string_pretty(&doc).unwrap_or(sarif);
+    out.push('\n');
+    out
+}
+
+fn render_github(report: &LintReport, opts: &render::RenderOptions) -> String {
+    // Workflow command escaping: data `%`, CR, LF; properties also `:`, `,`.
+    let data = |s: &str| s.replace('%', "%25").replace('\r', "%0D").replace('\n', "%0A");
+    let property = |s: &str| data(s).replace(':', "%3A").replace(',', "%2C");
+    let mut out = String::new();
+    for (id, c) in coverage_notices(report) {
+        let message = format!("{id}: {}; its findings are unknown", c.describe(id.split(' ').next().unwrap_or("step")));
+        let _ = writeln!(
+            out,
+            "::error file={},title={}::{}",
+            property(&c.path),
+            property("kvmtk lint: not analyzed"),
+            data(&message)
+        );
+    }
+    out.push_str(&render::render_github_with(&report.new, opts));
+    out
 }
 
 fn render_text(report: &LintReport, opts: &render::RenderOptions) -> String {
@@ -465,10 +672,14 @@ fn render_text(report: &LintReport, opts: &render::RenderOptions) -> String {
         },
         report.base
     );
+    let step = if report.mode == "range" { "commit" } else { "patch" };
     for (k, st) in report.steps.iter().enumerate() {
         let id = if report.mode == "range" { st.id.get(..12).unwrap_or(&st.id) } else { &st.id };
         let _ = writeln!(s, "[{}/{n}] {id} {}", k + 1, st.subject);
-        if st.introduced.is_empty() && st.accepted.is_empty() && st.fixed.is_empty() {
+        for c in &st.unanalyzed {
+            let _ = writeln!(s, "  NOT ANALYZED {}", c.describe(step));
+        }
+        if st.introduced.is_empty() && st.accepted.is_empty() && st.fixed.is_empty() && st.unanalyzed.is_empty() {
             let _ = writeln!(s, "  no change in findings");
         }
         for f in &st.introduced {
@@ -480,9 +691,15 @@ fn render_text(report: &LintReport, opts: &render::RenderOptions) -> String {
         for f in &st.fixed {
             let _ = writeln!(s, "  fixes {}", f.describe());
         }
+        for f in &st.unknown {
+            let _ = writeln!(s, "  unknown (absent, but not analyzed completely) {}", f.describe());
+        }
     }
     let _ = writeln!(s, "new findings:");
     s.push_str(&render::render_text_with(&report.new, opts));
+    if let Some(line) = report.incomplete_summary() {
+        let _ = writeln!(s, "{line}");
+    }
     s
 }
 
@@ -495,6 +712,7 @@ struct JsonLint<'a> {
     base: &'a str,
     steps: &'a [StepLint],
     report: serde_json::Value,
+    complete: bool,
 }
 
 /// Version of the lint JSON document.
@@ -509,6 +727,7 @@ fn render_json(report: &LintReport) -> String {
         base: &report.base,
         steps: &report.steps,
         report: serde_json::from_str(&render::render_json(&report.new)).unwrap_or(serde_json::Value::Null),
+        complete: report.is_complete(),
     };
     let mut out = serde_json::to_string_pretty(&doc).unwrap_or_default();
     out.push('\n');
@@ -570,6 +789,36 @@ fn commits_of(repo: &Repository, repo_path: &Path, range: &str) -> Result<(Oid, 
     Ok((base, out))
 }
 
+/// The commits a shallow clone holds without their parents (`.git/shallow`).
+fn shallow_roots(repo: &Repository) -> BTreeSet<Oid> {
+    if !repo.is_shallow() {
+        return BTreeSet::new();
+    }
+    let text = std::fs::read_to_string(repo.path().join("shallow")).unwrap_or_default();
+    text.lines().filter_map(|l| Oid::from_str(l.trim()).ok()).collect()
+}
+
+/// A commit of the range at the boundary of a shallow clone has no parent
+/// here: it would be linted against an empty tree, every finding "new".
+/// That is an error saying how to fetch the history.
+fn refuse_shallow_boundary(
+    repo: &Repository,
+    repo_path: &Path,
+    range: &str,
+    commits: &[(Oid, Option<Oid>)],
+) -> Result<(), LintError> {
+    let roots = shallow_roots(repo);
+    let Some((cut, _)) = commits.iter().find(|(oid, _)| roots.contains(oid)) else {
+        return Ok(());
+    };
+    let r = repo_path.display();
+    Err(LintError::new(format!(
+        "range `{range}` reaches the boundary of the shallow clone `{r}`: the parent of commit {cut} is not in it, \
+         so that commit cannot be compared with its parent (it would be linted against an empty tree); \
+         fetch the history: `git -C {r} fetch --unshallow` (or `git -C {r} fetch --deepen=N` until the range's base is an ancestor)"
+    )))
+}
+
 /// Lint each commit of `range` (`BASE..HEAD`) of the repository `repo`
 /// against its first parent (a root commit against no findings). Returns
 /// the collected steps; [`LintBuilder::finish`] makes the report once the
@@ -588,17 +837,17 @@ pub fn lint_range(linter: &mut Linter<'_>, repo_path: &Path, range: &str) -> Res
         ))
     })?;
     let (base, commits) = commits_of(&repo, repo_path, range)?;
+    refuse_shallow_boundary(&repo, repo_path, range, &commits)?;
     let spec = |oid: Oid| SourceSpec::Git { repo: PathBuf::from(repo_path), rev: oid.to_string() };
     let base_report = linter.check(linter.load_deferred(&spec(base))?);
-    let mut builder = LintBuilder::new("range", &format!("{} {range}", repo_path.display()), base_report.clone());
-    let mut reports: HashMap<Oid, CheckReport> = HashMap::new();
+    let mut builder = LintBuilder::new("range", &format!("{} {range}", repo_path.display()), &base_report);
+    let mut reports: HashMap<Oid, TreeCheck> = HashMap::new();
     reports.insert(base, base_report);
-    let empty = CheckReport { tree: String::new(), arches: Vec::new(), findings: Vec::new(), warnings: Vec::new() };
     linter.progress().stage("linting commits", Some(commits.len() as u64));
     for (k, (oid, parent)) in commits.iter().enumerate() {
         linter.progress().detail(&oid.to_string()[..12]);
         let before = match parent {
-            None => empty.clone(),
+            None => TreeCheck::empty(),
             Some(p) => match reports.get(p) {
                 Some(r) => r.clone(),
                 // A parent outside the range (the other side of a merge

@@ -87,6 +87,12 @@ impl FileWarnings {
         });
         FileWarnings { encoding: encoding_warning(&facts.path, bytes), parse }
     }
+
+    /// Whether the file was not parsed at all (too large, over the parse
+    /// budget): its parse warning is about the whole file, so it has no line.
+    pub fn not_parsed(&self) -> bool {
+        self.parse.as_ref().is_some_and(|w| w.line.is_none())
+    }
 }
 
 impl ParsedTree {

@@ -183,6 +183,23 @@ pub enum SourceError {
         #[source]
         source: io::Error,
     },
+    /// Objects the revision's tree needs (trees, blobs) are not in the
+    /// repository: a partial (`--filter`) clone, or a damaged one. Nothing
+    /// is analyzed then, since findings of part of a tree would read as a
+    /// verdict on all of it.
+    #[error("{}", missing_objects_message(repo, label, missing, partial_remote.as_deref(), *bare))]
+    MissingObjects {
+        /// The repository path as given.
+        repo: PathBuf,
+        /// `repo@rev`.
+        label: String,
+        /// What is missing, in the order met (at least one).
+        missing: Vec<MissingObject>,
+        /// The promisor remote when the repository is a partial clone.
+        partial_remote: Option<String>,
+        /// Whether the repository is bare (a fetch must name its refs).
+        bare: bool,
+    },
     /// libgit2 failed in a way not covered above (corrupt object store, ...).
     #[error("git error in `{}`: {message}", repo.display())]
     Git {
@@ -191,6 +208,65 @@ pub enum SourceError {
         /// libgit2's message.
         message: String,
     },
+}
+
+/// A git object a source needs that the repository does not have (or
+/// cannot read).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MissingObject {
+    /// Where the tree needs it (`arch/x86/kvm`, `virt/kvm/kvm_main.c`; `""`
+    /// for the root tree).
+    pub path: String,
+    /// `tree` or `blob`.
+    pub kind: &'static str,
+    /// The object id (hex).
+    pub id: String,
+}
+
+/// The message of [`SourceError::MissingObjects`]: what is missing, why,
+/// and how to get a complete repository. kvmtk reads the object database
+/// through libgit2 and never fetches: a lint in CI must not depend on the
+/// network, and a fetch would write into the user's repository.
+fn missing_objects_message(
+    repo: &Path,
+    label: &str,
+    missing: &[MissingObject],
+    partial_remote: Option<&str>,
+    bare: bool,
+) -> String {
+    const SHOWN: usize = 3;
+    let mut listed: Vec<String> = missing
+        .iter()
+        .take(SHOWN)
+        .map(|m| {
+            let path = if m.path.is_empty() { "the root tree".to_string() } else { format!("`{}`", m.path) };
+            format!("{} {path} ({})", m.kind, m.id)
+        })
+        .collect();
+    if missing.len() > SHOWN {
+        listed.push(format!("and {} more", missing.len() - SHOWN));
+    }
+    let n = missing.len();
+    let head = format!(
+        "`{label}` cannot be analyzed: {n} git object{} it needs {} missing from the repository: {}",
+        if n == 1 { "" } else { "s" },
+        if n == 1 { "is" } else { "are" },
+        listed.join(", ")
+    );
+    let r = repo.display();
+    // A bare clone has no fetch refspec: its refs must be named.
+    let refs = if bare { " '+refs/heads/*:refs/heads/*' '+refs/tags/*:refs/tags/*'" } else { "" };
+    match partial_remote {
+        Some(remote) => format!(
+            "{head}. `{r}` is a partial clone (promisor remote `{remote}`, e.g. `git clone --filter=blob:none`) and kvmtk does not fetch: \
+             analyze a complete clone (`git clone` without `--filter`), or complete this one with \
+             `git -C {r} config --unset remote.{remote}.partialclonefilter && git -C {r} fetch --refetch {remote}{refs}`"
+        ),
+        None => format!(
+            "{head}. The repository is incomplete or damaged (`git -C {r} fsck` lists what is missing): \
+             fetch the objects again (`git -C {r} fetch --refetch`) or analyze a complete clone"
+        ),
+    }
 }
 
 /// The loaded KVM-relevant files of one kernel tree.
@@ -747,14 +823,45 @@ fn read_dir_file(lister: &DirLister, path: &str) -> Result<SourceFile, SourceWar
 struct GitLister<'r> {
     repo: &'r Repository,
     tree: Tree<'r>,
+    /// Objects met on the walk that the repository lacks: a tree the walk
+    /// cannot enter would otherwise look like an empty or absent directory
+    /// (a whole arch gone, without a word).
+    missing: std::cell::RefCell<Vec<MissingObject>>,
 }
 
 impl GitLister<'_> {
-    fn entry(&self, path: &str) -> Option<git2::TreeEntry<'static>> {
-        if path.is_empty() {
-            return None;
+    fn note_missing(&self, path: &str, kind: &'static str, id: Oid) {
+        let mut missing = self.missing.borrow_mut();
+        if !missing.iter().any(|m| m.path == path && m.kind == kind) {
+            missing.push(MissingObject { path: path.to_string(), kind, id: id.to_string() });
         }
-        self.tree.get_path(Path::new(path)).ok()
+    }
+
+    /// The entry at `path`, entering one tree per component, so that a
+    /// subtree the repository lacks is noted rather than taken for a path
+    /// that does not exist.
+    fn entry(&self, path: &str) -> Option<git2::TreeEntry<'static>> {
+        let mut parts = path.split('/').filter(|c| !c.is_empty()).peekable();
+        let mut tree = self.tree.clone();
+        let mut walked = String::new();
+        while let Some(name) = parts.next() {
+            let entry = tree.get_name(name)?.to_owned();
+            walked = join(&walked, name);
+            if parts.peek().is_none() {
+                return Some(entry);
+            }
+            if entry.kind() != Some(ObjectType::Tree) {
+                return None;
+            }
+            tree = match self.repo.find_tree(entry.id()) {
+                Ok(t) => t,
+                Err(_) => {
+                    self.note_missing(&walked, "tree", entry.id());
+                    return None;
+                }
+            };
+        }
+        None
     }
 
     fn kind_of_mode(mode: i32, kind: Option<ObjectType>) -> EntryKind {
@@ -779,8 +886,10 @@ impl GitLister<'_> {
                     _ => Err(format!("cannot read: `{current}` is not a file")),
                 };
             }
-            let blob =
-                self.repo.find_blob(entry.id()).map_err(|e| format!("cannot read symbolic link: {}", e.message()))?;
+            let blob = self.repo.find_blob(entry.id()).map_err(|e| {
+                self.note_missing(&current, "blob", entry.id());
+                format!("cannot read symbolic link: {}", e.message())
+            })?;
             let target = String::from_utf8_lossy(blob.content()).into_owned();
             current = resolve_relative(&current, &target)
                 .ok_or_else(|| format!("symbolic link points outside the tree (to `{target}`); not followed"))?;
@@ -804,8 +913,10 @@ impl Lister for GitLister<'_> {
         if entry.kind() != Some(ObjectType::Tree) {
             return Ok(Vec::new());
         }
-        let tree =
-            self.repo.find_tree(entry.id()).map_err(|e| format!("cannot read tree {}: {}", entry.id(), e.message()))?;
+        let tree = self.repo.find_tree(entry.id()).map_err(|e| {
+            self.note_missing(dir, "tree", entry.id());
+            format!("cannot read tree {}: {}", entry.id(), e.message())
+        })?;
         let mut out: Vec<(String, EntryKind)> = tree
             .iter()
             // Non-UTF-8 names are skipped, as for directories.
@@ -821,6 +932,24 @@ impl Lister for GitLister<'_> {
     fn resolve_link(&self, path: &str) -> Result<String, String> {
         self.resolve(path).map(|(p, _)| p)
     }
+}
+
+/// The promisor remote of a partial clone (`git clone --filter`), whose
+/// objects may be missing by design: `extensions.partialClone`, or the
+/// first remote with `promisor = true`.
+fn promisor_remote(repo: &Repository) -> Option<String> {
+    let config = repo.config().ok()?.snapshot().ok()?;
+    if let Ok(remote) = config.get_string("extensions.partialclone") {
+        return Some(remote);
+    }
+    let mut entries = config.entries(Some(r"remote\..*\.promisor")).ok()?;
+    while let Some(Ok(entry)) = entries.next() {
+        if entry.value().is_some_and(|v| v.eq_ignore_ascii_case("true")) {
+            let name = entry.name()?;
+            return Some(name.strip_prefix("remote.")?.strip_suffix(".promisor")?.to_string());
+        }
+    }
+    None
 }
 
 fn git_err(repo: &Path, e: git2::Error) -> SourceError {
@@ -847,15 +976,43 @@ fn load_git(repo_path: &Path, rev: &str, opts: &SourceOptions, defer: bool) -> R
         ErrorCode::NotFound | ErrorCode::InvalidSpec | ErrorCode::Ambiguous | ErrorCode::UnbornBranch => unknown(),
         _ => git_err(repo_path, e),
     })?;
-    let commit = object.peel_to_commit().ok().map(|c| c.id().to_string());
-    let tree = object.peel_to_tree().map_err(|_| SourceError::NotATree {
-        repo: repo_path.to_path_buf(),
-        rev: rev.to_string(),
-        kind: object.kind().map_or("unknown object", |k| k.str()).to_string(),
-    })?;
+    let commit = object.peel_to_commit().ok();
     let label = format!("{}@{rev}", repo_path.display());
-    let lister = GitLister { repo: &repo, tree };
-    let (plan, arches) = plan(&lister, &label, opts)?;
+    let missing_error = |missing: Vec<MissingObject>| SourceError::MissingObjects {
+        repo: repo_path.to_path_buf(),
+        label: label.clone(),
+        missing,
+        partial_remote: promisor_remote(&repo),
+        bare: repo.is_bare(),
+    };
+    let tree = match (object.peel_to_tree(), &commit) {
+        (Ok(tree), _) => tree,
+        // A commit whose root tree the repository lacks.
+        (Err(_), Some(c)) => {
+            return Err(missing_error(vec![MissingObject {
+                path: String::new(),
+                kind: "tree",
+                id: c.tree_id().to_string(),
+            }]))
+        }
+        (Err(_), None) => {
+            return Err(SourceError::NotATree {
+                repo: repo_path.to_path_buf(),
+                rev: rev.to_string(),
+                kind: object.kind().map_or("unknown object", |k| k.str()).to_string(),
+            })
+        }
+    };
+    let commit = commit.map(|c| c.id().to_string());
+    let lister = GitLister { repo: &repo, tree, missing: Default::default() };
+    let planned = plan(&lister, &label, opts);
+    // A missing tree can make the tree look like no kernel tree, or hide an
+    // arch asked for: the missing objects are the error to report then.
+    let missing_trees = lister.missing.take();
+    if !missing_trees.is_empty() {
+        return Err(missing_error(missing_trees));
+    }
+    let (plan, arches) = planned?;
 
     // libgit2 objects are not shared across threads; blob reads from the
     // object database are fast enough sequentially (no file-system walk).
@@ -866,8 +1023,8 @@ fn load_git(repo_path: &Path, rev: &str, opts: &SourceOptions, defer: bool) -> R
     for path in &plan.paths {
         if let (Some(odb), true) = (&odb, is_c_source(path)) {
             if let Ok((_, oid)) = lister.resolve(path) {
-                // A blob the database lacks is read now, for the warning a
-                // plain load gives.
+                // A blob the database lacks is read now, to be reported
+                // as a plain load reports it.
                 if odb.exists(oid) {
                     files.push(SourceFile {
                         path: path.clone(),
@@ -880,10 +1037,11 @@ fn load_git(repo_path: &Path, rev: &str, opts: &SourceOptions, defer: bool) -> R
                 }
             }
         }
-        let read = lister.resolve(path).and_then(|(_, oid)| {
-            repo.find_blob(oid)
-                .map(|b| (oid, b.content().to_vec()))
-                .map_err(|e| format!("cannot read blob {oid}: {}", e.message()))
+        let read = lister.resolve(path).and_then(|(target, oid)| {
+            repo.find_blob(oid).map(|b| (oid, b.content().to_vec())).map_err(|e| {
+                lister.note_missing(&target, "blob", oid);
+                format!("cannot read blob {oid}: {}", e.message())
+            })
         });
         match read {
             Ok((oid, bytes)) => files.push(SourceFile {
@@ -895,7 +1053,11 @@ fn load_git(repo_path: &Path, rev: &str, opts: &SourceOptions, defer: bool) -> R
             Err(message) => warnings.push(SourceWarning { path: path.clone(), message }),
         }
     }
-    let mut tree = finish(label, commit, arches, files, warnings);
+    let missing = lister.missing.take();
+    if !missing.is_empty() {
+        return Err(missing_error(missing));
+    }
+    let mut tree = finish(label.clone(), commit, arches, files, warnings);
     if !pending.is_empty() {
         tree.pending = PendingBlobs { repo: repo_path.to_path_buf(), paths: pending };
     }

@@ -151,7 +151,7 @@ pub fn lint_patches(
         [first, .., last] => format!("{first}..{last}"),
         [] => "no patches".to_string(),
     };
-    let mut builder = LintBuilder::new("patches", &subject, before.clone());
+    let mut builder = LintBuilder::new("patches", &subject, &before);
     let mut overlay: BTreeMap<String, Option<Vec<u8>>> = BTreeMap::new();
     linter.progress().stage("linting patches", Some(patches.len() as u64));
     for p in patches {

@@ -198,9 +198,17 @@ pub struct StateReads {
     pub dest_arg: usize,
 }
 
+/// What makes an enable hook heavy (HW012): kernel primitives only, never
+/// the helpers built on them (those are found through what they call).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Heavy {
+    /// Whole-machine maintenance: costly wherever it is called (flushing
+    /// every TLB entry or the whole cache).
     pub functions: Vec<String>,
+    /// Per-entry hardware maintenance (writing or invalidating one TLB or
+    /// cache entry): costly when done in a loop over the entries.
+    #[serde(default)]
+    pub per_entry: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -585,6 +593,12 @@ impl ApiModel {
 
     pub fn is_heavy(&self, function: &str) -> bool {
         self.heavy.contains_key(function)
+    }
+
+    /// Whether `function` maintains one hardware TLB/cache entry (heavy in
+    /// a loop over the entries, HW012).
+    pub fn is_per_entry_maintenance(&self, function: &str) -> bool {
+        self.table.heavy.per_entry.iter().any(|f| f == function)
     }
 
     /// Map a static-call key (or a call macro's argument) to the ops struct

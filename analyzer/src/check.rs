@@ -57,8 +57,15 @@ pub fn analyze_arch(
 ) -> ArchResult {
     let analysis = parsed.analyze(arch, api);
     let enable_path = EnablePath::find(&analysis);
-    let input =
-        RuleInput { analysis: &analysis, enable_path: &enable_path, api, locking_doc: parsed.locking.as_ref(), tree };
+    let kconfig = crate::kconfig::Kconfig::of(&parsed.source);
+    let input = RuleInput {
+        analysis: &analysis,
+        enable_path: &enable_path,
+        api,
+        locking_doc: parsed.locking.as_ref(),
+        tree,
+        kconfig: &kconfig,
+    };
     ArchResult { findings: run_rules(&input, selection), warnings: analysis.warnings.clone() }
 }
 

@@ -535,6 +535,12 @@ fn plan(lister: &dyn Lister, label: &str, opts: &SourceOptions) -> Result<(Plan,
     for path in COMMON_FILES.iter().chain([&LOCKING_DOC]) {
         add_file_if_present(lister, path, &mut plan);
     }
+    // The KVM Kconfig files, read as data (crate::kconfig): which common
+    // code each arch builds.
+    add_file_if_present(lister, crate::kconfig::COMMON_KCONFIG, &mut plan);
+    for arch in all_arch_dirs.iter().filter(|a| keep_arch(a) && kvm_arches.contains(a)) {
+        add_file_if_present(lister, &crate::kconfig::arch_kconfig(arch), &mut plan);
+    }
     for optional in [CPUHOTPLUG_H, LOCKING_DOC] {
         if lister.kind(optional) == EntryKind::Missing {
             plan.warnings.push(SourceWarning {

@@ -318,7 +318,8 @@ pub fn check(input: &RuleInput<'_>) -> Vec<Finding> {
         let evidence = if a.reaches(hook).is_empty() { Vec::new() } else { a.witness(hook, 0, None) };
         // The hook alone: removing one concern (as the series' first patch
         // does) keeps the finding's identity while others remain.
-        let symbols = vec![func.name.clone()];
+        // The arch's enable hook (one per arch), whatever it is called.
+        let symbols = vec!["enable-hook".to_string()];
         out.push(
             Finding::new(info, input, hook, func.name_span.line, func.name_span.col, message, evidence, symbols)
                 .with_related(related),

@@ -12,9 +12,11 @@
 //! the per-CPU enable/disable primitive.
 //!
 //! Not reported:
-//! - broadcasts on the way down of a reboot (a context with
-//!   `system_shutdown` in the API model): the reboot path disables CPU
-//!   hotplug before the machine stops and nothing uses the state again;
+//! - broadcasts on the way down of a reboot after CPU hotplug is disabled
+//!   (a context with `system_shutdown` in the API model: syscore
+//!   `.shutdown`, which runs after `migrate_to_reboot_cpu()`); reboot
+//!   notifiers run before that, with hotplug still enabled, and are
+//!   reported like any other context;
 //! - broadcasts in contexts where no other CPU runs (syscore, stop machine);
 //! - hotplug callbacks that cannot run at the time of the broadcast: their
 //!   state was removed (`cpuhp_remove_state*()`) before the broadcast on
@@ -79,6 +81,11 @@ struct Broadcast<'a> {
     span: Span,
     /// `on_each_cpu(hardware_enable_nolock)`, `for_each_online_cpu + smp_call_function_single(f)`.
     what: String,
+    /// The kind of broadcast (a cross-CPU call to the online CPUs, or a
+    /// loop over them), for the fingerprint: `on_each_cpu(f)` and
+    /// `on_each_cpu_mask(cpu_online_mask, f)` are one, and never the
+    /// callback's name.
+    primitive: String,
     callbacks: Vec<FnId>,
     state: &'a LockState,
 }
@@ -193,10 +200,22 @@ pub fn check(input: &RuleInput<'_>) -> Vec<Finding> {
                     sf.name, cb.root.function_name
                 ),
             });
-            let mut symbols: Vec<String> = b.callbacks.iter().map(|&c| a.program.func(c).name.clone()).collect();
-            // Not the hotplug callback's name: moving or renaming the callback
-            // (as the series does) must not make this a new finding.
-            symbols.push(sf.name.clone());
+            // What it is about: the broadcast primitive, the hotplug side it
+            // races with (startup or teardown, not the callback's name nor its
+            // section: moving the callbacks, as the series does, is no fix),
+            // the per-CPU state (the shared function when it names none), and
+            // the context broadcasting. No function names besides: renaming
+            // the callback or extracting a helper keeps the finding.
+            let mut symbols = vec![
+                b.primitive.clone(),
+                format!("hotplug {}", cb.root.role.as_deref().unwrap_or("callback")),
+                format!("from {}", r.key.context),
+            ];
+            if state_names.is_empty() {
+                symbols.push(sf.name.clone());
+            } else {
+                symbols.extend(state_names.iter().map(|n| format!("state {n}")));
+            }
             out.push(
                 Finding::new(
                     info,
@@ -316,18 +335,18 @@ fn broadcasts<'a>(a: &'a Analysis<'a>) -> Vec<Broadcast<'a>> {
             let args: Vec<&str> = c.args.iter().map(|x| x.text.as_str()).collect();
             let in_loop = o.loops.iter().rev().find_map(|s| loops.get(s));
             let reg = api.registration(name).filter(|r| r.context.as_deref() == Some("ipi"));
-            let (what, cb_names): (String, Vec<String>) = if api.is_online_broadcast(name, &args) {
+            let (what, primitive, cb_names): (String, String, Vec<String>) = if api.is_online_broadcast(name, &args) {
                 let Some(reg) = reg else { continue };
                 let names: Vec<String> =
                     reg.callback_args.iter().filter_map(|&i| c.args.get(i)?.ident.clone()).collect();
-                (format!("{name}({})", names.join(", ")), names)
+                (format!("{name}({})", names.join(", ")), "cross-CPU call".to_string(), names)
             } else if let Some((macro_name, var)) = in_loop {
                 if let Some(reg) = reg {
                     let names: Vec<String> =
                         reg.callback_args.iter().filter_map(|&i| c.args.get(i)?.ident.clone()).collect();
-                    (format!("{macro_name}({var}) {name}({})", names.join(", ")), names)
+                    (format!("{macro_name}({var}) {name}({})", names.join(", ")), "online-CPU loop".to_string(), names)
                 } else if !var.is_empty() && c.args.iter().any(|x| x.text.trim() == var) {
-                    (format!("{macro_name}({var}) {name}({var})"), vec![name.clone()])
+                    (format!("{macro_name}({var}) {name}({var})"), "online-CPU loop".to_string(), vec![name.clone()])
                 } else {
                     continue;
                 }
@@ -338,7 +357,7 @@ fn broadcasts<'a>(a: &'a Analysis<'a>) -> Vec<Broadcast<'a>> {
             if callbacks.is_empty() {
                 continue;
             }
-            out.push(Broadcast { function: id, span: c.span, what, callbacks, state: &o.state });
+            out.push(Broadcast { function: id, span: c.span, what, primitive, callbacks, state: &o.state });
         }
     }
     out

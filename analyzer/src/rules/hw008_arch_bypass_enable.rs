@@ -5,17 +5,17 @@
 //! enable path. The arch's per-CPU enable machinery is the enable hook the
 //! common hotplug startup callback reaches, plus the arch functions only it
 //! (not the disable hook) reaches. A bypass is an arch function outside the
-//! enable path that calls into that machinery, or broadcasts it with
-//! `on_each_cpu()`, and also calls what the disable hook reaches: it owns
-//! the on/off state itself (module init enabling "temporarily", a CPU PM
-//! notifier re-enabling on low-power exit). Functions that only share a
-//! helper with the enable hook (capability checks, queries) are not
-//! bypasses.
+//! enable path that calls into that machinery (a part of it that does work
+//! of its own), or broadcasts it with `on_each_cpu()`: it owns the on/off
+//! state itself (module init enabling "temporarily", a CPU PM notifier
+//! re-enabling on low-power exit, pKVM's init enabling EL2 on the boot CPU
+//! for good). Functions that only share a helper with the enable hook
+//! (capability checks, queries) are not bypasses.
 //!
 //! A second finding says when the bypass leaves virtualization enabled: its
 //! disable runs on some paths only (walked in statement order, conditions
-//! not evaluated), so the function returns with it enabled behind the common
-//! code's back.
+//! not evaluated), or it has no disable at all, so the function returns
+//! with it enabled behind the common code's back.
 //!
 //! ## Why is this bad?
 //! From the review thread: "arm64 is also quite evil and circumvents KVM's
@@ -81,6 +81,7 @@ pub fn check(input: &RuleInput<'_>) -> Vec<Finding> {
         // Evidence: the shortest path from a root to the bypass.
         let reaches = a.reaches(g);
         let best = reaches.iter().enumerate().min_by_key(|(i, r)| (r.depth, *i)).map(|(i, _)| i);
+        let root_context = best.map(|ri| reaches[ri].key.context.clone());
         let (evidence, from) = match best {
             Some(ri) => {
                 let root = &a.roots[reaches[ri].key.root];
@@ -101,25 +102,53 @@ pub fn check(input: &RuleInput<'_>) -> Vec<Finding> {
             col: a.program.func(target).name_span.col,
             message: format!("`{target_name}()` is the enable hook's machinery"),
         }];
-        out.push(
-            Finding::new(
-                info,
-                input,
-                g,
-                span.line,
-                span.col,
-                message,
-                evidence.clone(),
-                vec![func.name.clone(), target_name.clone()],
-            )
-            .with_related(related),
-        );
+        // An enable-only bypass is reported once, as never disabled (below).
+        if !m.enable_only.contains(&g) {
+            out.push(
+                Finding::new(
+                    info,
+                    input,
+                    g,
+                    span.line,
+                    span.col,
+                    message,
+                    evidence.clone(),
+                    bypass_symbols(broadcast, root_context.as_deref(), None),
+                )
+                .with_related(related),
+            );
+        }
 
         // Left enabled: after the enable, the disable runs on some paths only.
         let mut w = Walker::new(a, &m, hooks, 4);
         let mut stack = Vec::new();
         let exit = w.function(g, State { off: true, ..State::default() }, &mut stack);
-        if exit.on.is_some() && exit.off_again {
+        if exit.on.is_some() && m.enable_only.contains(&g) {
+            let message = format!(
+                "`{}()` {how} and never disables again: it returns with virtualization left enabled on every path, \
+                 bypassing the common enable path ({}){from}",
+                func.name,
+                hook_names.join(", ")
+            );
+            out.push(
+                Finding::new(
+                    info,
+                    input,
+                    g,
+                    span.line,
+                    span.col,
+                    message,
+                    evidence,
+                    bypass_symbols(broadcast, root_context.as_deref(), Some("never-disabled")),
+                )
+                .with_related(vec![Related {
+                    file: a.program.file(g).path.clone(),
+                    line: span.line,
+                    col: span.col,
+                    message: "enabled here, with no disable on any path after it".to_string(),
+                }]),
+            );
+        } else if exit.on.is_some() && exit.off_again {
             let Some(dis) = w.disables.first().and_then(|fr| fr.first().copied()) else { continue };
             let message = format!(
                 "`{}()` disables again only on some paths (this disable is conditional): it can return with \
@@ -135,7 +164,7 @@ pub fn check(input: &RuleInput<'_>) -> Vec<Finding> {
                     dis.1.col,
                     message,
                     evidence,
-                    vec![func.name.clone(), target_name, "left-enabled".to_string()],
+                    bypass_symbols(broadcast, root_context.as_deref(), Some("left-enabled")),
                 )
                 .with_related(vec![Related {
                     file: a.program.file(g).path.clone(),
@@ -147,4 +176,16 @@ pub fn check(input: &RuleInput<'_>) -> Vec<Finding> {
         }
     }
     out
+}
+
+/// What a bypass is about, for the fingerprint: how it enables (a broadcast
+/// or a call on one CPU), the context it runs in, and what is wrong with it.
+/// No function names: renaming the bypass or the machinery keeps the finding.
+fn bypass_symbols(broadcast: bool, context: Option<&str>, wrong: Option<&str>) -> Vec<String> {
+    let mut symbols = vec![
+        if broadcast { "enables on every CPU" } else { "enables on this CPU" }.to_string(),
+        format!("from {}", context.unwrap_or("no root")),
+    ];
+    symbols.extend(wrong.map(str::to_string));
+    symbols
 }

@@ -16,9 +16,12 @@
 //!
 //! The finding sits in the deepest function on both paths, at the call
 //! leading to the second enable; the first enable is a related place.
-//! Enable primitives that test a per-CPU flag first turn the second enable
-//! into a no-op on that CPU, but the design still hands ownership of the
-//! enabled state to two places.
+//! When the second enable's primitive is guarded per CPU (it enables only
+//! under `if (!__this_cpu_read(flag))` and sets `flag` there, as arm64's
+//! `cpu_hyp_init()` does with `kvm_hyp_initialized`), the second enable is
+//! a no-op on every CPU the first one enabled: the finding names the guard
+//! and is only a note, because the design still hands ownership of the
+//! enabled state to two places (whoever clears the flag decides for both).
 //!
 //! ## Why is this bad?
 //! From the review thread: "arm64 is also quite evil and circumvents KVM's
@@ -88,12 +91,20 @@ pub(super) struct Machinery {
     pub enable: BTreeSet<FnId>,
     /// The disable hooks and the arch functions only they reach.
     pub disable: BTreeSet<FnId>,
-    /// Arch functions outside the enable path that both enable and disable
-    /// on their own: they call (or broadcast) a function of the enable
-    /// machinery and one the disable hooks reach (`init_subsystems()`,
-    /// a CPU PM notifier). Helpers the enable hook merely shares with other
-    /// code (capability checks, TSC queries) are not called by such code.
+    /// Arch functions outside the enable path that enable on their own:
+    /// they call (or broadcast) a function of the enable machinery that does
+    /// work of its own (`init_subsystems()`, a CPU PM notifier, pKVM's
+    /// `do_pkvm_init()`), whether or not they also call one the disable
+    /// hooks reach (an enable that is never undone is the worse bypass).
+    /// Helpers the enable hook merely shares with other code (capability
+    /// checks, TSC queries) are not called by such code.
     pub togglers: BTreeSet<FnId>,
+    /// The togglers that call nothing of the disable side. Such a function
+    /// counts only when it also marks the CPU enabled in a per-CPU variable
+    /// the enable machinery keeps (pKVM's init setting the flag the enable
+    /// hook tests): calling a helper of the enable side alone (a TLB flush,
+    /// a compatibility probe) does not make it an enabler.
+    pub enable_only: BTreeSet<FnId>,
     /// Functions from which an enable or disable is reachable.
     relevant: BTreeSet<FnId>,
     /// [`Walker::targets`] by call site (address), shared by the walks of
@@ -129,7 +140,17 @@ impl Machinery {
         let worker = |t: FnId| {
             a.program.calls.get(&t).into_iter().flatten().any(|e| e.callee != t && enable.contains(&e.callee))
         };
+        // Per-CPU variables the enable machinery keeps (current-CPU accesses).
+        let flags_of = |f: FnId| -> BTreeSet<String> {
+            let mut out = BTreeSet::new();
+            crate::graph::visit_calls(&a.program.func(f).body.stmts, &mut |c| {
+                out.extend(this_cpu_var(a, c));
+            });
+            out
+        };
+        let enable_flags: BTreeSet<String> = enable.iter().flat_map(|&f| flags_of(f)).collect();
         let mut togglers = BTreeSet::new();
+        let mut enable_only = BTreeSet::new();
         for &g in &a.program.functions {
             if e_all.contains(&g) || d_all.contains(&g) || !super::queries::is_arch(a, g) {
                 continue;
@@ -154,6 +175,9 @@ impl Machinery {
             });
             if en && dis {
                 togglers.insert(g);
+            } else if en && flags_of(g).iter().any(|v| enable_flags.contains(v)) {
+                togglers.insert(g);
+                enable_only.insert(g);
             }
         }
         let mut relevant = BTreeSet::new();
@@ -163,7 +187,7 @@ impl Machinery {
                 stack.extend(rev.get(&id).into_iter().flatten().copied());
             }
         }
-        Some(Machinery { enable, disable, togglers, relevant, site_targets: RefCell::default() })
+        Some(Machinery { enable, disable, togglers, enable_only, relevant, site_targets: RefCell::default() })
     }
 }
 
@@ -547,12 +571,22 @@ pub fn check(input: &RuleInput<'_>) -> Vec<Finding> {
         w.can_enable = Some(&can_enable);
         let mut stack = Vec::new();
         w.function(root.function, State { off: true, ..State::default() }, &mut stack);
-        let Some(d) = w.doubles.first().cloned() else { continue };
         // The deepest frame both paths share: where the two enables meet.
-        let mut k = 0;
-        while k < d.first.len() && k < d.second.len() && d.first[k].0 == d.second[k].0 {
-            k += 1;
-        }
+        let meet = |d: &Double| {
+            let mut k = 0;
+            while k < d.first.len() && k < d.second.len() && d.first[k].0 == d.second[k].0 {
+                k += 1;
+            }
+            k
+        };
+        // Two calls of an enable-only function's own machinery (pKVM's init
+        // setting up the context, then the features) are one enable.
+        let one_enable = |d: &Double| {
+            let k = meet(d);
+            k > 0 && d.second.len() == k && d.first.len() == k && m.enable_only.contains(&d.second[k - 1].0)
+        };
+        let Some(d) = w.doubles.iter().find(|d| !one_enable(d)).cloned() else { continue };
+        let k = meet(&d);
         let Some(&(at, at_span)) = d.second.get(k.saturating_sub(1)) else { continue };
         let first_at = d.first.get(k.saturating_sub(1)).copied().unwrap_or(d.first[0]);
         let prim1 = entered(a, &m, hooks, &d.first).map(|f| a.program.func(f).name.clone()).unwrap_or_default();
@@ -570,6 +604,15 @@ pub fn check(input: &RuleInput<'_>) -> Vec<Finding> {
              enabled on some path, then {second_via} enables it again (`{prim2}()`) with no disable in between",
             root.function_name
         );
+        let guard = entered(a, &m, hooks, &d.second).and_then(|f| per_cpu_guard(a, f));
+        let message = match &guard {
+            Some((g, flag)) => format!(
+                "{message}; the second enable is guarded per CPU: `{}()` enables only while `{flag}` is clear and \
+                 sets it, so it does nothing where the first enable ran, and the two owners share one flag",
+                a.program.func(*g).name
+            ),
+            None => format!("{message}; no per-CPU guard found in the second enable: it runs again"),
+        };
         let mut evidence = frames_to_steps(a, &root.context, &d.second, entered(a, &m, hooks, &d.second));
         if let Some(s) = evidence.first_mut() {
             s.via = Some(format!("root: {}", root.origin));
@@ -588,19 +631,92 @@ pub fn check(input: &RuleInput<'_>) -> Vec<Finding> {
                 message: format!("`{}()` enables here", a.program.func(f).name),
             });
         }
-        out.push(
-            Finding::new(
-                info,
-                input,
-                at,
-                at_span.line,
-                at_span.col,
-                message,
-                evidence,
-                vec![root.function_name.clone(), prim1, prim2],
-            )
-            .with_related(related),
-        );
+        if let Some((g, _)) = &guard {
+            let gf = a.program.func(*g);
+            related.push(Related {
+                file: a.program.file(*g).path.clone(),
+                line: gf.name_span.line,
+                col: gf.name_span.col,
+                message: format!("`{}()` is the per-CPU guard of the second enable", gf.name),
+            });
+        }
+        let finding = Finding::new(
+            info,
+            input,
+            at,
+            at_span.line,
+            at_span.col,
+            message,
+            evidence,
+            // The kind of root enabling twice, not its name nor the
+            // primitives' (renaming them keeps the finding).
+            vec!["enabled twice".to_string(), format!("root {}", root.context)],
+        )
+        .with_related(related);
+        out.push(if guard.is_some() { finding.with_severity(crate::rules::Severity::Note) } else { finding });
     }
     out
+}
+
+/// The per-CPU flag guarding the enable in `f` or an arch function it
+/// calls directly: an `if` whose condition reads a current-CPU per-CPU
+/// variable and whose branch writes that variable and does something else
+/// (the enable). The guarding function and the flag.
+fn per_cpu_guard(a: &Analysis<'_>, f: FnId) -> Option<(FnId, String)> {
+    let mut candidates = vec![f];
+    for e in a.program.calls.get(&f).into_iter().flatten() {
+        if super::queries::is_arch(a, e.callee) && !candidates.contains(&e.callee) {
+            candidates.push(e.callee);
+        }
+    }
+    candidates.into_iter().find_map(|g| guard_in(a, &a.program.func(g).body.stmts).map(|flag| (g, flag)))
+}
+
+/// The current-CPU per-CPU variable named at `c`, when `c` accesses one.
+fn this_cpu_var(a: &Analysis<'_>, c: &CallSite) -> Option<String> {
+    let crate::facts::Callee::Direct(n) = &c.callee else { return None };
+    let acc = a.api.percpu_accessor(n).filter(|acc| acc.current_cpu)?;
+    c.args.get(acc.var_arg)?.ident.clone()
+}
+
+fn guard_in(a: &Analysis<'_>, stmts: &[Stmt]) -> Option<String> {
+    for s in stmts {
+        match s {
+            Stmt::If { cond, then_branch, else_branch, .. } => {
+                let read: Vec<String> = cond
+                    .iter()
+                    .filter_map(|e| match e {
+                        Event::Call(c) => this_cpu_var(a, c),
+                        _ => None,
+                    })
+                    .collect();
+                let (mut writes, mut others) = (Vec::new(), 0);
+                crate::graph::visit_calls(&then_branch.stmts, &mut |c| match this_cpu_var(a, c) {
+                    Some(v) => writes.push(v),
+                    None => others += 1,
+                });
+                if let Some(flag) = read.into_iter().find(|v| writes.contains(v)) {
+                    if others > 0 {
+                        return Some(flag);
+                    }
+                }
+                let nested = guard_in(a, &then_branch.stmts);
+                if nested.is_some() {
+                    return nested;
+                }
+                if let Some(b) = else_branch {
+                    if let Some(g) = guard_in(a, &b.stmts) {
+                        return Some(g);
+                    }
+                }
+            }
+            Stmt::Block(b) => {
+                if let Some(g) = guard_in(a, &b.stmts) {
+                    return Some(g);
+                }
+            }
+            _ => {}
+        }
+    }
+    None
 }

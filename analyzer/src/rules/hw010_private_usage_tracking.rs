@@ -12,6 +12,13 @@
 //! integer; it is reported when it is incremented on the create path and
 //! decremented on the destroy path.
 //!
+//! Not reported: an arch that does not build the common usage count. The
+//! common count is the counter of common code moved on the create path
+//! (`kvm_usage_count`); when it, or every function moving it, sits under an
+//! `#ifdef CONFIG_X` whose symbol the tree's Kconfig declares and the arch's
+//! KVM options never select (upstream's `KVM_GENERIC_HARDWARE_ENABLING`,
+//! which PPC does not select), the arch's counter mirrors nothing.
+//!
 //! ## Why is this bad?
 //! From the review thread: "PPC apparently didn't want to be left out of
 //! the party, and despite having a nop for kvm_arch_hardware_disable(), it
@@ -218,8 +225,12 @@ pub fn check(input: &RuleInput<'_>) -> Vec<Finding> {
     }
     let mut out = Vec::new();
     let mut reported = BTreeSet::new();
+    let arch = input.arch();
     for (head, (creators, destroyers)) in by_head {
         if creators.is_empty() || destroyers.is_empty() {
+            continue;
+        }
+        if !builds_common_count(a, input.kconfig, &arch, &creators) {
             continue;
         }
         let hooks_of = |fs: &BTreeSet<FnId>| -> Vec<(FnId, Span, FnId)> {
@@ -339,4 +350,72 @@ pub fn check(input: &RuleInput<'_>) -> Vec<Finding> {
         }
     }
     out
+}
+
+/// How deep the search for the common usage count goes from VM creation.
+const COMMON_COUNT_DEPTH: u32 = 6;
+
+/// Whether `arch` builds a common usage count: a counter global of common
+/// code moved in common code reachable from the VM creators. True when
+/// there is none to judge (nothing says the arch opted out); false when
+/// every such counter, or every function moving it, is under an `#ifdef`
+/// the arch's Kconfig leaves out.
+fn builds_common_count(
+    a: &Analysis<'_>,
+    kconfig: &crate::kconfig::Kconfig,
+    arch: &str,
+    creators: &BTreeSet<FnId>,
+) -> bool {
+    let common_global = |name: &str| {
+        a.program.globals.get(name).and_then(|gs| {
+            gs.iter()
+                .find(|(fi, g)| {
+                    !crate::enable_path::is_arch_path(&a.program.files[*fi as usize].path) && counter_type(&g.type_text)
+                })
+                .map(|(_, g)| *g)
+        })
+    };
+    // Common counters moved on the create path: counter -> built for the arch.
+    let mut counters: BTreeMap<String, bool> = BTreeMap::new();
+    let mut seen: BTreeSet<FnId> = BTreeSet::new();
+    let mut queue: VecDeque<(FnId, u32)> = creators.iter().map(|&f| (f, 0)).collect();
+    while let Some((f, depth)) = queue.pop_front() {
+        if !seen.insert(f) || is_arch(a, f) {
+            continue;
+        }
+        let fn_built = !kconfig.compiled_out(arch, &a.program.func(f).condition);
+        // From the body itself: a definition the linker did not pick (the
+        // `#ifdef`'d one behind a header stub) has no lock facts.
+        crate::graph::visit_events(&a.program.func(f).body.stmts, &mut |e| {
+            let name = match e {
+                crate::facts::Event::Call(c) => {
+                    let crate::facts::Callee::Direct(n) = &c.callee else { return };
+                    let Some(op) = a.api.counter_op(n) else { return };
+                    let Some(var) = c.args.get(op.var_arg).and_then(|x| global_of(a, x)) else { return };
+                    var
+                }
+                crate::facts::Event::Access(acc) if acc.kind == AccessKind::Write => acc.name.clone(),
+                _ => return,
+            };
+            let Some(g) = common_global(&name) else { return };
+            let built = fn_built && !kconfig.compiled_out(arch, &g.condition);
+            *counters.entry(g.name.clone()).or_insert(false) |= built;
+        });
+        if depth < COMMON_COUNT_DEPTH {
+            for e in a.program.calls.get(&f).into_iter().flatten() {
+                queue.push_back((e.callee, depth + 1));
+            }
+            // Every definition of each callee by name: the linker may have
+            // bound the call to a header's `#else` stub, or to nothing,
+            // while the real one is under the `#ifdef` being judged.
+            crate::graph::visit_calls(&a.program.func(f).body.stmts, &mut |c| {
+                if let crate::facts::Callee::Direct(name) = &c.callee {
+                    for t in a.program.lookup_any(name) {
+                        queue.push_back((t, depth + 1));
+                    }
+                }
+            });
+        }
+    }
+    counters.is_empty() || counters.values().any(|&built| built)
 }

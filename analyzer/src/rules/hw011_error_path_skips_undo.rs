@@ -496,7 +496,6 @@ struct Exit {
     span: crate::facts::Span,
     /// `goto out_x` or `return`.
     what: String,
-    label: Option<String>,
     failing: String,
     missing: Vec<usize>,
 }
@@ -611,7 +610,6 @@ impl<'a, 'b> Walker<'a, 'b> {
                 Some(l) => format!("goto {l}"),
                 None => "return".to_string(),
             },
-            label: label.map(str::to_string),
             failing: failing.to_string(),
             missing,
         });
@@ -769,7 +767,17 @@ pub fn check(input: &RuleInput<'_>) -> Vec<Finding> {
                 .collect(),
         };
         w.block(&func.body, Some(State::new()), None);
+        // One missing unwind is one finding, however many exits skip it:
+        // the first exit reports it, the later ones are evidence.
+        let mut by_missing: BTreeMap<Vec<&str>, Vec<&Exit>> = BTreeMap::new();
         for exit in &w.exits {
+            let names: Vec<&str> = exit.missing.iter().map(|&i| st[i].name.as_str()).collect();
+            by_missing.entry(names).or_default().push(exit);
+        }
+        let mut groups: Vec<Vec<&Exit>> = by_missing.into_values().collect();
+        groups.sort_by_key(|g| g[0].span.start);
+        for group in groups {
+            let exit = group[0];
             let missing: Vec<&Step<'_>> = exit.missing.iter().map(|&i| &st[i]).collect();
             let list =
                 missing.iter().rev().map(|s| format!("`{}()` (`{}()`)", s.name, s.evidence.undo)).collect::<Vec<_>>();
@@ -799,9 +807,18 @@ pub fn check(input: &RuleInput<'_>) -> Vec<Finding> {
                     },
                 });
             }
+            for other in &group[1..] {
+                related.push(Related {
+                    file: a.program.file(id).path.clone(),
+                    line: other.line,
+                    col: other.col,
+                    message: format!("error path `{}` taken when `{}()` fails skips it too", other.what, other.failing),
+                });
+            }
             let evidence = if a.reaches(id).is_empty() { Vec::new() } else { a.witness(id, 0, Some(exit.span)) };
-            let mut symbols = vec![exit.label.clone().unwrap_or_else(|| "return".into()), exit.failing.clone()];
-            symbols.extend(missing.iter().map(|s| s.name.clone()));
+            // What is left undone, not where the exit jumps nor what fails:
+            // renaming a label or the failing call keeps the finding.
+            let symbols: Vec<String> = missing.iter().map(|s| format!("skips {}", s.name)).collect();
             out.push(
                 Finding::new(info, input, id, exit.line, exit.col, message, evidence, symbols).with_related(related),
             );

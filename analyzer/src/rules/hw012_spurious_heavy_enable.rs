@@ -3,9 +3,13 @@
 //! ## What it finds
 //! A costly per-CPU enable: an arch enable hook (derived from the common
 //! hotplug startup callbacks) that reaches, directly or through the vendor
-//! callbacks it dispatches to (a few calls deep), calls the API model
-//! lists as `heavy` (TLB and cache flushes, global reconfiguration such as
-//! agreeing on a global guest TLB size with `cmpxchg()`), together with
+//! callbacks it dispatches to (a few calls deep), heavy work, as the code
+//! does it: a whole-machine TLB or cache maintenance primitive (the API
+//! model's `heavy.functions`: `local_flush_tlb_all()`, `wbinvd()`), or a
+//! loop over hardware entries maintaining them one by one (a loop whose
+//! body calls one of `heavy.per_entry`: `tlb_write_indexed()`), in the
+//! hook or any helper it reaches; the model names kernel primitives only,
+//! so renaming the helpers changes nothing. It is reported together with
 //! every path that runs it:
 //! - **warning** when one of those paths starts in a context that runs
 //!   whether or not a VM exists (API-model contexts with `runs_without_vm`:
@@ -58,7 +62,7 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use super::{find_rule, Finding, Related, RuleInput, Severity};
-use crate::facts::Callee;
+use crate::facts::{Callee, Stmt};
 use crate::graph::FnId;
 
 /// How deep calls are followed from the hook (hook -> vendor enable ->
@@ -71,26 +75,37 @@ pub fn check(input: &RuleInput<'_>) -> Vec<Finding> {
     let p = &a.program;
     let mut out = Vec::new();
     for &hook in &input.enable_path.enable_hooks {
-        // Breadth-first from the hook, through ops and static calls too.
-        let mut seen = BTreeSet::new();
-        let mut queue = VecDeque::from([(hook, 0u32)]);
+        // Breadth-first from the hook, through ops and static calls too;
+        // each function's depth and the call that reached it first.
+        let mut seen: BTreeMap<FnId, (u32, Option<(FnId, crate::facts::Span)>)> = BTreeMap::new();
+        let mut queue = VecDeque::from([(hook, 0u32, None)]);
         let mut heavy: Vec<(FnId, crate::facts::Span, String)> = Vec::new();
-        while let Some((f, depth)) = queue.pop_front() {
-            if !seen.insert(f) {
+        while let Some((f, depth, parent)) = queue.pop_front() {
+            if seen.contains_key(&f) {
                 continue;
             }
-            let mut sites = Vec::new();
-            crate::graph::visit_calls(&p.func(f).body.stmts, &mut |s| sites.push(s));
-            for s in sites {
-                if let Callee::Direct(n) = &s.callee {
-                    if a.api.is_heavy(n) {
-                        heavy.push((f, s.span, n.clone()));
-                    }
+            seen.insert(f, (depth, parent));
+            for (span, what) in heavy_work(a.api, &p.func(f).body.stmts) {
+                // Work in a helper is reported at the call of the per-CPU
+                // enable the hook runs (depth 1), where a reviewer sees it.
+                let (mut g, mut site, mut d) = (f, span, depth);
+                let mut via = None;
+                while d > 1 {
+                    let Some((caller, call)) = seen.get(&g).and_then(|s| s.1) else { break };
+                    via = Some(g);
+                    g = caller;
+                    site = call;
+                    d -= 1;
                 }
+                let what = match via {
+                    Some(h) => format!("`{}()` ({what})", p.func(h).name),
+                    None => what,
+                };
+                heavy.push((g, site, what));
             }
             if depth < MAX_DEPTH {
                 for e in p.calls.get(&f).into_iter().flatten() {
-                    queue.push_back((e.callee, depth + 1));
+                    queue.push_back((e.callee, depth + 1, Some((f, e.site.span))));
                 }
             }
         }
@@ -116,7 +131,7 @@ pub fn check(input: &RuleInput<'_>) -> Vec<Finding> {
             .map(|ri| a.witness(at, ri, Some(first_span)))
             .unwrap_or_default();
         let calls: BTreeSet<&str> = heavy.iter().filter(|h| h.0 == at).map(|h| h.2.as_str()).collect();
-        let calls = calls.iter().map(|c| format!("`{c}()`")).collect::<Vec<_>>().join(", ");
+        let calls = calls.into_iter().collect::<Vec<_>>().join(", ");
         let name = &p.func(at).name;
         let hook_name = &p.func(hook).name;
         let via_hook = if at == hook { String::new() } else { format!(" (run by the enable hook `{hook_name}()`)") };
@@ -139,7 +154,7 @@ pub fn check(input: &RuleInput<'_>) -> Vec<Finding> {
                 file: p.file(f).path.clone(),
                 line: span.line,
                 col: span.col,
-                message: format!("also heavy: `{n}()` in `{}()`", p.func(f).name),
+                message: format!("also heavy: {n} in `{}()`", p.func(f).name),
             });
         }
         for (&root, &ri) in &paths {
@@ -162,7 +177,8 @@ pub fn check(input: &RuleInput<'_>) -> Vec<Finding> {
                 ),
             });
         }
-        let mut symbols = vec![hook_name.clone(), name.clone()];
+        // The arch's heavy enable (one per arch), not the hook's name.
+        let mut symbols = vec!["heavy enable".to_string()];
         if !spurious.is_empty() {
             symbols.push("without-vm".to_string());
         }
@@ -174,4 +190,59 @@ pub fn check(input: &RuleInput<'_>) -> Vec<Finding> {
         out.push(f);
     }
     out
+}
+
+/// The heavy work done directly in `stmts`: calls of whole-machine
+/// maintenance primitives, and loops whose body calls a per-entry one
+/// (described as done: "`local_flush_tlb_all()`", "a loop of
+/// `tlb_write_indexed()`").
+fn heavy_work(api: &crate::api::ApiModel, stmts: &[Stmt]) -> Vec<(crate::facts::Span, String)> {
+    let mut out = Vec::new();
+    crate::graph::visit_calls(stmts, &mut |s| {
+        if let Callee::Direct(n) = &s.callee {
+            if api.is_heavy(n) {
+                out.push((s.span, format!("`{n}()`")));
+            }
+        }
+    });
+    loops_of_entry_maintenance(api, stmts, &mut out);
+    out.sort_by_key(|(span, _)| span.start);
+    out
+}
+
+/// Loops (at any nesting) whose body calls a per-entry maintenance primitive.
+fn loops_of_entry_maintenance(api: &crate::api::ApiModel, stmts: &[Stmt], out: &mut Vec<(crate::facts::Span, String)>) {
+    for s in stmts {
+        match s {
+            Stmt::Loop { span, body, .. } => {
+                let mut prim = None;
+                crate::graph::visit_calls(&body.stmts, &mut |c| {
+                    if let Callee::Direct(n) = &c.callee {
+                        if prim.is_none() && api.is_per_entry_maintenance(n) {
+                            prim = Some(n.clone());
+                        }
+                    }
+                });
+                match prim {
+                    Some(n) => out.push((*span, format!("a loop of `{n}()` over hardware entries"))),
+                    None => loops_of_entry_maintenance(api, &body.stmts, out),
+                }
+            }
+            Stmt::Block(b) | Stmt::Switch { body: b, .. } | Stmt::ScopedGuard { body: b, .. } => {
+                loops_of_entry_maintenance(api, &b.stmts, out)
+            }
+            Stmt::If { then_branch, else_branch, .. } => {
+                loops_of_entry_maintenance(api, &then_branch.stmts, out);
+                if let Some(b) = else_branch {
+                    loops_of_entry_maintenance(api, &b.stmts, out);
+                }
+            }
+            Stmt::Preproc { branches, .. } => {
+                for b in branches {
+                    loops_of_entry_maintenance(api, &b.body.stmts, out);
+                }
+            }
+            _ => {}
+        }
+    }
 }

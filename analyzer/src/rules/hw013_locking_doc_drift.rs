@@ -346,7 +346,9 @@ pub fn check(input: &RuleInput<'_>) -> Vec<Finding> {
                 &format!("{} -> {}", ord.outer, ord.inner),
                 message,
                 evidence,
-                vec![ord.outer.clone(), ord.inner.clone(), fname.clone()],
+                // The file taking the lock out of order, not the function:
+                // renaming it keeps the finding.
+                vec![ord.outer.clone(), ord.inner.clone(), a.program.file(s.function).path.clone()],
             )
             .with_related(related),
         );

@@ -147,6 +147,8 @@ pub struct RuleInput<'a> {
     pub locking_doc: Option<&'a LockingDoc>,
     /// What the whole tree uses, beyond this arch's files.
     pub tree: &'a queries::TreeUsage,
+    /// The tree's KVM Kconfig: which `#ifdef`'d common code the arch builds.
+    pub kconfig: &'a crate::kconfig::Kconfig,
 }
 
 impl<'a> RuleInput<'a> {
@@ -181,9 +183,12 @@ pub struct Finding {
     /// The chain root -> ... -> site, with the context and locks at each step.
     pub evidence: Vec<Step>,
     pub related: Vec<Related>,
-    /// The symbols the finding is about (for the fingerprint).
+    /// What the finding is about (for the fingerprint): the kind of wart
+    /// and its object (the list, lock, per-CPU state, broadcast primitive),
+    /// never the name of the function it sits in.
     pub symbols: Vec<String>,
-    /// Stable identity: rule + arch + function + symbols, not line numbers.
+    /// Stable identity: rule + arch + file + symbols, not line numbers nor
+    /// function names (see [`fingerprint`]).
     pub fingerprint: String,
 }
 
@@ -234,7 +239,9 @@ impl<'de> Deserialize<'de> for Finding {
 impl Finding {
     /// A finding at a function's call or access site; `symbols` name what
     /// it is about (the list, the lock, the mask), so the fingerprint survives
-    /// unrelated line shifts.
+    /// unrelated line shifts, and the file it is in stands for the place:
+    /// renaming the function or moving the code into a helper of the same
+    /// file keeps the identity.
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         info: &RuleInfo,
@@ -252,7 +259,7 @@ impl Finding {
         // analysis found it: one identity, merged across arches.
         let file = program.file(at).path.clone();
         let arch = if crate::enable_path::is_arch_path(&file) { input.arch() } else { "common".to_string() };
-        let fingerprint = fingerprint(info.id, &arch, &function, &symbols);
+        let fingerprint = fingerprint(info.id, &arch, &file, &symbols);
         Finding {
             rule: info.id,
             name: info.name,
@@ -317,10 +324,14 @@ impl Finding {
 }
 
 /// FNV-1a over the identity parts, as 16 hex digits: stable across runs,
-/// platforms and releases (unlike `std`'s hasher).
-pub fn fingerprint(rule: &str, arch: &str, function: &str, symbols: &[String]) -> String {
+/// platforms and releases (unlike `std`'s hasher). `place` is the file a
+/// finding is in ([`Finding::new`]) or the label of a place outside
+/// functions ([`Finding::at_file`]); `symbols` are what it is about, in any
+/// order. Function names are not part of it: a refactor that renames a
+/// function or extracts a helper is not a fix plus a new finding.
+pub fn fingerprint(rule: &str, arch: &str, place: &str, symbols: &[String]) -> String {
     let mut h = crate::hash::Fnv::default();
-    h.part(rule.as_bytes()).part(arch.as_bytes()).part(function.as_bytes());
+    h.part(rule.as_bytes()).part(arch.as_bytes()).part(place.as_bytes());
     let sorted: BTreeSet<&String> = symbols.iter().collect();
     for s in sorted {
         h.part(s.as_bytes());
@@ -359,7 +370,8 @@ impl RuleSelection {
 }
 
 /// Run the selected rules over one analyzed arch. Findings are sorted by
-/// file, line, rule, and deduplicated by fingerprint.
+/// file, line, rule, deduplicated (one per function and object) and given
+/// distinct fingerprints ([`distinct_fingerprints`]).
 pub fn run_rules(input: &RuleInput<'_>, selection: &RuleSelection) -> Vec<Finding> {
     use rayon::prelude::*;
     // Rules are independent passes over one analysis: in parallel, so that
@@ -370,7 +382,31 @@ pub fn run_rules(input: &RuleInput<'_>, selection: &RuleSelection) -> Vec<Findin
     let mut findings: Vec<Finding> =
         per_rule.into_iter().flatten().filter(|f| selection.min_severity.is_none_or(|m| f.severity >= m)).collect();
     findings.sort_by(|a, b| (&a.file, a.line, a.col, a.rule).cmp(&(&b.file, b.line, b.col, b.rule)));
+    // The same wart reached twice in one function (two walks of one list,
+    // one state through two paths) is one finding.
     let mut seen = BTreeSet::new();
-    findings.retain(|f| seen.insert(f.fingerprint.clone()));
+    findings.retain(|f| {
+        let symbols: BTreeSet<String> = f.symbols.iter().cloned().collect();
+        seen.insert((f.fingerprint.clone(), f.function.clone(), symbols))
+    });
+    distinct_fingerprints(&mut findings);
     findings
+}
+
+/// Give findings that share an identity (same rule, arch, file and object,
+/// in different functions) distinct fingerprints: the first in file order
+/// keeps it, the n-th gets it hashed with n. The order of such findings in
+/// a file survives renames and helper extractions, so their identities do
+/// too. `findings` is sorted by place.
+pub fn distinct_fingerprints(findings: &mut [Finding]) {
+    let mut count: std::collections::HashMap<String, u32> = std::collections::HashMap::new();
+    for f in findings.iter_mut() {
+        let n = count.entry(f.fingerprint.clone()).or_insert(0);
+        *n += 1;
+        if *n > 1 {
+            let mut h = crate::hash::Fnv::default();
+            h.part(f.fingerprint.as_bytes()).part(&n.to_le_bytes());
+            f.fingerprint = format!("{:016x}", h.finish());
+        }
+    }
 }

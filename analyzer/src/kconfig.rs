@@ -1,0 +1,169 @@
+//! What the tree's KVM Kconfig files say an arch builds: `config` symbols
+//! declared in `virt/kvm/Kconfig` and `arch/<arch>/kvm/Kconfig`, and the
+//! symbols each arch's KVM options `select`. Read as data (never parsed as
+//! C), so an `#ifdef CONFIG_X` in common code can be judged per arch: when
+//! `X` is declared here and nothing the arch's KVM options select reaches
+//! it, the code under it is not built for that arch (upstream's
+//! `CONFIG_KVM_GENERIC_HARDWARE_ENABLING`, which PPC does not select).
+//!
+//! Deliberately over-approximate on the side of "built": every option of
+//! the arch's KVM Kconfig counts as enabled, a `select X if Y` counts as
+//! selecting `X`, and a symbol not declared in the files read is unknown
+//! (never "off"). A missing Kconfig file only means less is known.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::source::SourceTree;
+
+/// The common KVM Kconfig, relative to the tree root.
+pub const COMMON_KCONFIG: &str = "virt/kvm/Kconfig";
+
+/// An arch's KVM Kconfig, relative to the tree root.
+pub fn arch_kconfig(arch: &str) -> String {
+    format!("arch/{arch}/kvm/Kconfig")
+}
+
+/// The KVM Kconfig symbols of a tree.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Kconfig {
+    /// Every `config` (and `menuconfig`) symbol declared in the files read.
+    declared: BTreeSet<String>,
+    /// What each symbol `select`s.
+    selects: BTreeMap<String, BTreeSet<String>>,
+    /// The symbols declared in each arch's KVM Kconfig.
+    arch_options: BTreeMap<String, BTreeSet<String>>,
+}
+
+/// The symbols declared in `text` and what each selects.
+fn read(text: &str) -> (BTreeSet<String>, BTreeMap<String, BTreeSet<String>>) {
+    let mut declared = BTreeSet::new();
+    let mut selects: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    let mut current: Option<String> = None;
+    for line in text.lines() {
+        let line = line.split('#').next().unwrap_or("").trim();
+        let mut words = line.split_whitespace();
+        match words.next() {
+            Some("config" | "menuconfig") => {
+                current = words.next().map(str::to_string);
+                declared.extend(current.clone());
+            }
+            Some("select" | "imply") => {
+                if let (Some(c), Some(sym)) = (&current, words.next()) {
+                    selects.entry(c.clone()).or_default().insert(sym.to_string());
+                }
+            }
+            Some("menu" | "endmenu" | "if" | "endif" | "choice" | "endchoice" | "source" | "comment") => {
+                current = None;
+            }
+            _ => {}
+        }
+    }
+    (declared, selects)
+}
+
+impl Kconfig {
+    /// The Kconfig of `source`: its `virt/kvm/Kconfig` and the
+    /// `arch/<arch>/kvm/Kconfig` of each arch it holds.
+    pub fn of(source: &SourceTree) -> Kconfig {
+        let mut k = Kconfig::default();
+        for f in &source.files {
+            let arch = match f.arch.as_deref() {
+                Some(a) if f.path == arch_kconfig(a) => Some(a),
+                None if f.path == COMMON_KCONFIG => None,
+                _ => continue,
+            };
+            let (declared, selects) = read(&f.text());
+            if let Some(a) = arch {
+                k.arch_options.entry(a.to_string()).or_default().extend(declared.iter().cloned());
+            }
+            k.declared.extend(declared);
+            for (c, s) in selects {
+                k.selects.entry(c).or_default().extend(s);
+            }
+        }
+        k
+    }
+
+    /// The symbols that may be enabled when `arch` builds KVM: its KVM
+    /// options and everything they select, transitively. `None` when the
+    /// arch's KVM Kconfig was not read (nothing is known).
+    pub fn enabled(&self, arch: &str) -> Option<BTreeSet<String>> {
+        let mut seen: BTreeSet<String> = BTreeSet::new();
+        let mut stack: Vec<String> = self.arch_options.get(arch)?.iter().cloned().collect();
+        while let Some(s) = stack.pop() {
+            if seen.insert(s.clone()) {
+                stack.extend(self.selects.get(&s).into_iter().flatten().cloned());
+            }
+        }
+        Some(seen)
+    }
+
+    /// Whether code under the `#if` conditions `condition` (as facts write
+    /// them: `CONFIG_X`, `defined(CONFIG_X)`, `!CONFIG_X`) is left out of
+    /// `arch`'s build: one of them requires a declared symbol that the arch
+    /// never enables. Negated conditions are not judged (a select may be
+    /// conditional), so they never count as left out.
+    pub fn compiled_out(&self, arch: &str, condition: &[String]) -> bool {
+        let Some(enabled) = self.enabled(arch) else { return false };
+        condition
+            .iter()
+            .any(|c| required_symbol(c).is_some_and(|sym| self.declared.contains(sym) && !enabled.contains(sym)))
+    }
+}
+
+/// The symbol a condition requires, when it is a plain positive test of
+/// one: `CONFIG_X`, `defined(CONFIG_X)`, `IS_ENABLED(CONFIG_X)`.
+fn required_symbol(cond: &str) -> Option<&str> {
+    let c = cond.trim();
+    let inner = ["defined(", "IS_ENABLED(", "IS_BUILTIN("]
+        .iter()
+        .find_map(|p| c.strip_prefix(p).and_then(|r| r.strip_suffix(')')))
+        .unwrap_or(c)
+        .trim();
+    let sym = inner.strip_prefix("CONFIG_")?;
+    sym.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_').then_some(sym)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn declared_and_selected_symbols() {
+        let (declared, selects) = read(
+            "config FOO_KVM\n\ttristate \"x\"\n\tselect GENERIC_ON # comment\n\tselect BAR if BAZ\n\nconfig GENERIC_ON\n\tbool\n",
+        );
+        assert!(declared.contains("FOO_KVM") && declared.contains("GENERIC_ON"));
+        assert_eq!(selects["FOO_KVM"], ["BAR", "GENERIC_ON"].iter().map(|s| s.to_string()).collect());
+    }
+
+    #[test]
+    fn required_symbols() {
+        assert_eq!(required_symbol("CONFIG_A_B"), Some("A_B"));
+        assert_eq!(required_symbol("defined(CONFIG_A)"), Some("A"));
+        assert_eq!(required_symbol("!CONFIG_A"), None);
+        assert_eq!(required_symbol("CONFIG_A && CONFIG_B"), None);
+    }
+
+    #[test]
+    fn compiled_out_only_for_declared_unselected_symbols() {
+        let mut k = Kconfig::default();
+        let (d1, s1) = read("config GENERIC_ON\n\tbool\n");
+        let (d2, s2) = read("config ARCH_A_KVM\n\tselect GENERIC_ON\n");
+        let (d3, s3) = read("config ARCH_B_KVM\n\tselect OTHER\n");
+        for (arch, d, s) in [(None, d1, s1), (Some("a"), d2, s2), (Some("b"), d3, s3)] {
+            if let Some(a) = arch {
+                k.arch_options.entry(a.to_string()).or_default().extend(d.iter().cloned());
+            }
+            k.declared.extend(d);
+            for (c, x) in s {
+                k.selects.entry(c).or_default().extend(x);
+            }
+        }
+        let cond = vec!["CONFIG_GENERIC_ON".to_string()];
+        assert!(!k.compiled_out("a", &cond));
+        assert!(k.compiled_out("b", &cond));
+        assert!(!k.compiled_out("b", &["CONFIG_UNKNOWN".to_string()]));
+        assert!(!k.compiled_out("c", &cond), "an arch without a Kconfig read: unknown");
+    }
+}

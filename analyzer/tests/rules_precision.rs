@@ -1,0 +1,97 @@
+//! The precision fixtures of issue 17, one mechanism each, run like
+//! `rules_fixtures.rs`: `kvm-fixtures/rules/hwNNN-<case>/fire` must produce a
+//! finding of that rule, `.../quiet` none, and both trees' findings are
+//! snapshotted. Identifiers are renamed from the kernel's, so each fires by
+//! mechanism, not by name.
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+
+use analyzer::api::ApiModel;
+use analyzer::check::{check, CheckReport};
+use analyzer::pipeline::ParsedTree;
+use analyzer::rules::RuleSelection;
+use analyzer::source::{SourceOptions, SourceSpec};
+
+fn fixtures() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../kvm-fixtures")
+}
+
+fn run(dir: &str) -> CheckReport {
+    let path = fixtures().join(dir);
+    let parsed = ParsedTree::load(&SourceSpec::Dir(path.clone()), &SourceOptions::default())
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    check(&parsed, &ApiModel::default(), &RuleSelection::default())
+}
+
+/// A compact, line-number-bearing rendering for snapshots.
+fn summary(r: &CheckReport) -> String {
+    let mut s = String::new();
+    for w in &r.warnings {
+        let _ = writeln!(s, "input warning: {w}");
+    }
+    for f in &r.findings {
+        let _ = writeln!(
+            s,
+            "{}:{}:{}: {} {} [{}] in {}(): {}",
+            f.file,
+            f.line,
+            f.col,
+            f.severity.as_str(),
+            f.rule,
+            f.arch,
+            f.function,
+            f.message
+        );
+        for st in &f.evidence {
+            let _ = writeln!(
+                s,
+                "    {}:{}:{} [{}] {} held {:?} may {:?} serialized by {:?}{}",
+                st.file,
+                st.line,
+                st.col,
+                st.context,
+                st.function,
+                st.held,
+                st.may_held,
+                st.serialized_by,
+                st.via.as_ref().map(|v| format!(" via {v}")).unwrap_or_default()
+            );
+        }
+        for rel in &f.related {
+            let _ = writeln!(s, "    related {}:{}:{}: {}", rel.file, rel.line, rel.col, rel.message);
+        }
+    }
+    s
+}
+
+fn fixture_case(dir: &str) {
+    let rule = dir.split('-').next().unwrap().to_ascii_uppercase();
+    let fire = run(&format!("rules/{dir}/fire"));
+    let quiet = run(&format!("rules/{dir}/quiet"));
+    insta::with_settings!({
+        snapshot_path => concat!(env!("CARGO_MANIFEST_DIR"), "/../snapshots"),
+        prepend_module_to_snapshot => false,
+    }, {
+        insta::assert_snapshot!(format!("rules_{}_fire", dir.replace('-', "_")), summary(&fire));
+        insta::assert_snapshot!(format!("rules_{}_quiet", dir.replace('-', "_")), summary(&quiet));
+    });
+    let fired = fire.findings.iter().filter(|f| f.rule == rule).count();
+    assert!(fired >= 1, "{rule} must fire on rules/{dir}/fire:\n{}", summary(&fire));
+    let noisy: Vec<_> = quiet.findings.iter().filter(|f| f.rule == rule).collect();
+    assert!(noisy.is_empty(), "{rule} must stay quiet on rules/{dir}/quiet:\n{}", summary(&quiet));
+    for f in fire.findings.iter().filter(|f| f.rule == rule) {
+        assert!(!f.evidence.is_empty() || !f.related.is_empty(), "{rule} finding without evidence: {f:?}");
+    }
+}
+
+macro_rules! fixture_tests {
+    ($($name:ident => $dir:literal),* $(,)?) => {
+        $( #[test] fn $name() { fixture_case($dir); } )*
+    };
+}
+
+fixture_tests! {
+    hw004_reboot_notifier => "hw004-reboot-notifier",
+    hw010_kconfig_opt_out => "hw010-kconfig-opt-out",
+}

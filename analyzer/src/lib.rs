@@ -34,6 +34,7 @@ pub mod lint;
 pub mod locks;
 pub mod parse;
 pub mod pipeline;
+pub mod read;
 pub mod refs;
 pub mod report;
 pub mod rules;

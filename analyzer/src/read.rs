@@ -38,7 +38,7 @@ pub enum ReadError {
         kind: &'static str,
     },
     /// The file holds more than the limit.
-    #[error("it is {} and the limit is {}", human_size(*size), human_size(*limit))]
+    #[error("it is {} ({size} bytes), over the limit of {}", human_size(*size), human_size(*limit))]
     TooLarge {
         /// Its size, or the limit plus one when it grew while being read.
         size: u64,

@@ -698,9 +698,11 @@ pub const MAX_SOURCE_FILE_BYTES: u64 = 64 << 20;
 pub fn read_source_file(abs: &Path) -> Result<Vec<u8>, String> {
     use crate::read::{human_size, read_bounded, Links, ReadError};
     read_bounded(abs, MAX_SOURCE_FILE_BYTES, Links::Follow).map_err(|e| match e {
-        ReadError::TooLarge { size, limit } => {
-            format!("not read: {} is over the {} limit for a source file; skipped", human_size(size), human_size(limit))
-        }
+        ReadError::TooLarge { size, limit } => format!(
+            "not read: {} ({size} bytes) is over the {} limit for a source file; skipped",
+            human_size(size),
+            human_size(limit)
+        ),
         e => format!("cannot read: {e}"),
     })
 }

@@ -643,6 +643,44 @@ mod tests {
         assert_eq!(v, cache_version());
     }
 
+    /// Every way of damaging one sealed entry by a bit, a length or a
+    /// key, exhaustively on a small real one.
+    fn refuses_every_damage(entry: &[u8], decode: impl Fn(&[u8]) -> Result<(), EntryError>) {
+        assert_eq!(decode(entry), Ok(()));
+        for bit in 0..entry.len() * 8 {
+            let mut e = entry.to_vec();
+            e[bit / 8] ^= 1 << (bit % 8);
+            assert!(decode(&e).is_err(), "bit {bit} flipped");
+        }
+        for len in 0..entry.len() {
+            assert!(decode(&entry[..len]).is_err(), "cut to {len} bytes");
+        }
+        for extra in [&[0u8][..], &[0xff; 9], &ENTRY_MAGIC] {
+            assert_eq!(decode(&[entry, extra].concat()), Err(EntryError::Checksum), "{extra:?} appended");
+        }
+    }
+
+    #[test]
+    fn a_facts_entry_verifies_only_intact_and_under_its_own_key() {
+        let blob = "0123456789abcdef0123456789abcdef01234567";
+        let facts = crate::parse::parse_file("virt/kvm/a.c", None, b"static int f(void) { return 0; }\n");
+        let entry = encode_facts_entry(blob, "virt/kvm/a.c", &facts).unwrap();
+        refuses_every_damage(&entry, |e| decode_facts_entry(e, blob, "virt/kvm/a.c").map(|_| ()));
+        assert_eq!(decode_facts_entry(&entry, blob, "virt/kvm/b.c").unwrap_err(), EntryError::Checksum);
+        let other_blob = "1123456789abcdef0123456789abcdef01234567";
+        assert_eq!(decode_facts_entry(&entry, other_blob, "virt/kvm/a.c").unwrap_err(), EntryError::Checksum);
+    }
+
+    #[test]
+    fn a_result_entry_verifies_only_intact_and_under_its_own_key() {
+        let payload = postcard::to_stdvec(&(1u32, "finding".to_string())).unwrap();
+        let entry = encode_result_entry("arch", 42, &payload).unwrap();
+        refuses_every_damage(&entry, |e| decode_result_entry(e, "arch", 42).map(|_| ()));
+        assert_eq!(decode_result_entry(&entry, "arch", 42).unwrap(), payload);
+        assert_eq!(decode_result_entry(&entry, "arch", 43).unwrap_err(), EntryError::Checksum);
+        assert_eq!(decode_result_entry(&entry, "tree", 42).unwrap_err(), EntryError::Checksum);
+    }
+
     #[test]
     fn non_hex_blob_ids_are_not_file_names() {
         let c = FactsCache { dir: Some(PathBuf::from("/nonexistent")), ..FactsCache::default() };

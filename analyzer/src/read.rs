@@ -101,7 +101,7 @@ pub fn human_size(n: u64) -> String {
     const MIB: u64 = 1 << 20;
     const GIB: u64 = 1 << 30;
     let scaled = |unit: u64, name: &str| {
-        if n % unit == 0 {
+        if n / unit * unit == n {
             format!("{} {name}", n / unit)
         } else {
             format!("{:.1} {name}", n as f64 / unit as f64)

@@ -330,14 +330,47 @@ struct SeriesTestArgs {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        // Usage errors exit 2, `--help` and `--version` 0, unless what
+        // clap prints cannot be written.
+        Err(e) => return ExitCode::from(if e.print().is_ok() { e.exit_code() as u8 } else { 2 }),
+    };
     match run(cli) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            eprintln!("kvmtk: error: {e:#}");
+            // If standard error cannot take the message either, the exit
+            // status is all that is left to say it.
+            let _ = writeln!(std::io::stderr().lock(), "kvmtk: error: {e:#}");
             ExitCode::from(2)
         }
     }
+}
+
+// Output. Nothing is printed with print!/eprintln!: they panic (exit 101)
+// when the stream cannot be written (`2>/dev/full`, a reader that went
+// away). A failed write to standard output, standard error or `-o` is an
+// error like any other: the run stops with exit 2 and says why on standard
+// error when that still works.
+
+/// One line on standard error.
+fn stderr_line(line: std::fmt::Arguments<'_>) -> Result<()> {
+    let mut err = std::io::stderr().lock();
+    writeln!(err, "{line}").and_then(|()| err.flush()).context("cannot write to standard error")
+}
+
+/// Text (lines ending in newlines, or nothing) on standard error.
+fn stderr_text(text: &str) -> Result<()> {
+    if text.is_empty() {
+        return Ok(());
+    }
+    let mut err = std::io::stderr().lock();
+    err.write_all(text.as_bytes()).and_then(|()| err.flush()).context("cannot write to standard error")
+}
+
+/// `kvmtk: warning: ...` on standard error.
+fn warn(warning: impl std::fmt::Display) -> Result<()> {
+    stderr_line(format_args!("kvmtk: warning: {warning}"))
 }
 
 fn run(cli: Cli) -> Result<u8> {
@@ -376,7 +409,7 @@ fn load_api(args: &TreeArgs) -> Result<ApiModel> {
 fn load_tree(args: &TreeArgs) -> Result<ParsedTree> {
     let parsed = ParsedTree::from_source(load_source(args)?);
     for w in &parsed.warnings {
-        eprintln!("kvmtk: warning: {w}");
+        warn(w)?;
     }
     Ok(parsed)
 }
@@ -398,7 +431,7 @@ fn open_caches(args: &CacheArgs) -> Result<(FactsCache, ResultCache)> {
     Ok(match analyzer::cache::default_dir().map(|d| open(&d)) {
         Some(Ok(caches)) => caches,
         Some(Err(e)) => {
-            eprintln!("kvmtk: warning: {e}; caching in memory only (--cache-dir DIR to choose another)");
+            warn(format_args!("{e}; caching in memory only (--cache-dir DIR to choose another)"))?;
             in_memory()
         }
         None => in_memory(),
@@ -434,9 +467,7 @@ fn emit(output: Option<&Path>, text: &str) -> Result<()> {
     match output {
         None => {
             let mut out = std::io::stdout().lock();
-            out.write_all(text.as_bytes())?;
-            out.flush()?;
-            Ok(())
+            out.write_all(text.as_bytes()).and_then(|()| out.flush()).context("cannot write to standard output")
         }
         Some(path) => {
             let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
@@ -540,14 +571,14 @@ fn check(args: CheckArgs, color: ColorWhen) -> Result<u8> {
     let report = outcome.report;
     // Stage timings for profiling (see bench/run.sh), on request only.
     if std::env::var_os("KVMTK_TIMINGS").is_some() {
-        eprintln!(
+        stderr_line(format_args!(
             "kvmtk: timings: load {:.1} ms, parse+analyze+rules {:.1} ms ({:?}; facts {:?}; results {:?})",
             loaded.as_secs_f64() * 1e3,
             (started.elapsed() - loaded).as_secs_f64() * 1e3,
             outcome.stats,
             facts.stats(),
             checker.results().stats()
-        );
+        ))?;
     }
     use analyzer::report::findings as f;
     let (opts, warn_opts) = render_options(args.tree.tree.as_deref(), &args.out, color, args.output.as_deref())?;
@@ -560,7 +591,7 @@ fn check(args: CheckArgs, color: ColorWhen) -> Result<u8> {
     };
     emit(args.output.as_deref(), &text)?;
     if !args.out.quiet {
-        eprint!("{}", f::render_warnings(&report, args.out.verbose, &warn_opts));
+        stderr_text(&f::render_warnings(&report, args.out.verbose, &warn_opts))?;
     }
     // The process ends here: freeing the caches' facts one allocation at a
     // time would cost more than the rest of a warm run.
@@ -709,10 +740,10 @@ fn series_generate(args: SeriesGenerateArgs) -> Result<u8> {
     let opts = series::GenerateOptions { only: args.only.clone(), ..series::GenerateOptions::new(author, date) };
     let s = series::generate(parsed, &api, patchgen::transform::SERIES, &opts)?;
     for r in &s.refused {
-        eprintln!("kvmtk: refused: {}: {}", r.slug, r.reason);
+        stderr_line(format_args!("kvmtk: refused: {}: {}", r.slug, r.reason))?;
     }
     for w in &s.warnings {
-        eprintln!("kvmtk: warning: {w}");
+        warn(w)?;
     }
     let written = output::write_series(&s, &output::WriteOptions { out: args.out.clone(), force: args.force, branch })?;
     let mut text = format!(
@@ -778,7 +809,7 @@ fn series_test(args: SeriesTestArgs) -> Result<u8> {
         // Interrupted: the build is stopped and the scratch removed; say
         // so, then die by the signal as an interrupted command does.
         if patchgen::series::scratch::interrupted().is_some() {
-            eprintln!("kvmtk: {e}");
+            let _ = stderr_line(format_args!("kvmtk: {e}"));
             patchgen::series::scratch::reraise_if_interrupted();
         }
     })?;
@@ -850,10 +881,10 @@ fn lint(args: LintArgs, color: ColorWhen) -> Result<u8> {
     if std::env::var_os("KVMTK_TIMINGS").is_some() {
         for s in &report.steps {
             if let Some(t) = s.elapsed {
-                eprintln!("kvmtk: timings: {} {:.1} ms", s.id, t.as_secs_f64() * 1e3);
+                stderr_line(format_args!("kvmtk: timings: {} {:.1} ms", s.id, t.as_secs_f64() * 1e3))?;
             }
         }
-        eprintln!("kvmtk: cache: facts {:?}; results {:?}", cache.stats(), linter.results().stats());
+        stderr_line(format_args!("kvmtk: cache: facts {:?}; results {:?}", cache.stats(), linter.results().stats()))?;
     }
     let format = match args.format {
         CheckFormat::Text => LintFormat::Text,
@@ -865,14 +896,14 @@ fn lint(args: LintArgs, color: ColorWhen) -> Result<u8> {
     let (render, warn_render) = render_options(args.tree.as_deref(), &args.out, color, args.output.as_deref())?;
     emit(args.output.as_deref(), &analyzer::lint::render_report_with(&report, format, &render))?;
     if !args.out.quiet {
-        eprint!("{}", analyzer::report::findings::render_warnings(&report.new, args.out.verbose, &warn_render));
+        stderr_text(&analyzer::report::findings::render_warnings(&report.new, args.out.verbose, &warn_render))?;
     }
     if let Some(line) = report.incomplete_summary() {
-        eprintln!("kvmtk: error: {line}");
+        stderr_line(format_args!("kvmtk: error: {line}"))?;
     }
     if let (Some(b), Some(path), true) = (&baseline, &args.baseline, args.write_baseline) {
         b.write(path)?;
-        eprintln!("kvmtk: wrote baseline {} ({} findings)", path.display(), b.findings.len());
+        stderr_line(format_args!("kvmtk: wrote baseline {} ({} findings)", path.display(), b.findings.len()))?;
     }
     // The process ends here: freeing the last tree's recycled facts one
     // allocation at a time cost a fifth of a one-commit lint.

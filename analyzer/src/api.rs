@@ -353,6 +353,10 @@ impl Default for ApiModel {
     }
 }
 
+/// The largest `--api-model` file read: 250 times the embedded table
+/// (17 KiB), far below what would strain memory.
+pub const MAX_API_MODEL_BYTES: u64 = 4 << 20;
+
 impl ApiModel {
     /// Parse and check a table.
     pub fn from_toml(path: &str, text: &str) -> Result<Self, ApiModelError> {
@@ -361,10 +365,19 @@ impl ApiModel {
         Self::from_table(path, table)
     }
 
-    /// Load a table from a file.
+    /// Load a table from a file: a regular file of at most
+    /// [`MAX_API_MODEL_BYTES`] (a FIFO or a device is refused without
+    /// being read, so `/dev/zero` neither blocks nor fills memory).
     pub fn load(path: &std::path::Path) -> Result<Self, ApiModelError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| ApiModelError::Parse { path: path.display().to_string(), message: e.to_string() })?;
+        use crate::read::{human_size, read_bounded, Links};
+        let parse_error = |message: String| ApiModelError::Parse { path: path.display().to_string(), message };
+        let bytes = read_bounded(path, MAX_API_MODEL_BYTES, Links::Follow).map_err(|e| {
+            parse_error(format!(
+                "cannot read the API model: {e} (an API model is a TOML file of at most {})",
+                human_size(MAX_API_MODEL_BYTES)
+            ))
+        })?;
+        let text = String::from_utf8(bytes).map_err(|e| parse_error(format!("not UTF-8: {e}")))?;
         Self::from_toml(&path.display().to_string(), &text)
     }
 

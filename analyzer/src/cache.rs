@@ -17,13 +17,28 @@
 //! than parsing). `<version>` (see
 //! [`cache_version`]) names the tool version, [`FACTS_SCHEMA`] and a hash of
 //! the facts and parser sources, so a build that changes how facts are
-//! extracted never reads entries of another build. An entry that does not
-//! read back (truncated, corrupt, another version, another key) is ignored
-//! and the file re-parsed, then rewritten; entries are written to a
-//! temporary file in their directory and renamed into place, so a reader
-//! never sees half an entry and concurrent runs do not corrupt each other.
-//! Failing to write an entry only costs a re-parse next time; it is counted
-//! in [`CacheStats::write_errors`], never fatal.
+//! extracted never reads entries of another build.
+//!
+//! # Integrity
+//!
+//! Every entry, facts or result, is sealed ([`seal`]): [`ENTRY_MAGIC`], then
+//! a 64-bit checksum, then the postcard body. The checksum covers the key
+//! the entry is looked up by (version, blob id and path, or kind and
+//! signature) and every byte of the body, so a flipped bit anywhere, a
+//! truncation, appended bytes or an entry copied under another name is a
+//! miss, never a different result: the value is recomputed and the entry
+//! rewritten, and the miss is counted ([`CacheStats::rejected`],
+//! [`ResultStats::rejected`], printed with `KVMTK_TIMINGS=1`). Entries are
+//! read with [`read_bounded`]: only a regular file, opened without
+//! following a link and without blocking, of at most [`MAX_ENTRY_BYTES`];
+//! a FIFO, a device, a directory or a link in an entry's place is a miss
+//! too. Nothing in the cache directory can make a run block, exhaust
+//! memory, or report anything but what `--no-cache` reports.
+//!
+//! Entries are written to a temporary file in their directory and renamed
+//! into place, so a reader never sees half an entry and concurrent runs do
+//! not corrupt each other. Failing to write an entry only costs a re-parse
+//! next time; it is counted in [`CacheStats::write_errors`], never fatal.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -34,8 +49,206 @@ use serde::{Deserialize, Serialize};
 
 use crate::facts::FileFacts;
 use crate::hash::fnv;
+use crate::read::{read_bounded, Links, ReadError};
 use crate::source::{SourceFile, SourceTree};
 use crate::write::write_atomic;
+
+/// The largest entry read or written: the facts of the largest KVM file
+/// (400 KiB of C) take 0.6 MB, and a file at the parser's limit
+/// ([`crate::parse::MAX_PARSE_BYTES`]) about 12 MB. A larger file in the
+/// cache is not read (it cannot be one of ours), which bounds the memory
+/// a cache directory can make a run use.
+pub const MAX_ENTRY_BYTES: u64 = 64 << 20;
+
+/// The first bytes of every entry: a file that does not start with them
+/// was not written by this format.
+pub const ENTRY_MAGIC: [u8; 8] = *b"kvmtk\0e1";
+
+/// Magic plus checksum.
+const HEADER_LEN: usize = ENTRY_MAGIC.len() + 8;
+
+/// The key an entry is stored under: part of its checksum, so that an
+/// entry renamed or copied to another key does not verify there.
+#[derive(Debug, Clone, Copy)]
+pub enum EntryKey<'a> {
+    /// A file's facts ([`FactsCache`]).
+    Facts {
+        /// The file's git blob id.
+        blob: &'a str,
+        /// Its path in the tree.
+        path: &'a str,
+    },
+    /// A value of the [`ResultCache`].
+    Result {
+        /// What kind of value (`arch`, `tree`, `file`).
+        kind: &'a str,
+        /// The signature of its inputs.
+        key: u64,
+    },
+}
+
+/// Why an entry's bytes were not used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum EntryError {
+    /// Shorter than the header, or not starting with [`ENTRY_MAGIC`].
+    #[error("not a kvmtk cache entry")]
+    NotAnEntry,
+    /// The checksum does not match the key and the body.
+    #[error("checksum mismatch")]
+    Checksum,
+    /// The body does not decode, or decodes to another key or version.
+    #[error("body does not decode")]
+    Body,
+    /// Too large to be one of ours.
+    #[error("entry over the size limit")]
+    TooLarge,
+}
+
+/// The checksum of an entry: foldhash (the `quality` variant, fixed seed)
+/// over the cache format, the key and the body, each part length-prefixed.
+/// foldhash is already a dependency (through serde_json), hashes at memory
+/// speed (a facts-warm check reads 9 MB of entries) and mixes every input
+/// bit into every output bit. It promises no stability across its
+/// versions or platforms; that is harmless here: a checksum another build
+/// computed differently is a miss, and the entries of a build with other
+/// locked dependencies live in another directory anyway (the
+/// [`cache_version`] and [`analysis_version`] hash `Cargo.lock`).
+fn checksum(key: &EntryKey<'_>, body: &[u8]) -> u64 {
+    use std::hash::{BuildHasher as _, Hasher as _};
+    let mut h = foldhash::quality::FixedState::with_seed(0x6b76_6d74_6b63_6163).build_hasher();
+    let mut part = |bytes: &[u8]| {
+        h.write_u64(bytes.len() as u64);
+        h.write(bytes);
+    };
+    part(&ENTRY_MAGIC);
+    match key {
+        EntryKey::Facts { blob, path } => {
+            part(b"facts");
+            part(cache_version().as_bytes());
+            part(blob.as_bytes());
+            part(path.as_bytes());
+        }
+        EntryKey::Result { kind, key } => {
+            part(b"result");
+            part(analysis_version().as_bytes());
+            part(kind.as_bytes());
+            part(&key.to_le_bytes());
+        }
+    }
+    part(body);
+    h.finish()
+}
+
+/// `body` as an entry stored under `key`: magic, checksum, body.
+pub fn seal(key: &EntryKey<'_>, body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(HEADER_LEN + body.len());
+    out.extend_from_slice(&ENTRY_MAGIC);
+    out.extend_from_slice(&checksum(key, body).to_le_bytes());
+    out.extend_from_slice(body);
+    out
+}
+
+/// The body of an entry read back under `key`, if its magic and checksum
+/// are right.
+pub fn unseal<'b>(bytes: &'b [u8], key: &EntryKey<'_>) -> Result<&'b [u8], EntryError> {
+    if bytes.len() as u64 > MAX_ENTRY_BYTES {
+        return Err(EntryError::TooLarge);
+    }
+    let (header, body) = bytes.split_at_checked(HEADER_LEN).ok_or(EntryError::NotAnEntry)?;
+    let (magic, sum) = header.split_at(ENTRY_MAGIC.len());
+    if magic != ENTRY_MAGIC {
+        return Err(EntryError::NotAnEntry);
+    }
+    let sum = u64::from_le_bytes(sum.try_into().map_err(|_| EntryError::NotAnEntry)?);
+    if sum != checksum(key, body) {
+        return Err(EntryError::Checksum);
+    }
+    Ok(body)
+}
+
+/// A postcard value that is the whole of `body` (no trailing bytes).
+fn decode_whole<'b, T: Deserialize<'b>>(body: &'b [u8]) -> Result<T, EntryError> {
+    match postcard::take_from_bytes::<T>(body) {
+        Ok((v, [])) => Ok(v),
+        _ => Err(EntryError::Body),
+    }
+}
+
+/// The facts in a facts entry read back for (`blob`, `path`): checked as
+/// [`unseal`] does, then decoded, and only if the entry names this
+/// version, blob and path.
+pub fn decode_facts_entry(bytes: &[u8], blob: &str, path: &str) -> Result<FileFacts, EntryError> {
+    let body = unseal(bytes, &EntryKey::Facts { blob, path })?;
+    let e: Entry = decode_whole(body)?;
+    if e.version == cache_version() && e.blob == blob && e.path == path && e.facts.path == path {
+        Ok(e.facts)
+    } else {
+        Err(EntryError::Body)
+    }
+}
+
+/// A facts entry for (`blob`, `path`), as [`FactsCache`] writes it.
+pub fn encode_facts_entry(blob: &str, path: &str, facts: &FileFacts) -> Result<Vec<u8>, EntryError> {
+    #[derive(Serialize)]
+    struct EntryRef<'a> {
+        version: &'a str,
+        blob: &'a str,
+        path: &'a str,
+        facts: &'a FileFacts,
+    }
+    let body =
+        postcard::to_stdvec(&EntryRef { version: cache_version(), blob, path, facts }).map_err(|_| EntryError::Body)?;
+    within_limit(seal(&EntryKey::Facts { blob, path }, &body))
+}
+
+/// The payload of a result entry read back for (`kind`, `key`), checked
+/// as [`unseal`] does.
+pub fn decode_result_entry(bytes: &[u8], kind: &str, key: u64) -> Result<Vec<u8>, EntryError> {
+    let body = unseal(bytes, &EntryKey::Result { kind, key })?;
+    let e: ResultEntry = decode_whole(body)?;
+    if e.version == analysis_version() && e.kind == kind && e.key == key {
+        Ok(e.payload)
+    } else {
+        Err(EntryError::Body)
+    }
+}
+
+/// A result entry holding `payload` (a postcard value) under (`kind`, `key`).
+pub fn encode_result_entry(kind: &str, key: u64, payload: &[u8]) -> Result<Vec<u8>, EntryError> {
+    let entry =
+        ResultEntry { version: analysis_version().to_string(), kind: kind.to_string(), key, payload: payload.to_vec() };
+    let body = postcard::to_stdvec(&entry).map_err(|_| EntryError::Body)?;
+    within_limit(seal(&EntryKey::Result { kind, key }, &body))
+}
+
+/// An entry no reader would accept is not written.
+fn within_limit(entry: Vec<u8>) -> Result<Vec<u8>, EntryError> {
+    if entry.len() as u64 > MAX_ENTRY_BYTES {
+        return Err(EntryError::TooLarge);
+    }
+    Ok(entry)
+}
+
+/// What reading an entry's file gave.
+enum EntryFile {
+    /// No entry: a plain miss.
+    Absent,
+    /// Something is there but cannot be an entry (a FIFO, a device, a
+    /// directory, a link, too large, unreadable): a rejected one.
+    Unusable,
+    /// The file's bytes, still to be checked.
+    Bytes(Vec<u8>),
+}
+
+/// Read the file at an entry's path: a regular file only, never through a
+/// link, never blocking, at most [`MAX_ENTRY_BYTES`].
+fn read_entry_file(path: &Path) -> EntryFile {
+    match read_bounded(path, MAX_ENTRY_BYTES, Links::Refuse) {
+        Ok(bytes) => EntryFile::Bytes(bytes),
+        Err(ReadError::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => EntryFile::Absent,
+        Err(_) => EntryFile::Unusable,
+    }
+}
 
 /// Version of the facts data model as cached. Bump it when a change to
 /// [`FileFacts`] is not visible in the sources hashed by [`cache_version`]
@@ -85,8 +298,11 @@ pub struct CacheStats {
     pub memory_hits: usize,
     /// Files read from the cache directory.
     pub disk_hits: usize,
-    /// Entries in the cache directory that did not read back (corrupt,
-    /// truncated, other key) and were replaced.
+    /// Entries in the cache directory that were not used although a file
+    /// was there: a checksum mismatch (corrupt, truncated, other key), a
+    /// body that does not decode, or not a regular file of at most
+    /// [`MAX_ENTRY_BYTES`]. Each is a miss: the file is parsed again and
+    /// its entry rewritten.
     pub rejected: usize,
     /// Entries that could not be written (the cache directory is optional).
     pub write_errors: usize,
@@ -228,16 +444,15 @@ impl FactsCache {
 
     fn read_disk(&self, blob: &str, path: &str) -> Option<FileFacts> {
         let p = self.entry_path(blob, path)?;
-        let bytes = std::fs::read(&p).ok()?;
-        match postcard::from_bytes::<Entry>(&bytes) {
-            Ok(e) if e.version == cache_version() && e.blob == blob && e.path == path && e.facts.path == path => {
-                Some(e.facts)
-            }
-            _ => {
-                self.rejected.fetch_add(1, Ordering::Relaxed);
-                None
-            }
+        let decoded = match read_entry_file(&p) {
+            EntryFile::Absent => return None,
+            EntryFile::Unusable => None,
+            EntryFile::Bytes(bytes) => decode_facts_entry(&bytes, blob, path).ok(),
+        };
+        if decoded.is_none() {
+            self.rejected.fetch_add(1, Ordering::Relaxed);
         }
+        decoded
     }
 
     fn write_disk(&self, blob: &str, path: &str, facts: &FileFacts) {
@@ -245,13 +460,7 @@ impl FactsCache {
         let write = || -> std::io::Result<()> {
             let dir = p.parent().unwrap_or(Path::new("."));
             std::fs::create_dir_all(dir)?;
-            let entry = Entry {
-                version: cache_version().to_string(),
-                blob: blob.to_string(),
-                path: path.to_string(),
-                facts: facts.clone(),
-            };
-            let bytes = postcard::to_stdvec(&entry).map_err(std::io::Error::other)?;
+            let bytes = encode_facts_entry(blob, path, facts).map_err(std::io::Error::other)?;
             write_atomic(&p, &bytes)
         };
         if write().is_err() {
@@ -297,7 +506,10 @@ pub struct ResultStats {
     pub disk_hits: usize,
     /// Lookups not answered.
     pub misses: usize,
-    /// Entries on disk that did not read back and were ignored.
+    /// Entries on disk that were not used although a file was there (a
+    /// checksum mismatch, a body that does not decode, not a regular file
+    /// of at most [`MAX_ENTRY_BYTES`]); counted in `misses` too, and
+    /// rewritten when the value is recomputed.
     pub rejected: usize,
     /// Entries that could not be written.
     pub write_errors: usize,
@@ -365,11 +577,14 @@ impl ResultCache {
                 return Some(v);
             }
         }
-        let from_disk = self.entry_path(kind, key).and_then(|p| std::fs::read(p).ok()).and_then(|bytes| {
-            let entry = postcard::from_bytes::<ResultEntry>(&bytes).ok();
-            let value = entry
-                .filter(|e| e.version == analysis_version() && e.kind == kind && e.key == key)
-                .and_then(|e| postcard::from_bytes::<T>(&e.payload).ok().map(|v| (v, e.payload)));
+        let from_disk = self.entry_path(kind, key).and_then(|p| {
+            let value = match read_entry_file(&p) {
+                EntryFile::Absent => return None,
+                EntryFile::Unusable => None,
+                EntryFile::Bytes(bytes) => decode_result_entry(&bytes, kind, key)
+                    .ok()
+                    .and_then(|payload| decode_whole::<T>(&payload).ok().map(|v| (v, payload))),
+            };
             if value.is_none() {
                 self.rejected.fetch_add(1, Ordering::Relaxed);
             }
@@ -395,15 +610,14 @@ impl ResultCache {
             return;
         };
         if let Some(p) = self.entry_path(kind, key) {
-            let entry = ResultEntry { version: analysis_version().to_string(), kind: kind.to_string(), key, payload };
-            let written = postcard::to_stdvec(&entry).map_err(std::io::Error::other).and_then(|b| write_atomic(&p, &b));
+            let written = encode_result_entry(kind, key, &payload)
+                .map_err(std::io::Error::other)
+                .and_then(|b| write_atomic(&p, &b));
             if written.is_err() {
                 self.write_errors.fetch_add(1, Ordering::Relaxed);
             }
-            self.memory().insert((kind.to_string(), key), Arc::new(entry.payload));
-        } else {
-            self.memory().insert((kind.to_string(), key), Arc::new(payload));
         }
+        self.memory().insert((kind.to_string(), key), Arc::new(payload));
     }
 }
 
@@ -427,6 +641,44 @@ mod tests {
         let v = cache_version();
         assert!(v.starts_with(&format!("kvmtk-{}-facts{}-", env!("CARGO_PKG_VERSION"), FACTS_SCHEMA)), "{v}");
         assert_eq!(v, cache_version());
+    }
+
+    /// Every way of damaging one sealed entry by a bit, a length or a
+    /// key, exhaustively on a small real one.
+    fn refuses_every_damage(entry: &[u8], decode: impl Fn(&[u8]) -> Result<(), EntryError>) {
+        assert_eq!(decode(entry), Ok(()));
+        for bit in 0..entry.len() * 8 {
+            let mut e = entry.to_vec();
+            e[bit / 8] ^= 1 << (bit % 8);
+            assert!(decode(&e).is_err(), "bit {bit} flipped");
+        }
+        for len in 0..entry.len() {
+            assert!(decode(&entry[..len]).is_err(), "cut to {len} bytes");
+        }
+        for extra in [&[0u8][..], &[0xff; 9], &ENTRY_MAGIC] {
+            assert_eq!(decode(&[entry, extra].concat()), Err(EntryError::Checksum), "{extra:?} appended");
+        }
+    }
+
+    #[test]
+    fn a_facts_entry_verifies_only_intact_and_under_its_own_key() {
+        let blob = "0123456789abcdef0123456789abcdef01234567";
+        let facts = crate::parse::parse_file("virt/kvm/a.c", None, b"static int f(void) { return 0; }\n");
+        let entry = encode_facts_entry(blob, "virt/kvm/a.c", &facts).unwrap();
+        refuses_every_damage(&entry, |e| decode_facts_entry(e, blob, "virt/kvm/a.c").map(|_| ()));
+        assert_eq!(decode_facts_entry(&entry, blob, "virt/kvm/b.c").unwrap_err(), EntryError::Checksum);
+        let other_blob = "1123456789abcdef0123456789abcdef01234567";
+        assert_eq!(decode_facts_entry(&entry, other_blob, "virt/kvm/a.c").unwrap_err(), EntryError::Checksum);
+    }
+
+    #[test]
+    fn a_result_entry_verifies_only_intact_and_under_its_own_key() {
+        let payload = postcard::to_stdvec(&(1u32, "finding".to_string())).unwrap();
+        let entry = encode_result_entry("arch", 42, &payload).unwrap();
+        refuses_every_damage(&entry, |e| decode_result_entry(e, "arch", 42).map(|_| ()));
+        assert_eq!(decode_result_entry(&entry, "arch", 42).unwrap(), payload);
+        assert_eq!(decode_result_entry(&entry, "arch", 43).unwrap_err(), EntryError::Checksum);
+        assert_eq!(decode_result_entry(&entry, "tree", 42).unwrap_err(), EntryError::Checksum);
     }
 
     #[test]

@@ -36,6 +36,7 @@ pub mod locks;
 pub mod parse;
 pub mod pipeline;
 pub mod progress;
+pub mod read;
 pub mod refs;
 pub mod report;
 pub mod rules;

@@ -111,6 +111,25 @@ pub struct Baseline {
     pub findings: Vec<BaselineEntry>,
 }
 
+/// The largest `--baseline` file read: a finding's entry takes about
+/// 200 bytes, so this holds some 80,000 findings (the real 6.1 tree has
+/// a few hundred).
+pub const MAX_BASELINE_BYTES: u64 = 16 << 20;
+
+/// The bytes of a baseline file: a regular file of at most
+/// [`MAX_BASELINE_BYTES`], refused unread otherwise (a FIFO or
+/// `/dev/zero` neither blocks nor fills memory).
+fn read_baseline_file(path: &Path) -> Result<Vec<u8>, LintError> {
+    use crate::read::{human_size, read_bounded, Links};
+    read_bounded(path, MAX_BASELINE_BYTES, Links::Follow).map_err(|e| {
+        LintError::new(format!(
+            "cannot read baseline `{}`: {e} (a baseline is a JSON file of at most {})",
+            path.display(),
+            human_size(MAX_BASELINE_BYTES)
+        ))
+    })
+}
+
 impl Baseline {
     /// An empty baseline.
     pub fn empty() -> Baseline {
@@ -120,8 +139,7 @@ impl Baseline {
     /// Read a baseline file. A missing, unreadable or malformed file is an
     /// error naming it.
     pub fn load(path: &Path) -> Result<Baseline, LintError> {
-        let bytes = std::fs::read(path)
-            .map_err(|e| LintError::new(format!("cannot read baseline `{}`: {e}", path.display())))?;
+        let bytes = read_baseline_file(path)?;
         let b: Baseline = serde_json::from_slice(&bytes).map_err(|e| {
             LintError::new(format!(
                 "baseline `{}` is not a kvmtk baseline ({e}); expected JSON {{\"version\": {BASELINE_VERSION}, \"tool\": \"kvmtk\", \"findings\": [...]}} as written by --write-baseline",

@@ -510,9 +510,9 @@ pub fn find_refs(dir: &Path, opts: &RefsOptions, progress: &dyn Progress) -> Res
                 .par_iter()
                 .with_max_len(64)
                 .map(|path| {
-                    let r = match fs::read(dir.join(path)) {
+                    let r = match crate::source::read_source_file(&dir.join(path)) {
                         Ok(bytes) => scan_bytes(&matcher, path, &bytes),
-                        Err(e) => FileScan::skipped(path, format!("cannot read: {e}")),
+                        Err(message) => FileScan::skipped(path, message),
                     };
                     progress.advance(1);
                     r

@@ -813,14 +813,29 @@ fn read_dir_file(lister: &DirLister, path: &str) -> Result<SourceFile, SourceWar
         return Err(SourceWarning { path: path.to_string(), message });
     }
     let abs = lister.abs(path);
-    let meta = fs::metadata(&abs)
-        .map_err(|e| SourceWarning { path: path.to_string(), message: format!("cannot read: {e}") })?;
-    if !meta.is_file() {
-        return Err(SourceWarning { path: path.to_string(), message: "cannot read: not a regular file".to_string() });
-    }
-    let bytes =
-        fs::read(&abs).map_err(|e| SourceWarning { path: path.to_string(), message: format!("cannot read: {e}") })?;
+    let bytes = read_source_file(&abs).map_err(|message| SourceWarning { path: path.to_string(), message })?;
     Ok(SourceFile { path: path.to_string(), arch: arch_of(path), blob_id: blob_id(&bytes), bytes })
+}
+
+/// The largest file of a directory tree read: files over
+/// [`crate::parse::MAX_PARSE_BYTES`] are read and hashed but not parsed
+/// (a warning says so); over this they are not even read, so a huge or
+/// endless file (a device, a FIFO, `/dev/zero` linked in) costs nothing.
+pub const MAX_SOURCE_FILE_BYTES: u64 = 64 << 20;
+
+/// The bytes of one file of a directory tree, or the warning's message:
+/// a regular file of at most [`MAX_SOURCE_FILE_BYTES`], checked on the
+/// opened file (no race with a file replaced meanwhile), never blocking.
+pub fn read_source_file(abs: &Path) -> Result<Vec<u8>, String> {
+    use crate::read::{human_size, read_bounded, Links, ReadError};
+    read_bounded(abs, MAX_SOURCE_FILE_BYTES, Links::Follow).map_err(|e| match e {
+        ReadError::TooLarge { size, limit } => format!(
+            "not read: {} ({size} bytes) is over the {} limit for a source file; skipped",
+            human_size(size),
+            human_size(limit)
+        ),
+        e => format!("cannot read: {e}"),
+    })
 }
 
 // ---------------------------------------------------------------------------

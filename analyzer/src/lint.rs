@@ -283,6 +283,14 @@ pub struct StepLint {
     pub accepted: Vec<FindingSummary>,
     /// Findings of its parent it removes.
     pub fixed: Vec<FindingSummary>,
+    /// How its patch applied, when not as written: already applied (then
+    /// skipped), with reduced context, by a three-way merge, not at all,
+    /// or on a tree without an earlier patch that did not apply.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
+    /// Not checked: its patch was already applied or did not apply.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub skipped: bool,
     /// Time spent loading, parsing and checking its tree (not rendered:
     /// outputs stay deterministic; `KVMTK_TIMINGS` prints it).
     #[serde(skip)]
@@ -325,6 +333,9 @@ pub struct LintBuilder {
     base: CheckReport,
     steps: Vec<RawStep>,
     tip: Option<CheckReport>,
+    /// Notes by step index, and the steps skipped (see [`StepLint`]).
+    notes: BTreeMap<usize, Vec<String>>,
+    skipped: BTreeSet<usize>,
 }
 
 /// Findings of `after` whose fingerprint is not in `before`.
@@ -336,7 +347,30 @@ fn minus(after: &CheckReport, before: &CheckReport) -> Vec<Finding> {
 impl LintBuilder {
     /// Start from the base tree's report. `mode` is `range` or `patches`.
     pub fn new(mode: &str, subject: &str, base: CheckReport) -> LintBuilder {
-        LintBuilder { mode: mode.into(), subject: subject.into(), base, steps: Vec::new(), tip: None }
+        LintBuilder {
+            mode: mode.into(),
+            subject: subject.into(),
+            base,
+            steps: Vec::new(),
+            tip: None,
+            notes: BTreeMap::new(),
+            skipped: BTreeSet::new(),
+        }
+    }
+
+    /// Add a note to the last step recorded.
+    pub fn note(&mut self, note: &str) {
+        if let Some(k) = self.steps.len().checked_sub(1) {
+            self.notes.entry(k).or_default().push(note.to_string());
+        }
+    }
+
+    /// Record a step that was not checked (its patch was already applied,
+    /// or did not apply), with why.
+    pub fn skip(&mut self, id: &str, subject: &str, note: &str) {
+        self.steps.push((id.into(), subject.into(), Vec::new(), Vec::new(), None));
+        self.skipped.insert(self.steps.len() - 1);
+        self.note(note);
     }
 
     /// Record a step: `after` is its tree's report, `before` its parent's.
@@ -361,7 +395,7 @@ impl LintBuilder {
         let tip = self.tip.as_ref().unwrap_or(&self.base);
         let mut new: BTreeMap<String, Finding> = BTreeMap::new();
         let mut steps = Vec::new();
-        for (id, subject, introduced, fixed, elapsed) in &self.steps {
+        for (k, (id, subject, introduced, fixed, elapsed)) in self.steps.iter().enumerate() {
             let (ok, bad): (Vec<&Finding>, Vec<&Finding>) = introduced.iter().partition(|f| accepted(f));
             for f in &bad {
                 let at_tip = tip.findings.iter().find(|t| t.fingerprint == f.fingerprint);
@@ -373,6 +407,8 @@ impl LintBuilder {
                 introduced: bad.into_iter().map(FindingSummary::of).collect(),
                 accepted: ok.into_iter().map(FindingSummary::of).collect(),
                 fixed: fixed.iter().map(FindingSummary::of).collect(),
+                notes: self.notes.get(&k).cloned().unwrap_or_default(),
+                skipped: self.skipped.contains(&k),
                 elapsed: *elapsed,
             });
         }
@@ -445,6 +481,12 @@ fn render_text(report: &LintReport) -> String {
     for (k, st) in report.steps.iter().enumerate() {
         let id = if report.mode == "range" { st.id.get(..12).unwrap_or(&st.id) } else { &st.id };
         let _ = writeln!(s, "[{}/{n}] {id} {}", k + 1, st.subject);
+        for note in &st.notes {
+            let _ = writeln!(s, "  {note}");
+        }
+        if st.skipped {
+            continue;
+        }
         if st.introduced.is_empty() && st.accepted.is_empty() && st.fixed.is_empty() {
             let _ = writeln!(s, "  no change in findings");
         }

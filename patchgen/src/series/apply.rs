@@ -391,7 +391,16 @@ pub fn load_series_notes(path: &Path) -> Result<LoadedSeries, SeriesError> {
             check_numbering(path)?;
         }
     }
-    let loaded = mail::collect_series(&mail::read_inputs(&[path.to_path_buf()])?)?;
+    let is_dir = path != Path::new("-") && path.is_dir();
+    let mut loaded = mail::collect_series(&mail::read_inputs(&[path.to_path_buf()])?)?;
+    if !is_dir {
+        // An mbox's patches are `series.mbox#N`, even when it holds one.
+        for (k, p) in loaded.patches.iter_mut().enumerate() {
+            if !p.name.contains('#') {
+                p.name = format!("{}#{}", p.name, p.number.map_or(k + 1, |n| n.0));
+            }
+        }
+    }
     if loaded.patches.is_empty() {
         return Err(SeriesError::new(format!("no patches in `{}`", path.display())));
     }

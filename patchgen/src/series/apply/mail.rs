@@ -4,8 +4,9 @@
 //! 2047 headers: `mailparse` does the decoding), and put in the order of
 //! their `[PATCH n/m]` numbers. Cover letters and replies are skipped; when
 //! several revisions of a series are present (`[PATCH v2 ...]`,
-//! `[PATCH v3 ...]`), the newest is taken. Each such decision is a note the
-//! caller shows, so the user can see what was read.
+//! `[PATCH v3 ...]`), the newest is taken. Each such decision (but the
+//! skipped cover letter, always expected) is a note the caller shows, so
+//! the user can see what was read.
 //!
 //! Inputs are bounded: a file or standard input over [`MAX_INPUT_BYTES`]
 //! is refused before it is read, and so is a path that is not a regular
@@ -439,7 +440,7 @@ pub fn collect_series(inputs: &[InputFile]) -> Result<LoadedSeries, SeriesError>
             if m.reply {
                 notes.push(format!("skipped {}: a reply (Re: {})", m.name, describe(&m)));
             } else if is_cover(&m) {
-                notes.push(format!("skipped {}: the cover letter ({})", m.name, describe(&m)));
+                // Expected beside any series (git format-patch --cover-letter): no note.
             } else {
                 candidates.push(m);
             }

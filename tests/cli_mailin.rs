@@ -70,8 +70,10 @@ fn setup() -> (tempfile::TempDir, PathBuf) {
 
 /// Run `cmd` in `dir` with `stdin` piped in.
 fn run(dir: &Path, cmd: &mut Command, stdin: &[u8]) -> Output {
-    let mut child = cmd.current_dir(dir).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
-    child.stdin.take().unwrap().write_all(stdin).unwrap();
+    let mut child =
+        cmd.current_dir(dir).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    // kvmtk may stop reading early (an input over its limit): a broken pipe is fine.
+    let _ = child.stdin.take().unwrap().write_all(stdin);
     child.wait_with_output().unwrap()
 }
 
@@ -93,7 +95,11 @@ fn one_patch_on_standard_input() {
     assert!(out.contains("  introduces HW001 warning x86 foo_clock_cpu_online"), "{out}");
     // The same patch twice: already applied the second time, and the series goes on.
     let twice = [&bytes[..], b"\n", &bytes[..]].concat();
-    let twice = String::from_utf8(twice).unwrap().replacen("Subject: [PATCH]", "Subject: [PATCH 1/2]", 1).replacen("Subject: [PATCH]", "Subject: [PATCH 2/2]", 1);
+    let twice = String::from_utf8(twice).unwrap().replacen("Subject: [PATCH]", "Subject: [PATCH 1/2]", 1).replacen(
+        "Subject: [PATCH]",
+        "Subject: [PATCH 2/2]",
+        1,
+    );
     let o = run(dir.path(), Command::new(kvmtk).args(["lint", "--tree", "quiet", "-"]), twice.as_bytes());
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     assert!(text(&o).contains("[2/2] stdin#2 x86: Resync the clock of every guest on CPU online\n  already applied, skipped: it reverse-applies\n"), "{}", text(&o));
@@ -101,6 +107,15 @@ fn one_patch_on_standard_input() {
     let o = run(dir.path(), Command::new(kvmtk).args(["lint", "--tree", "quiet", "-"]), b"");
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     assert!(text(&o).contains("no patches in `-`"), "{}", text(&o));
+    // Standard input is bounded too: 64 MiB and one byte is refused.
+    let zeros = vec![0u8; (64 << 20) + 1];
+    let o = run(dir.path(), Command::new(kvmtk).args(["lint", "--tree", "quiet", "-"]), &zeros);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(
+        text(&o).contains("standard input is larger than 64 MiB, the limit for a patch or mbox input"),
+        "{}",
+        text(&o)
+    );
     // A device is not read.
     let o = run(dir.path(), Command::new(kvmtk).args(["lint", "--tree", "quiet", "/dev/zero"]), b"");
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
@@ -125,10 +140,14 @@ fn keep_going_lints_the_rest_and_fails() {
     let o = run(dir.path(), Command::new(kvmtk).args(["lint", "--tree", "quiet", "-"]), input.as_bytes());
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     assert!(text(&o).contains("`virt/kvm/nope.c` does not exist in the tree"), "{}", text(&o));
-    let o = run(dir.path(), Command::new(kvmtk).args(["lint", "--tree", "quiet", "--keep-going", "-"]), input.as_bytes());
+    let o =
+        run(dir.path(), Command::new(kvmtk).args(["lint", "--tree", "quiet", "--keep-going", "-"]), input.as_bytes());
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     let t = text(&o);
-    assert!(t.contains("[1/2] stdin#1 x: other tree\n  did not apply, skipped: stdin#1: `virt/kvm/nope.c` does not exist"), "{t}");
+    assert!(
+        t.contains("[1/2] stdin#1 x: other tree\n  did not apply, skipped: stdin#1: `virt/kvm/nope.c` does not exist"),
+        "{t}"
+    );
     assert!(t.contains("  computed on a tree without stdin#1, which did not apply\n  introduces HW001"), "{t}");
     assert!(t.contains("kvmtk: stdin#1 did not apply (--keep-going): the lint is incomplete"), "{t}");
 }

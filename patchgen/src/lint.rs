@@ -173,8 +173,10 @@ pub fn lint_patches_with(
         }
         let started = std::time::Instant::now();
         let (next, outside) = updated(&current, &applied.changes);
+        // A patch touching only files outside the analyzed set changes no finding.
+        let analyzed_changed = outside.len() < applied.changes.len();
         overlay.extend(outside);
-        let after = linter.check(next.clone());
+        let after = if analyzed_changed { linter.check(next.clone()) } else { before.clone() };
         let elapsed = started.elapsed();
         builder.push(&p.name, &p.subject, &before, after.clone(), Some(elapsed));
         if let Some(how) = applied.method.describe() {

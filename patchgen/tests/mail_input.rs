@@ -36,12 +36,18 @@ fn numbered(dir: &Path) -> Vec<PathBuf> {
 
 /// What must be equal however the series is given: number, subject and
 /// the parsed diff (paths and hunk lines, not the line numbers in the input).
-fn shape(p: &MailPatch) -> (Option<(usize, usize)>, String, Vec<(Option<String>, Option<String>, Vec<String>)>) {
+type FileShape = (Option<String>, Option<String>, Vec<String>);
+
+fn shape(p: &MailPatch) -> (Option<(usize, usize)>, String, Vec<FileShape>) {
     let files = p.files.as_ref().unwrap_or_else(|e| panic!("{}: {e}", p.name));
     let files = files
         .iter()
         .map(|f| {
-            let hunks = f.hunks.iter().flat_map(|h| h.lines.iter().map(|l| format!("{}{}", l.kind, String::from_utf8_lossy(&l.text)))).collect();
+            let hunks = f
+                .hunks
+                .iter()
+                .flat_map(|h| h.lines.iter().map(|l| format!("{}{}", l.kind, String::from_utf8_lossy(&l.text))))
+                .collect();
             (f.old_path.clone(), f.new_path.clone(), hunks)
         })
         .collect();
@@ -282,5 +288,8 @@ fn malformed_hunks_are_rejected_as_git_apply_rejects_them() {
         assert_eq!(ours.is_ok(), git_ok, "{what}: git apply --check {git_ok}, kvmtk {ours:?}");
     }
     let e = parse_mail("p.diff", b"diff --git a/f b/f\n--- a/f\n+++ b/f\n@@ -19,0 +19,0 @@\n", 1).files.unwrap_err();
-    assert_eq!(e, "p.diff:4: corrupt hunk `@@ -19,0 +19,0 @@`: it neither removes nor adds a line (git apply: corrupt patch)");
+    assert_eq!(
+        e,
+        "p.diff:4: corrupt hunk `@@ -19,0 +19,0 @@`: it neither removes nor adds a line (git apply: corrupt patch)"
+    );
 }

@@ -148,7 +148,11 @@ fn upstream_series_posted_on_debian_6_1_192() {
     }
     if let Some(&first) = failed.first() {
         let later = linted.iter().find(|&&n| n > first).unwrap();
-        assert!(step(*later).notes.iter().any(|x| x.starts_with("computed on a tree without ")), "{:?}", step(*later).notes);
+        assert!(
+            step(*later).notes.iter().any(|x| x.starts_with("computed on a tree without ")),
+            "{:?}",
+            step(*later).notes
+        );
     }
     assert!(text.contains("[1/50] 0001.patch KVM: Register /dev/kvm as the _very_ last thing during initialization\n  already applied, skipped: "), "{text}");
 }

@@ -148,7 +148,8 @@ fn is_from_line(line: &[u8]) -> bool {
     let mut has_time = false;
     for w in words {
         count += 1;
-        has_time |= w.len() >= 5 && w[..5].iter().enumerate().all(|(i, &b)| if i == 2 { b == b':' } else { b.is_ascii_digit() })
+        has_time |= w.len() >= 5
+            && w[..5].iter().enumerate().all(|(i, &b)| if i == 2 { b == b':' } else { b.is_ascii_digit() })
             || w.len() >= 4 && w[1] == b':' && w[0].is_ascii_digit();
     }
     count >= 2 && has_time
@@ -214,7 +215,7 @@ pub fn parse_subject(s: &str) -> Subject {
                 reply = true;
                 s = s[3..].trim_start();
             }
-            _ if s.len() >= 3 && s[..3].eq_ignore_ascii_case("re:") => {
+            _ if s.get(..3).is_some_and(|p| p.eq_ignore_ascii_case("re:")) => {
                 reply = true;
                 s = s[3..].trim_start();
             }
@@ -464,8 +465,7 @@ pub fn collect_series(inputs: &[InputFile]) -> Result<LoadedSeries, SeriesError>
         }
     }
     // Two mails with the same number of the same revision cannot both apply.
-    let mut numbered: Vec<(usize, &MailPatch)> =
-        candidates.iter().filter_map(|m| m.number.map(|n| (n.0, m))).collect();
+    let mut numbered: Vec<(usize, &MailPatch)> = candidates.iter().filter_map(|m| m.number.map(|n| (n.0, m))).collect();
     numbered.sort_by_key(|x| x.0);
     for w in numbered.windows(2) {
         if w[0].0 == w[1].0 {
@@ -534,11 +534,17 @@ mod tests {
     #[test]
     fn subjects() {
         let s = parse_subject("Re: [PATCH v2 01/50] KVM: Register /dev/kvm");
-        assert_eq!(s, Subject { number: Some((1, 50)), version: 2, reply: true, text: "KVM: Register /dev/kvm".into() });
+        assert_eq!(
+            s,
+            Subject { number: Some((1, 50)), version: 2, reply: true, text: "KVM: Register /dev/kvm".into() }
+        );
         let s = parse_subject("[RFC] [PATCH 6.1 3/7] x");
         assert_eq!((s.number, s.version, s.reply, s.text.as_str()), (Some((3, 7)), 1, false, "x"));
-        assert_eq!(parse_subject("RE:[PATCH] y").reply, true);
+        assert!(parse_subject("RE:[PATCH] y").reply);
         assert_eq!(ranges(&[1, 2, 3, 7, 9, 10]), "1-3, 7, 9-10");
+        // Not a char boundary at 3 or 4: no panic.
+        assert_eq!(parse_subject("ab\u{e9}c").text, "ab\u{e9}c");
+        assert_eq!(parse_subject("abc\u{e9}").text, "abc\u{e9}");
     }
 
     #[test]
@@ -546,7 +552,8 @@ mod tests {
         assert!(is_from_line(b"From 0000000000000000000000000000000000000000 Mon Sep 17 00:00:00 2001"));
         assert!(is_from_line(b"From a@b Thu Apr  7 15:13:13 2005"));
         assert!(!is_from_line(b"From the start, this was wrong."));
-        let mbox = b"From a Mon Sep 17 00:00:00 2001\nSubject: x\n\nFrom here on\n\nFrom b Mon Sep 17 00:00:00 2001\n\n";
+        let mbox =
+            b"From a Mon Sep 17 00:00:00 2001\nSubject: x\n\nFrom here on\n\nFrom b Mon Sep 17 00:00:00 2001\n\n";
         let m = split_mbox(mbox);
         assert_eq!(m.len(), 2);
         assert_eq!(m[1].0, 6);

@@ -85,7 +85,11 @@ fn apply_all(
         let old = current(fp.old_path.as_deref().or(fp.new_path.as_deref()).unwrap_or(""));
         let a = apply_file_with(name, fp, old.as_deref(), opts).map_err(|e| e.message)?;
         for (hunk, ctx) in &a.reduced {
-            reduced.push(format!("{} hunk #{hunk} with {ctx} line{} of context", fp.path(), if *ctx == 1 { "" } else { "s" }));
+            reduced.push(format!(
+                "{} hunk #{hunk} with {ctx} line{} of context",
+                fp.path(),
+                if *ctx == 1 { "" } else { "s" }
+            ));
         }
         if let Some(o) = &fp.old_path {
             if fp.new_path.as_deref() != Some(o.as_str()) {
@@ -121,7 +125,8 @@ fn three_way(
     read: &dyn Fn(&str) -> Option<Vec<u8>>,
     repo_path: &Path,
 ) -> Result<(Changes, Vec<String>), String> {
-    let repo = Repository::open(repo_path).map_err(|e| format!("-3: cannot open `{}`: {}", repo_path.display(), e.message()))?;
+    let repo = Repository::open(repo_path)
+        .map_err(|e| format!("-3: cannot open `{}`: {}", repo_path.display(), e.message()))?;
     // Merged files are written to an in-memory object store that takes
     // every write: the repository is only read.
     let odb = repo.odb().map_err(|e| e.message().to_string())?;
@@ -163,7 +168,14 @@ fn three_way(
     Ok((changes, merged))
 }
 
-fn merge3(repo: &Repository, odb: &git2::Odb<'_>, base: Oid, ours: &[u8], theirs: &[u8], path: &str) -> Result<Vec<u8>, String> {
+fn merge3(
+    repo: &Repository,
+    odb: &git2::Odb<'_>,
+    base: Oid,
+    ours: &[u8],
+    theirs: &[u8],
+    path: &str,
+) -> Result<Vec<u8>, String> {
     let entry = |id: Oid, len: usize| IndexEntry {
         ctime: IndexTime::new(0, 0),
         mtime: IndexTime::new(0, 0),
@@ -192,7 +204,11 @@ fn merge3(repo: &Repository, odb: &git2::Odb<'_>, base: Oid, ours: &[u8], theirs
 /// Apply one patch: as written, else already applied, else with `-C`, else
 /// by `-3`. The error is the first failing hunk as written, and what the
 /// other ways found.
-pub fn apply_patch(p: &MailPatch, read: &dyn Fn(&str) -> Option<Vec<u8>>, opts: &ApplyOptions) -> Result<Applied, String> {
+pub fn apply_patch(
+    p: &MailPatch,
+    read: &dyn Fn(&str) -> Option<Vec<u8>>,
+    opts: &ApplyOptions,
+) -> Result<Applied, String> {
     let files = p.files.as_ref().map_err(|e| format!("malformed patch: {e}"))?;
     if files.is_empty() {
         return Err(format!("{}: no diff in this patch", p.name));

@@ -96,6 +96,43 @@ struct TreeArgs {
     api_model: Option<PathBuf>,
 }
 
+/// How patches that do not apply as written are handled (`lint` patch mode, `series test`).
+#[derive(Args)]
+struct ApplyArgs {
+    /// When a hunk does not apply, retry with at least N lines of its context (git am -C N); reported.
+    #[arg(short = 'C', value_name = "N")]
+    context: Option<usize>,
+    /// When a patch does not apply, merge it from the blobs its `index` lines name (git am -3; needs --repo).
+    #[arg(short = '3', long = "3way")]
+    three_way: bool,
+    /// Go on when a patch does not apply: the others are checked on a tree without it, and the run fails.
+    #[arg(long)]
+    keep_going: bool,
+}
+
+impl ApplyArgs {
+    fn options(&self, repo: Option<&Path>) -> Result<patchgen::series::apply::strategy::ApplyOptions> {
+        let three_way = match (self.three_way, repo) {
+            (true, Some(r)) => Some(r.to_path_buf()),
+            (true, None) => bail!("-3 needs --repo: the blobs named by the patches' `index` lines are read from it"),
+            (false, _) => None,
+        };
+        Ok(patchgen::series::apply::strategy::ApplyOptions {
+            min_context: self.context,
+            three_way,
+            keep_going: self.keep_going,
+        })
+    }
+}
+
+/// Say what was read: skipped cover letters and replies, the revision taken.
+fn print_load_notes(notes: &[String]) -> Result<()> {
+    for n in notes {
+        stderr_line(format_args!("kvmtk: note: {n}"))?;
+    }
+    Ok(())
+}
+
 #[derive(Args)]
 struct CacheArgs {
     /// Keep parsed facts and per-arch results in this directory across runs
@@ -216,9 +253,12 @@ struct RefsArgs {
 
 #[derive(Args)]
 struct LintArgs {
-    /// `BASE..HEAD` with --repo; or mbox / format-patch files with --tree, or with --repo and --base.
+    /// `BASE..HEAD` with --repo; or mbox / format-patch files with --tree, or with --repo and --base
+    /// (`-`: one patch or mbox on standard input; ordered by [PATCH n/m], cover letters and replies skipped).
     #[arg(value_name = "RANGE|PATCH", required = true)]
     args: Vec<PathBuf>,
+    #[command(flatten)]
+    apply: ApplyArgs,
     /// Kernel tree directory the patches apply to.
     #[arg(long, conflicts_with = "repo")]
     tree: Option<PathBuf>,
@@ -300,9 +340,12 @@ enum SeriesTestFormat {
 
 #[derive(Args)]
 struct SeriesTestArgs {
-    /// `<TREE> <SERIES>`, or `<SERIES>` with --repo/--rev. SERIES: a format-patch directory or an mbox.
-    #[arg(num_args = 1..=2, required = true, value_name = "TREE|SERIES")]
+    /// `<TREE> <SERIES>...`, or `<SERIES>...` with --repo/--rev. SERIES: a format-patch directory,
+    /// mboxes or patch files (`-`: standard input), ordered by [PATCH n/m].
+    #[arg(num_args = 1.., required = true, value_name = "TREE|SERIES")]
     paths: Vec<PathBuf>,
+    #[command(flatten)]
+    apply: ApplyArgs,
     /// Read the tree from a git repository (bare or not), without checking it out.
     #[arg(long, requires = "rev")]
     repo: Option<PathBuf>,
@@ -764,10 +807,9 @@ fn series_generate(args: SeriesGenerateArgs) -> Result<u8> {
 
 fn series_test(args: SeriesTestArgs) -> Result<u8> {
     use patchgen::series::{apply, test};
-    let (tree, series_path) = match (args.repo.is_some(), args.paths.as_slice()) {
-        (true, [s]) => (None, s.clone()),
-        (false, [t, s]) => (Some(t.clone()), s.clone()),
-        (true, _) => bail!("with --repo, give only the series (a format-patch directory or an mbox)"),
+    let (tree, series_paths) = match (args.repo.is_some(), args.paths.as_slice()) {
+        (true, s) => (None, s.to_vec()),
+        (false, [t, s @ ..]) if !s.is_empty() => (Some(t.clone()), s.to_vec()),
         (false, _) => {
             bail!("give the kernel tree and the series: `kvmtk series test TREE SERIES` (or --repo R --rev V SERIES)")
         }
@@ -779,7 +821,14 @@ fn series_test(args: SeriesTestArgs) -> Result<u8> {
         arch: args.arch.clone(),
         api_model: args.api_model.clone(),
     };
-    let patches = apply::load_series(&series_path)?;
+    let loaded = match series_paths.as_slice() {
+        [one] => apply::load_series_notes(one)?,
+        many => apply::mail::load_inputs(many)?,
+    };
+    print_load_notes(&loaded.notes)?;
+    let patches = loaded.patches;
+    let series_label = series_paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(" ");
+    let apply_opts = args.apply.options(args.repo.as_deref())?;
     let api = load_api(&tree_args)?;
     let parsed = load_tree(&tree_args)?;
     let spec = match (&tree_args.tree, &tree_args.repo, &tree_args.rev) {
@@ -792,6 +841,7 @@ fn series_test(args: SeriesTestArgs) -> Result<u8> {
         build_prepare: args.build_prepare.clone(),
         checkpatch: args.checkpatch.clone(),
         tail_lines: 20,
+        apply: apply_opts,
     };
     let base = patchgen::series::tree::BaseTree::open(&spec)?;
     let bar = TermProgress::on_terminal(false);
@@ -799,7 +849,7 @@ fn series_test(args: SeriesTestArgs) -> Result<u8> {
         &base,
         parsed,
         &api,
-        &series_path.display().to_string(),
+        &series_label,
         &patches,
         &opts,
         &bar,
@@ -834,7 +884,11 @@ fn lint(args: LintArgs, color: ColorWhen) -> Result<u8> {
     // Inputs first (patches, baseline, cache), so a bad one fails before any analysis.
     let patches = match (&args.tree, &args.repo, &args.base) {
         (None, Some(_), None) => None,
-        (Some(_), None, None) | (None, Some(_), Some(_)) => Some(patchgen::lint::load_patches(&args.args)?),
+        (Some(_), None, None) | (None, Some(_), Some(_)) => {
+            let loaded = patchgen::lint::load_patch_inputs(&args.args)?;
+            print_load_notes(&loaded.notes)?;
+            Some(loaded.patches)
+        }
         _ => bail!("give --repo R BASE..HEAD, --tree T PATCH..., or --repo R --base REV PATCH..."),
     };
     let baseline = match &args.baseline {
@@ -856,13 +910,22 @@ fn lint(args: LintArgs, color: ColorWhen) -> Result<u8> {
         },
         selection: RuleSelection { only: args.rule.clone(), ignore: args.ignore.clone(), min_severity: None },
     };
+    let apply_opts = args.apply.options(args.repo.as_deref())?;
     let bar = TermProgress::on_terminal(args.out.quiet);
     let mut linter = Linter::with_results(&api, &cache, results, opts).with_progress(&bar);
+    // Patches that did not apply (--keep-going): the lint is incomplete, so it fails.
+    let mut not_applied = Vec::new();
     let builder = match (patches, &args.tree, &args.repo, &args.base) {
-        (Some(p), Some(t), _, _) => patchgen::lint::lint_patches(&mut linter, &SourceSpec::Dir(t.clone()), &p)?,
+        (Some(p), Some(t), _, _) => {
+            let r = patchgen::lint::lint_patches_with(&mut linter, &SourceSpec::Dir(t.clone()), &p, &apply_opts)?;
+            not_applied = r.not_applied;
+            r.builder
+        }
         (Some(p), None, Some(r), Some(b)) => {
             let spec = SourceSpec::Git { repo: r.clone(), rev: b.clone() };
-            patchgen::lint::lint_patches(&mut linter, &spec, &p)?
+            let r = patchgen::lint::lint_patches_with(&mut linter, &spec, &p, &apply_opts)?;
+            not_applied = r.not_applied;
+            r.builder
         }
         (None, None, Some(r), None) => {
             let [range] = args.args.as_slice() else {
@@ -909,5 +972,12 @@ fn lint(args: LintArgs, color: ColorWhen) -> Result<u8> {
     // allocation at a time cost a fifth of a one-commit lint.
     std::mem::forget(linter);
     std::mem::forget(cache);
+    if !not_applied.is_empty() {
+        stderr_line(format_args!(
+            "kvmtk: {} did not apply (--keep-going): the lint is incomplete",
+            not_applied.join(", ")
+        ))?;
+        return Ok(report.exit_code(args.fail_on.into()).max(1));
+    }
     Ok(report.exit_code(args.fail_on.into()))
 }

@@ -401,6 +401,14 @@ pub struct StepLint {
     /// Findings of its parent absent from it while `unanalyzed` is not
     /// empty: whether it fixes them is unknown.
     pub unknown: Vec<FindingSummary>,
+    /// How its patch applied, when not as written: already applied (then
+    /// skipped), with reduced context, by a three-way merge, not at all,
+    /// or on a tree without an earlier patch that did not apply.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
+    /// Not checked: its patch was already applied or did not apply.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub skipped: bool,
     /// Time spent loading, parsing and checking its tree (not rendered:
     /// outputs stay deterministic; `KVMTK_TIMINGS` prints it).
     #[serde(skip)]
@@ -481,6 +489,9 @@ pub struct LintBuilder {
     base: CheckReport,
     steps: Vec<RawStep>,
     tip: Option<CheckReport>,
+    /// Notes by step index, and the steps skipped (see [`StepLint`]).
+    notes: BTreeMap<usize, Vec<String>>,
+    skipped: BTreeSet<usize>,
 }
 
 /// Findings of `after` whose fingerprint is not in `before`.
@@ -498,7 +509,32 @@ impl LintBuilder {
             base: base.report.clone(),
             steps: Vec::new(),
             tip: None,
+            notes: BTreeMap::new(),
+            skipped: BTreeSet::new(),
         }
+    }
+
+    /// Add a note to the last step recorded.
+    pub fn note(&mut self, note: &str) {
+        if let Some(k) = self.steps.len().checked_sub(1) {
+            self.notes.entry(k).or_default().push(note.to_string());
+        }
+    }
+
+    /// Record a step that was not checked (its patch was already applied,
+    /// or did not apply), with why.
+    pub fn skip(&mut self, id: &str, subject: &str, note: &str) {
+        self.steps.push(RawStep {
+            id: id.into(),
+            subject: subject.into(),
+            introduced: Vec::new(),
+            fixed: Vec::new(),
+            unanalyzed: Vec::new(),
+            unknown: Vec::new(),
+            elapsed: None,
+        });
+        self.skipped.insert(self.steps.len() - 1);
+        self.note(note);
     }
 
     /// Record a step: `after` is its tree's check, `before` its parent's.
@@ -535,7 +571,7 @@ impl LintBuilder {
         let tip = self.tip.as_ref().unwrap_or(&self.base);
         let mut new: BTreeMap<String, Finding> = BTreeMap::new();
         let mut steps = Vec::new();
-        for RawStep { id, subject, introduced, fixed, unanalyzed, unknown, elapsed } in &self.steps {
+        for (k, RawStep { id, subject, introduced, fixed, unanalyzed, unknown, elapsed }) in self.steps.iter().enumerate() {
             let (ok, bad): (Vec<&Finding>, Vec<&Finding>) = introduced.iter().partition(|f| accepted(f));
             for f in &bad {
                 let at_tip = tip.findings.iter().find(|t| t.fingerprint == f.fingerprint);
@@ -549,6 +585,8 @@ impl LintBuilder {
                 fixed: fixed.iter().map(FindingSummary::of).collect(),
                 unanalyzed: unanalyzed.clone(),
                 unknown: unknown.iter().map(FindingSummary::of).collect(),
+                notes: self.notes.get(&k).cloned().unwrap_or_default(),
+                skipped: self.skipped.contains(&k),
                 elapsed: *elapsed,
             });
         }
@@ -696,6 +734,12 @@ fn render_text(report: &LintReport, opts: &render::RenderOptions) -> String {
         let _ = writeln!(s, "[{}/{n}] {id} {}", k + 1, st.subject);
         for c in &st.unanalyzed {
             let _ = writeln!(s, "  NOT ANALYZED {}", c.describe(step));
+        }
+        for note in &st.notes {
+            let _ = writeln!(s, "  {note}");
+        }
+        if st.skipped {
+            continue;
         }
         if st.introduced.is_empty() && st.accepted.is_empty() && st.fixed.is_empty() && st.unanalyzed.is_empty() {
             let _ = writeln!(s, "  no change in findings");

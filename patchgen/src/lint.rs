@@ -3,104 +3,80 @@
 //! git revision), each checked against the tree before it with
 //! [`analyzer::lint`]. Nothing is written: the base is only read.
 //!
-//! Any patch that cannot be read or applied is an input error naming the
-//! file (and the mail, line or hunk) and what was expected; no report is
-//! produced then, since the findings of a tree the patch was not written
-//! for mean nothing.
+//! A patch that cannot be read is an input error naming the file (and the
+//! mail, line or hunk) and what was expected. A patch already in the tree
+//! (a stable backport) is skipped and said so; one that does not apply is
+//! an input error too (the findings of a tree the patch was not written
+//! for mean nothing), unless `--keep-going` asks to lint the others on a
+//! tree without it, each step saying so.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use analyzer::lint::{LintBuilder, LintError, Linter};
 use analyzer::source::{arch_of, SourceFile, SourceSpec, SourceTree};
 
-use crate::series::apply::{apply_file, load_series, MailPatch};
+use crate::series::apply::mail;
+use crate::series::apply::strategy::{apply_patch, ApplyOptions, Method};
+use crate::series::apply::{LoadedSeries, MailPatch};
 use crate::series::format::blob_id;
 use crate::series::tree::{is_analyzed_path, BaseTree, Changes};
 
-/// Read the patches of each path, in the order given: an mbox (one or
-/// more mails), a single format-patch file, or a format-patch directory.
-/// Every mail must carry a well-formed diff.
-pub fn load_patches(paths: &[PathBuf]) -> Result<Vec<MailPatch>, LintError> {
+/// Read the patches of every path as `git am` would take them: patch
+/// files, mboxes and format-patch directories (`-`: standard input), in
+/// the order of their `[PATCH n/m]` numbers, cover letters and replies
+/// left out, the newest revision taken (see [`crate::series::apply::mail`]).
+/// Every patch must carry a well-formed diff.
+pub fn load_patch_inputs(paths: &[PathBuf]) -> Result<LoadedSeries, LintError> {
     if paths.is_empty() {
         return Err(LintError::new("no patch given; expected one or more mbox or format-patch files"));
     }
-    let mut out = Vec::new();
     for path in paths {
-        if !path.exists() {
+        if path != Path::new("-") && !path.exists() {
             return Err(LintError::new(format!(
                 "patch `{}` does not exist; expected an mbox or format-patch file",
                 path.display()
             )));
         }
-        let mails = load_series(path).map_err(|e| {
-            LintError::new(format!("{}; expected an mbox or format-patch file (git format-patch output)", e.message))
-        })?;
-        let single = mails.len() == 1 && !path.is_dir();
-        for mut m in mails {
-            // One mail in a file: named after the file alone (`x.patch`, not `x.patch#1`).
-            if single {
-                m.name = path.file_name().map_or(m.name, |n| n.to_string_lossy().into_owned());
+    }
+    let loaded = mail::load_inputs(paths).map_err(|e| {
+        LintError::new(format!("{}; expected an mbox or format-patch file (git format-patch output)", e.message))
+    })?;
+    for m in &loaded.patches {
+        match &m.files {
+            Err(e) => return Err(LintError::new(format!("`{}` is not a valid patch: {e}", m.name))),
+            Ok(files) if files.is_empty() => {
+                return Err(LintError::new(format!(
+                    "`{}` is not a patch: no diff found; expected a unified diff (`diff --git a/PATH b/PATH`, `--- a/PATH`, `+++ b/PATH`, `@@` hunks) as git format-patch writes it",
+                    m.name
+                )));
             }
-            let where_ =
-                if !single { format!("`{}` ({})", path.display(), m.name) } else { format!("`{}`", path.display()) };
-            match &m.files {
-                Err(e) => {
-                    return Err(LintError::new(format!("{where_} is not a valid patch: {e}")));
-                }
-                Ok(files) if files.is_empty() => {
-                    return Err(LintError::new(format!(
-                        "{where_} is not a patch: no diff found; expected a unified diff (`diff --git a/PATH b/PATH`, `--- a/PATH`, `+++ b/PATH`, `@@` hunks) as git format-patch writes it"
-                    )));
-                }
-                Ok(_) => out.push(m),
-            }
+            Ok(_) => {}
         }
     }
-    Ok(out)
+    Ok(loaded)
 }
 
-/// The changes of one patch against the current state: loaded files first,
-/// then files touched by earlier patches outside the loaded set, then the
-/// base tree.
-fn apply_patch(
-    p: &MailPatch,
+/// [`load_patch_inputs`] without the notes.
+pub fn load_patches(paths: &[PathBuf]) -> Result<Vec<MailPatch>, LintError> {
+    Ok(load_patch_inputs(paths)?.patches)
+}
+
+/// The contents of `path` in the current state: loaded files first, then
+/// files touched by earlier patches outside the loaded set, then the base.
+fn read_current(
+    path: &str,
     current: &SourceTree,
     overlay: &BTreeMap<String, Option<Vec<u8>>>,
     base: &BaseTree,
-) -> Result<Changes, String> {
-    let files = p.files.as_ref().map_err(|e| format!("malformed patch: {e}"))?;
-    let mut changes: Changes = BTreeMap::new();
-    for fp in files {
-        let read = |path: &str, changes: &Changes| -> Option<Vec<u8>> {
-            if let Some(c) = changes.get(path) {
-                return c.clone();
-            }
-            if let Some(f) = current.file(path) {
-                return Some(f.bytes.clone());
-            }
-            if let Some(o) = overlay.get(path) {
-                return o.clone();
-            }
-            base.read(path).map(|r| r.0)
-        };
-        let old = match (&fp.old_path, &fp.new_path) {
-            (Some(o), _) => read(o, &changes),
-            // A created file must not exist yet: look it up to say so.
-            (None, Some(n)) => read(n, &changes),
-            (None, None) => None,
-        };
-        let new = apply_file(&p.name, fp, old.as_deref()).map_err(|e| e.message)?;
-        if let Some(o) = &fp.old_path {
-            if fp.new_path.as_deref() != Some(o.as_str()) {
-                changes.insert(o.clone(), None);
-            }
-        }
-        if let Some(n) = &fp.new_path {
-            changes.insert(n.clone(), new);
-        }
+) -> Option<Vec<u8>> {
+    if let Some(f) = current.file(path) {
+        return Some(f.bytes.clone());
     }
-    Ok(changes)
+    if let Some(o) = overlay.get(path) {
+        return o.clone();
+    }
+    base.read(path).map(|r| r.0)
 }
 
 /// `current` with `changes`: changed loaded files get their new bytes and
@@ -133,13 +109,34 @@ fn updated(current: &SourceTree, changes: &Changes) -> (SourceTree, Changes) {
 }
 
 /// Lint `patches` applied in order on the tree `spec`, each against the
-/// tree before it. Returns the collected steps; [`LintBuilder::finish`]
-/// makes the report once the baseline is known.
+/// tree before it, as written only. Returns the collected steps;
+/// [`LintBuilder::finish`] makes the report once the baseline is known.
 pub fn lint_patches(
     linter: &mut Linter<'_>,
     spec: &SourceSpec,
     patches: &[MailPatch],
 ) -> Result<LintBuilder, LintError> {
+    Ok(lint_patches_with(linter, spec, patches, &ApplyOptions::default())?.builder)
+}
+
+/// What [`lint_patches_with`] collected.
+pub struct PatchLint {
+    pub builder: LintBuilder,
+    /// Patches that did not apply (with `keep_going`); the lint is
+    /// incomplete without them.
+    pub not_applied: Vec<String>,
+}
+
+/// [`lint_patches`] for stable and distro trees: a patch already in the
+/// tree is skipped and said so; `opts` allows reduced context and a
+/// three-way merge; with `keep_going` a patch that does not apply is
+/// reported and the rest linted on a tree without it.
+pub fn lint_patches_with(
+    linter: &mut Linter<'_>,
+    spec: &SourceSpec,
+    patches: &[MailPatch],
+    opts: &ApplyOptions,
+) -> Result<PatchLint, LintError> {
     let source = linter.load(spec)?;
     let base = BaseTree::open(spec).map_err(|e| LintError::new(e.message))?;
     let label = source.root_label.clone();
@@ -153,24 +150,46 @@ pub fn lint_patches(
     };
     let mut builder = LintBuilder::new("patches", &subject, &before);
     let mut overlay: BTreeMap<String, Option<Vec<u8>>> = BTreeMap::new();
+    let mut not_applied: Vec<String> = Vec::new();
     linter.progress().stage("linting patches", Some(patches.len() as u64));
     for p in patches {
         linter.progress().detail(&p.name);
-        let changes = apply_patch(p, &current, &overlay, &base).map_err(|e| {
-            LintError::new(format!(
-                "{e}\n`{}` does not apply to `{label}`; expected a patch for this tree (rebase it, or pass the tree it was written for)",
-                p.name
-            ))
-        })?;
+        let read = |path: &str| read_current(path, &current, &overlay, &base);
+        let applied = match apply_patch(p, &read, opts) {
+            Ok(a) => a,
+            Err(e) if opts.keep_going => {
+                builder.skip(&p.name, &p.subject, &format!("did not apply, skipped: {e}"));
+                not_applied.push(p.name.clone());
+                continue;
+            }
+            Err(e) => {
+                return Err(LintError::new(format!(
+                    "{e}\n`{}` does not apply to `{label}`; expected a patch for this tree (rebase it, or pass the tree it was written for; --keep-going lints the others, -C N and -3 apply as git am does)",
+                    p.name
+                )))
+            }
+        };
+        if let Method::AlreadyApplied(_) = applied.method {
+            builder.skip(&p.name, &p.subject, &applied.method.describe().unwrap_or_default());
+            continue;
+        }
         let started = std::time::Instant::now();
-        let (next, outside) = updated(&current, &changes);
+        let (next, outside) = updated(&current, &applied.changes);
+        // A patch touching only files outside the analyzed set changes no finding.
+        let analyzed_changed = outside.len() < applied.changes.len();
         overlay.extend(outside);
-        let after = linter.check(next.clone());
+        let after = if analyzed_changed { linter.check(next.clone()) } else { before.clone() };
         let elapsed = started.elapsed();
         builder.push(&p.name, &p.subject, &before, after.clone(), Some(elapsed));
+        if let Some(how) = applied.method.describe() {
+            builder.note(&how);
+        }
+        if !not_applied.is_empty() {
+            builder.note(&format!("computed on a tree without {}, which did not apply", not_applied.join(", ")));
+        }
         current = next;
         before = after;
         linter.progress().advance(1);
     }
-    Ok(builder)
+    Ok(PatchLint { builder, not_applied })
 }

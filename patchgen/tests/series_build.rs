@@ -44,6 +44,7 @@ fn every_patch_of_the_6_1_series_builds_x86_and_arm64_kvm() {
             build: Some(format!("bash {} build {{dir}} x86 arm64", script.display())),
             checkpatch: Some(full.join("scripts/checkpatch.pl")),
             tail_lines: 40,
+            ..Default::default()
         },
     )
     .unwrap();

@@ -13,6 +13,11 @@ use std::path::{Component, Path};
 
 use super::SeriesError;
 
+pub mod mail;
+pub mod strategy;
+
+pub use mail::{is_cover, parse_claims, parse_mail, split_mbox, LoadedSeries, MailPatch, MAX_INPUT_BYTES};
+
 /// One line of a hunk.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HunkLine {
@@ -47,32 +52,45 @@ pub struct FilePatch {
     pub hunks: Vec<Hunk>,
     /// Line of the `diff --git` (or `---`) line in the patch file.
     pub line: usize,
+    /// The (abbreviated) blob ids of its `index OLD..NEW` line: what a
+    /// three-way merge starts from.
+    pub old_blob: Option<String>,
+    pub new_blob: Option<String>,
 }
 
 impl FilePatch {
     pub fn path(&self) -> &str {
         self.new_path.as_deref().or(self.old_path.as_deref()).unwrap_or("")
     }
-}
 
-/// One mail of a series.
-#[derive(Debug, Clone)]
-pub struct MailPatch {
-    /// The file it came from (`0001-foo.patch`, or `series.mbox` + number).
-    pub name: String,
-    /// `(n, N)` from `[PATCH n/N]`.
-    pub number: Option<(usize, usize)>,
-    /// The subject without the `[PATCH ...]` prefix.
-    pub subject: String,
-    pub author: Option<String>,
-    /// The commit message after the subject.
-    pub body: String,
-    /// Fingerprints claimed by `Kvmtk-Fixes:` trailers.
-    pub claims: Vec<String>,
-    /// The file changes, or why they could not be read.
-    pub files: Result<Vec<FilePatch>, String>,
-    /// The whole mail text (for checkpatch).
-    pub text: String,
+    /// The patch that undoes this one (`git apply -R`).
+    pub fn reversed(&self) -> FilePatch {
+        let flip = |k: char| match k {
+            '-' => '+',
+            '+' => '-',
+            c => c,
+        };
+        FilePatch {
+            old_path: self.new_path.clone(),
+            new_path: self.old_path.clone(),
+            hunks: self
+                .hunks
+                .iter()
+                .map(|h| Hunk {
+                    old_start: h.new_start,
+                    old_len: h.new_len,
+                    new_start: h.old_start,
+                    new_len: h.old_len,
+                    header: h.header.clone(),
+                    line: h.line,
+                    lines: h.lines.iter().map(|l| HunkLine { kind: flip(l.kind), ..l.clone() }).collect(),
+                })
+                .collect(),
+            line: self.line,
+            old_blob: self.new_blob.clone(),
+            new_blob: self.old_blob.clone(),
+        }
+    }
 }
 
 fn strip_prefix_path(p: &str, prefix: &str) -> String {
@@ -156,7 +174,14 @@ pub fn parse_diff(name: &str, lines: &[&[u8]], first: usize) -> Result<Vec<FileP
             continue;
         }
         let start = i;
-        let mut fp = FilePatch { old_path: None, new_path: None, hunks: Vec::new(), line: at(i) };
+        let mut fp = FilePatch {
+            old_path: None,
+            new_path: None,
+            hunks: Vec::new(),
+            line: at(i),
+            old_blob: None,
+            new_blob: None,
+        };
         let (mut created, mut deleted) = (false, false);
         if is_git {
             let rest = &l["diff --git ".len()..];
@@ -183,8 +208,15 @@ pub fn parse_diff(name: &str, lines: &[&[u8]], first: usize) -> Result<Vec<FileP
                     fp.new_path = Some(unquote(p));
                 } else if h.starts_with("GIT binary patch") || h.starts_with("Binary files ") {
                     return Err(format!("{name}:{}: binary patches are not supported", at(i)));
-                } else if !(h.starts_with("index ")
-                    || h.starts_with("old mode")
+                } else if let Some(ids) = h.strip_prefix("index ") {
+                    // `index 1a2b3c..4d5e6f 100644`
+                    let ids = ids.split_whitespace().next().unwrap_or("");
+                    if let Some((a, b)) = ids.split_once("..") {
+                        let hex = |x: &str| !x.is_empty() && x.bytes().all(|c| c.is_ascii_hexdigit());
+                        fp.old_blob = hex(a).then(|| a.to_ascii_lowercase());
+                        fp.new_blob = hex(b).then(|| b.to_ascii_lowercase());
+                    }
+                } else if !(h.starts_with("old mode")
                     || h.starts_with("new mode")
                     || h.starts_with("similarity index")
                     || h.starts_with("dissimilarity index")
@@ -313,6 +345,28 @@ pub fn parse_diff(name: &str, lines: &[&[u8]], first: usize) -> Result<Vec<FileP
                 }
                 i += 1;
             }
+            // As git apply: a hunk must change something, a created file
+            // has no old lines and a deleted file no new ones.
+            if hunk.lines.iter().all(|l| l.kind == ' ') {
+                return Err(format!(
+                    "{name}:{}: corrupt hunk `{h}`: it neither removes nor adds a line (git apply: corrupt patch)",
+                    hunk.line
+                ));
+            }
+            if created && b > 0 {
+                return Err(format!(
+                    "{name}:{}: hunk `{h}` of the new file `{}` has old lines (git apply: new file depends on old contents)",
+                    hunk.line,
+                    fp.path()
+                ));
+            }
+            if deleted && d > 0 {
+                return Err(format!(
+                    "{name}:{}: hunk `{h}` of the deleted file `{}` has new lines (git apply: deleted file still has contents)",
+                    hunk.line,
+                    fp.path()
+                ));
+            }
             fp.hunks.push(hunk);
         }
         if fp.hunks.is_empty() && !created && !deleted && fp.old_path == fp.new_path {
@@ -327,252 +381,67 @@ pub fn parse_diff(name: &str, lines: &[&[u8]], first: usize) -> Result<Vec<FileP
     Ok(files)
 }
 
-/// Decode RFC 2047 encoded words (UTF-8 or ASCII, q-encoding) in a header
-/// value; other text, and words in other encodings, are kept as written.
-fn decode_rfc2047(s: &str) -> String {
-    let mut out = String::new();
-    let mut rest = s;
-    let mut last_encoded = false;
-    loop {
-        let Some(start) = rest.find("=?") else {
-            out.push_str(rest);
-            break;
-        };
-        let prefix = &rest[..start];
-        let after = &rest[start + 2..];
-        let parsed = (|| {
-            let (charset, r) = after.split_once('?')?;
-            let (enc, r) = r.split_once('?')?;
-            let end = r.find("?=")?;
-            Some((charset, enc, &r[..end], &r[end + 2..]))
-        })();
-        let Some((charset, enc, data, remainder)) = parsed else {
-            out.push_str(rest);
-            break;
-        };
-        // Whitespace between two encoded words is dropped.
-        if !(last_encoded && prefix.trim().is_empty()) {
-            out.push_str(prefix);
-        }
-        let known = ["utf-8", "us-ascii"].iter().any(|c| c.eq_ignore_ascii_case(charset));
-        if known && enc.eq_ignore_ascii_case("q") {
-            let d = data.as_bytes();
-            let mut bytes = Vec::new();
-            let mut i = 0;
-            while i < d.len() {
-                let hex = d
-                    .get(i + 1..i + 3)
-                    .and_then(|h| std::str::from_utf8(h).ok())
-                    .and_then(|h| u8::from_str_radix(h, 16).ok());
-                match (d[i], hex) {
-                    (b'=', Some(v)) => {
-                        bytes.push(v);
-                        i += 3;
-                    }
-                    (b'_', _) => {
-                        bytes.push(b' ');
-                        i += 1;
-                    }
-                    (c, _) => {
-                        bytes.push(c);
-                        i += 1;
-                    }
-                }
-            }
-            out.push_str(&String::from_utf8_lossy(&bytes));
-        } else {
-            out.push_str(&rest[start..rest.len() - remainder.len()]);
-        }
-        last_encoded = true;
-        rest = remainder;
-    }
-    out
-}
-
-/// `[PATCH v2 3/7] subject` -> ((3, 7), `subject`).
-fn split_subject(s: &str) -> (Option<(usize, usize)>, String) {
-    let s = s.trim();
-    let Some(rest) = s.strip_prefix('[') else { return (None, s.to_string()) };
-    let Some((tag, subject)) = rest.split_once(']') else { return (None, s.to_string()) };
-    let number = tag
-        .split_whitespace()
-        .filter_map(|w| w.split_once('/'))
-        .find_map(|(n, t)| Some((n.parse().ok()?, t.parse().ok()?)));
-    (number, subject.trim().to_string())
-}
-
-/// The fingerprints of `Kvmtk-Fixes:` trailers in a message.
-pub fn parse_claims(body: &str) -> Vec<String> {
-    let key = format!("{}:", super::FIXES_TRAILER);
-    body.lines()
-        .filter_map(|l| l.trim_start().strip_prefix(key.as_str()))
-        .filter_map(|rest| {
-            let open = rest.find('[')?;
-            let close = rest[open..].find(']')? + open;
-            let fp = &rest[open + 1..close];
-            (!fp.is_empty() && fp.bytes().all(|b| b.is_ascii_hexdigit())).then(|| fp.to_ascii_lowercase())
-        })
-        .collect()
-}
-
-/// Parse one mail. `first` is the 1-based line of its first line in `name`.
-pub fn parse_mail(name: &str, text: &str, first: usize) -> MailPatch {
-    let lines: Vec<&[u8]> =
-        text.as_bytes().split(|&b| b == b'\n').map(|l| l.strip_suffix(b"\r").unwrap_or(l)).collect();
-    let mut i = 0;
-    if lines.first().is_some_and(|l| l.starts_with(b"From ")) {
-        i = 1;
-    }
-    let mut headers: Vec<(String, String)> = Vec::new();
-    let looks_like_header = |l: &[u8]| {
-        let s = String::from_utf8_lossy(l);
-        s.split_once(':')
-            .is_some_and(|(k, _)| !k.is_empty() && k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'))
-    };
-    if i < lines.len() && looks_like_header(lines[i]) {
-        while i < lines.len() && !lines[i].is_empty() {
-            let l = String::from_utf8_lossy(lines[i]).into_owned();
-            if l.starts_with([' ', '\t']) {
-                if let Some(last) = headers.last_mut() {
-                    last.1.push(' ');
-                    last.1.push_str(l.trim_start());
-                }
-            } else if let Some((k, v)) = l.split_once(':') {
-                headers.push((k.to_ascii_lowercase(), v.trim().to_string()));
-            }
-            i += 1;
-        }
-        i += 1;
-    }
-    let header = |k: &str| headers.iter().find(|h| h.0 == k).map(|h| decode_rfc2047(&h.1));
-    let (number, subject) = split_subject(&header("subject").unwrap_or_default());
-    let body_start = i.min(lines.len());
-    i = body_start;
-    while i < lines.len() && lines[i] != b"---" && !lines[i].starts_with(b"diff --git ") {
-        i += 1;
-    }
-    let body: String =
-        lines[body_start..i].iter().map(|l| String::from_utf8_lossy(l).into_owned()).collect::<Vec<_>>().join("\n");
-    let files = parse_diff(name, &lines[i.min(lines.len())..], first + i);
-    MailPatch {
-        name: name.to_string(),
-        number,
-        subject,
-        author: header("from"),
-        claims: parse_claims(&body),
-        body,
-        files,
-        text: text.to_string(),
-    }
-}
-
-/// Split an mbox into mails: a `From ` line at the start or after an empty
-/// line begins a mail. Returns (first line, text) pairs.
-pub fn split_mbox(text: &str) -> Vec<(usize, String)> {
-    let mut mails: Vec<(usize, String)> = Vec::new();
-    let mut prev_empty = true;
-    for (n, line) in text.split_inclusive('\n').enumerate() {
-        let starts = prev_empty && line.starts_with("From ") && line.split_whitespace().count() >= 3;
-        if starts || mails.is_empty() {
-            mails.push((n + 1, String::new()));
-        }
-        if let Some(m) = mails.last_mut() {
-            m.1.push_str(line);
-        }
-        prev_empty = line.trim_end_matches(['\n', '\r']).is_empty();
-    }
-    mails.retain(|m| !m.1.trim().is_empty());
-    mails
-}
-
-fn is_cover(m: &MailPatch) -> bool {
-    m.number.is_some_and(|(n, _)| n == 0) || (m.files.as_ref().is_ok_and(|f| f.is_empty()) && m.subject.contains("***"))
-}
-
-/// Load a series: a directory of format-patch files (sorted by name, the
-/// cover letter skipped, numbering checked), or an mbox / single patch.
+/// Load a series for `series test`: a format-patch directory (its files
+/// numbered without a gap, as `git format-patch` writes them), an mbox, a
+/// patch file or `-`; see [`mail::collect_series`] for the rest.
 pub fn load_series(path: &Path) -> Result<Vec<MailPatch>, SeriesError> {
-    let meta =
-        fs::metadata(path).map_err(|e| SeriesError::new(format!("cannot read series `{}`: {e}", path.display())))?;
-    let mut patches = Vec::new();
-    if meta.is_dir() {
-        let mut names: Vec<String> = fs::read_dir(path)
-            .map_err(|e| SeriesError::new(format!("cannot read `{}`: {e}", path.display())))?
-            .filter_map(|e| e.ok())
-            .filter(|e| e.path().is_file())
-            .map(|e| e.file_name().to_string_lossy().into_owned())
-            .filter(|n| n.ends_with(".patch") || n.ends_with(".diff"))
-            .collect();
-        names.sort();
-        let mut numbered: BTreeMap<usize, String> = BTreeMap::new();
-        for n in &names {
-            let digits: String = n.chars().take_while(|c| c.is_ascii_digit()).collect();
-            let Ok(num) = digits.parse::<usize>() else {
-                return Err(SeriesError::new(format!(
-                    "`{}` in {} is not a numbered format-patch file (NNNN-name.patch)",
-                    n,
-                    path.display()
-                )));
-            };
-            if let Some(other) = numbered.insert(num, n.clone()) {
-                return Err(SeriesError::new(format!("{}: `{other}` and `{n}` have the same number", path.display())));
-            }
-        }
-        let max = numbered.keys().max().copied().unwrap_or(0);
-        for k in 1..=max {
-            if !numbered.contains_key(&k) {
-                return Err(SeriesError::new(format!(
-                    "{}: patch {k:04} is missing (the series has {})",
-                    path.display(),
-                    numbered.values().cloned().collect::<Vec<_>>().join(", ")
-                )));
-            }
-        }
-        for (num, n) in numbered {
-            let p = path.join(&n);
-            let bytes = fs::read(&p).map_err(|e| SeriesError::new(format!("cannot read `{}`: {e}", p.display())))?;
-            let m = parse_mail(&n, &String::from_utf8_lossy(&bytes), 1);
-            if num == 0 || is_cover(&m) {
-                continue;
-            }
-            patches.push(m);
-        }
-    } else {
-        let bytes = fs::read(path).map_err(|e| SeriesError::new(format!("cannot read `{}`: {e}", path.display())))?;
-        let text = String::from_utf8_lossy(&bytes);
-        let base = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        // Parsed under the mbox's name, so that lines in messages are the
-        // mbox's lines; then named `series.mbox#N` after their number.
-        for (first, mail) in split_mbox(&text) {
-            let m = parse_mail(&base, &mail, first);
-            if is_cover(&m) {
-                continue;
-            }
-            patches.push(m);
-        }
-        let nums: Vec<usize> = patches.iter().filter_map(|p| p.number.map(|n| n.0)).collect();
-        if nums.len() == patches.len() && !nums.is_empty() {
-            patches.sort_by_key(|p| p.number.map(|n| n.0));
-            for (k, p) in patches.iter().enumerate() {
-                let n = p.number.map_or(0, |n| n.0);
-                if n != k + 1 {
-                    return Err(SeriesError::new(format!(
-                        "{}: patch {} is missing (found [PATCH {n}/..] after {})",
-                        path.display(),
-                        k + 1,
-                        k
-                    )));
-                }
-            }
-        }
-        for (k, p) in patches.iter_mut().enumerate() {
-            p.name = format!("{base}#{}", k + 1);
+    Ok(load_series_notes(path)?.patches)
+}
+
+/// [`load_series`] with the notes on what was skipped or taken.
+pub fn load_series_notes(path: &Path) -> Result<LoadedSeries, SeriesError> {
+    if path != Path::new("-") {
+        let meta = fs::metadata(path)
+            .map_err(|e| SeriesError::new(format!("cannot read series `{}`: {e}", path.display())))?;
+        if meta.is_dir() {
+            check_numbering(path)?;
         }
     }
-    if patches.is_empty() {
+    let is_dir = path != Path::new("-") && path.is_dir();
+    let mut loaded = mail::collect_series(&mail::read_inputs(&[path.to_path_buf()])?)?;
+    if !is_dir {
+        // An mbox's patches are `series.mbox#N`, even when it holds one.
+        for (k, p) in loaded.patches.iter_mut().enumerate() {
+            if !p.name.contains('#') {
+                p.name = format!("{}#{}", p.name, p.number.map_or(k + 1, |n| n.0));
+            }
+        }
+    }
+    if loaded.patches.is_empty() {
         return Err(SeriesError::new(format!("no patches in `{}`", path.display())));
     }
-    Ok(patches)
+    Ok(loaded)
+}
+
+/// A format-patch directory's files are numbered `NNNN-name.patch` from 1
+/// (0 is the cover letter) without a gap: a missing file is a lost patch.
+fn check_numbering(dir: &Path) -> Result<(), SeriesError> {
+    let mut numbered: BTreeMap<usize, String> = BTreeMap::new();
+    for p in mail::patch_files_of(dir)? {
+        let n = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let digits: String = n.chars().take_while(|c| c.is_ascii_digit()).collect();
+        let Ok(num) = digits.parse::<usize>() else {
+            return Err(SeriesError::new(format!(
+                "`{}` in {} is not a numbered format-patch file (NNNN-name.patch)",
+                n,
+                dir.display()
+            )));
+        };
+        if let Some(other) = numbered.insert(num, n.clone()) {
+            return Err(SeriesError::new(format!("{}: `{other}` and `{n}` have the same number", dir.display())));
+        }
+    }
+    let max = numbered.keys().max().copied().unwrap_or(0);
+    for k in 1..=max {
+        if !numbered.contains_key(&k) {
+            return Err(SeriesError::new(format!(
+                "{}: patch {k:04} is missing (the series has {})",
+                dir.display(),
+                numbered.values().cloned().collect::<Vec<_>>().join(", ")
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// A hunk that does not apply.
@@ -610,9 +479,93 @@ fn show(lines: &[Line<'_>], from: usize, n: usize) -> String {
     s
 }
 
-/// Apply one file's hunks to its current contents (`None`: absent).
-/// Returns the new contents (`None`: deleted).
+/// How hunks may be matched beyond `git apply`'s default.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct HunkOptions {
+    /// `-C N` (`git apply -C`, `git am -C`): when a hunk does not match,
+    /// drop context lines, the longer side first, down to N on each side.
+    pub min_context: Option<usize>,
+}
+
+/// One file's result and what its hunks needed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileApplied {
+    /// The new contents (`None`: deleted).
+    pub new: Option<Vec<u8>>,
+    /// Hunks that matched only with less context: (hunk number from 1,
+    /// lines of context left on the longer side).
+    pub reduced: Vec<(usize, usize)>,
+    /// Hunks applied away from their stated line: (hunk number, lines).
+    pub offsets: Vec<(usize, isize)>,
+}
+
+/// Where `pre` matches in `lines`, nearest to `expected` first, at or
+/// after `cursor`; at the start only (`begin`) or ending at the end only
+/// (`end`) when those are set.
+fn find_hunk(
+    lines: &[Line<'_>],
+    pre: &[Line<'_>],
+    expected: usize,
+    cursor: usize,
+    begin: bool,
+    end: bool,
+) -> Option<usize> {
+    let matches = |pos: usize| {
+        pos >= cursor
+            && pos + pre.len() <= lines.len()
+            && (!begin || pos == 0)
+            && (!end || pos + pre.len() == lines.len())
+            && pre.iter().enumerate().all(|(j, p)| {
+                let l = lines[pos + j];
+                // A line with a newline matches a preimage line with one;
+                // the file's last line must agree on the newline.
+                l.0 == p.0 && (l.1 == p.1 || (pos + j + 1 < lines.len() && p.1))
+            })
+    };
+    if begin || end {
+        let pos = if begin { 0 } else { lines.len().checked_sub(pre.len())? };
+        return matches(pos).then_some(pos);
+    }
+    let max = lines.len().checked_sub(pre.len())?;
+    let expected = expected.max(cursor).min(lines.len());
+    for d in 0..=lines.len() {
+        let fwd = expected + d;
+        if fwd <= max && matches(fwd) {
+            return Some(fwd);
+        }
+        if d > 0 && expected >= d && expected - d >= cursor && matches(expected - d) {
+            return Some(expected - d);
+        }
+        if fwd > max && (expected < d || expected - d < cursor) {
+            break;
+        }
+    }
+    None
+}
+
+fn emit(out: &mut Vec<u8>, text: &[u8], newline: bool) {
+    out.extend_from_slice(text);
+    if newline {
+        out.push(b'\n');
+    }
+}
+
+/// Apply one file's hunks to its current contents (`None`: absent), as
+/// `git apply` does: each hunk's preimage must match exactly, nearest to
+/// its stated line moved by the offset of the previous hunks; a hunk
+/// starting at line 0 or 1 must match at the start, one with no trailing
+/// context at the end. Returns the new contents (`None`: deleted).
 pub fn apply_file(patch_name: &str, fp: &FilePatch, old: Option<&[u8]>) -> Result<Option<Vec<u8>>, ApplyError> {
+    apply_file_with(patch_name, fp, old, HunkOptions::default()).map(|a| a.new)
+}
+
+/// [`apply_file`], with reduced context when `opts` allows it.
+pub fn apply_file_with(
+    patch_name: &str,
+    fp: &FilePatch,
+    old: Option<&[u8]>,
+    opts: HunkOptions,
+) -> Result<FileApplied, ApplyError> {
     let path = fp.path();
     let fail = |m: String| ApplyError { message: format!("{patch_name}: {m}") };
     match (fp.old_path.is_some(), old) {
@@ -625,76 +578,126 @@ pub fn apply_file(patch_name: &str, fp: &FilePatch, old: Option<&[u8]>) -> Resul
     let mut out: Vec<u8> = Vec::with_capacity(old.len());
     let mut cursor = 0usize;
     let mut offset: isize = 0;
+    let mut reduced = Vec::new();
+    let mut offsets = Vec::new();
+    let min_context = opts.min_context.unwrap_or(usize::MAX);
     for (k, h) in fp.hunks.iter().enumerate() {
-        let pre: Vec<Line<'_>> = h.lines.iter().filter(|l| l.kind != '+').map(|l| (&l.text[..], l.newline)).collect();
-        let post: Vec<&HunkLine> = h.lines.iter().filter(|l| l.kind != '-').collect();
+        let mut leading = h.lines.iter().take_while(|l| l.kind == ' ').count();
+        let mut trailing = h.lines.iter().rev().take_while(|l| l.kind == ' ').count();
+        // The hunk's lines in use: context is dropped from both ends when -C allows.
+        let (mut from, mut to) = (0, h.lines.len());
+        let mut begin = h.old_start <= 1;
+        let mut end = trailing == 0;
+        let mut relaxed = false;
         let stated = if h.old_len == 0 { h.old_start } else { h.old_start.saturating_sub(1) };
-        let expected = (stated as isize + offset).max(cursor as isize) as usize;
-        let matches = |pos: usize| {
-            pos + pre.len() <= lines.len()
-                && pre.iter().enumerate().all(|(j, p)| {
-                    let l = lines[pos + j];
-                    // A line with a newline matches a preimage line with one;
-                    // the file's last line must agree on the newline.
-                    l.0 == p.0 && (l.1 == p.1 || (pos + j + 1 < lines.len() && p.1))
-                })
+        let found = loop {
+            let pre: Vec<Line<'_>> =
+                h.lines[from..to].iter().filter(|l| l.kind != '+').map(|l| (&l.text[..], l.newline)).collect();
+            let expected = (stated as isize).saturating_add(offset).saturating_add(from as isize).max(0) as usize;
+            if let Some(pos) = find_hunk(&lines, &pre, expected, cursor, begin, end) {
+                break Some((pos, pre.len(), expected));
+            }
+            if leading <= min_context && trailing <= min_context {
+                break None;
+            }
+            relaxed = true;
+            if begin || end {
+                (begin, end) = (false, false);
+                continue;
+            }
+            if leading >= trailing {
+                from += 1;
+                leading -= 1;
+            }
+            if trailing > leading {
+                to -= 1;
+                trailing -= 1;
+            }
         };
-        let mut found = None;
-        let max = lines.len().saturating_sub(pre.len());
-        for d in 0..=lines.len() {
-            let fwd = expected + d;
-            if fwd <= max && matches(fwd) {
-                found = Some(fwd);
-                break;
-            }
-            if d > 0 && expected >= d && expected - d >= cursor && matches(expected - d) {
-                found = Some(expected - d);
-                break;
-            }
-            if fwd > max && (expected < d || expected - d < cursor) {
-                break;
-            }
-        }
-        let Some(pos) = found else {
-            let ctx: String = pre.iter().take(6).map(|l| format!("    {}\n", String::from_utf8_lossy(l.0))).collect();
+        let Some((pos, pre_len, expected)) = found else {
+            let pre: Vec<&HunkLine> = h.lines.iter().filter(|l| l.kind != '+').collect();
+            let at = (stated as isize).saturating_add(offset).max(cursor as isize) as usize;
+            let ctx: String =
+                pre.iter().take(6).map(|l| format!("    {}\n", String::from_utf8_lossy(&l.text))).collect();
             return Err(fail(format!(
                 "hunk #{} `{}` (line {}) does not apply to `{path}`: its context and removed lines\n{}  are not in the file; at line {} the file has\n{}",
                 k + 1,
                 h.header,
                 h.line,
                 ctx,
-                expected + 1,
-                show(&lines, expected, pre.len().clamp(1, 6))
+                at + 1,
+                show(&lines, at, pre.len().clamp(1, 6))
             )));
         };
+        if relaxed {
+            reduced.push((k + 1, leading.max(trailing)));
+        }
+        if pos != expected {
+            offsets.push((k + 1, pos as isize - expected.min(lines.len()) as isize));
+        }
         for l in &lines[cursor..pos] {
-            out.extend_from_slice(l.0);
-            if l.1 {
-                out.push(b'\n');
-            }
+            emit(&mut out, l.0, l.1);
         }
-        for l in &post {
-            out.extend_from_slice(&l.text);
-            if l.newline {
-                out.push(b'\n');
-            }
+        for l in h.lines[from..to].iter().filter(|l| l.kind != '-') {
+            emit(&mut out, &l.text, l.newline);
         }
-        cursor = pos + pre.len();
-        offset = pos as isize - stated as isize;
+        cursor = pos + pre_len;
+        offset = (pos as isize - from as isize).saturating_sub(stated as isize);
     }
     for l in &lines[cursor..] {
-        out.extend_from_slice(l.0);
-        if l.1 {
-            out.push(b'\n');
-        }
+        emit(&mut out, l.0, l.1);
     }
-    Ok(if fp.new_path.is_none() {
+    let new = if fp.new_path.is_none() {
         if !out.is_empty() {
             return Err(fail(format!("`{path}` is deleted but the patch does not remove all of its lines")));
         }
         None
     } else {
         Some(out)
+    };
+    Ok(FileApplied { new, reduced, offsets })
+}
+
+/// The preimage (`drop` = '+') or postimage (`drop` = '-') of hunk lines.
+fn image(h: &[HunkLine], drop: char) -> Vec<Line<'_>> {
+    h.iter().filter(|l| l.kind != drop).map(|l| (&l.text[..], l.newline)).collect()
+}
+
+/// Whether every hunk's result is already in `current`: each hunk's
+/// postimage is somewhere in the file, with its context, or with as little
+/// as one line of it on each side (a stable backport's context differs).
+pub fn postimage_present(fp: &FilePatch, current: Option<&[u8]>) -> bool {
+    let Some(cur) = current else { return fp.new_path.is_none() };
+    if fp.new_path.is_none() {
+        return false;
+    }
+    let lines = split_lines(cur);
+    let found = |img: &[Line<'_>]| find_hunk(&lines, img, 0, 0, false, false).is_some();
+    fp.hunks.iter().all(|h| {
+        let mut leading = h.lines.iter().take_while(|l| l.kind == ' ').count();
+        let mut trailing = h.lines.iter().rev().take_while(|l| l.kind == ' ').count();
+        let (mut from, mut to) = (0, h.lines.len());
+        loop {
+            let post = image(&h.lines[from..to], '-');
+            let post = &post[..];
+            // A hunk that only removes lines, without context, is present when they are gone.
+            if post.is_empty() {
+                return !found(&image(&h.lines[from..to], '+'));
+            }
+            if found(post) {
+                return true;
+            }
+            if leading <= 1 && trailing <= 1 {
+                return false;
+            }
+            if leading >= trailing {
+                from += 1;
+                leading -= 1;
+            } else {
+                to -= 1;
+                trailing -= 1;
+            }
+        }
     })
 }
 
@@ -734,7 +737,7 @@ kvmtk 0.1.0
 
     #[test]
     fn parses_and_applies_a_format_patch() {
-        let m = parse_mail("0002-x.patch", PATCH, 1);
+        let m = parse_mail("0002-x.patch", PATCH.as_bytes(), 1);
         assert_eq!(m.number, Some((2, 3)));
         assert_eq!(m.subject, "KVM: do a thing");
         assert_eq!(m.claims, vec!["0123456789abcdef".to_string()]);
@@ -742,9 +745,10 @@ kvmtk 0.1.0
         assert_eq!(files.len(), 1);
         let out = apply_file("0002-x.patch", &files[0], Some(b"a\nb\nc\n")).unwrap().unwrap();
         assert_eq!(out, b"a\nB\nc\nd");
-        // Shifted by two lines: still applies.
-        let out = apply_file("0002-x.patch", &files[0], Some(b"0\n0\na\nb\nc\n")).unwrap().unwrap();
-        assert_eq!(out, b"0\n0\na\nB\nc\nd");
+        // A hunk at line 1 must match at the start, one without trailing
+        // context at the end (git apply): shifted by two lines, it does not apply.
+        assert!(apply_file("0002-x.patch", &files[0], Some(b"0\n0\na\nb\nc\n")).is_err());
+        assert!(apply_file("0002-x.patch", &files[0], Some(b"a\nb\nc\nz\n")).is_err());
         let e = apply_file("0002-x.patch", &files[0], Some(b"a\nX\nc\n")).unwrap_err();
         assert!(e.message.contains("hunk #1 `@@ -1,3 +1,4 @@` (line 19) does not apply to `f.c`"), "{e}");
     }
@@ -752,17 +756,16 @@ kvmtk 0.1.0
     #[test]
     fn malformed_patches_give_file_and_line() {
         let bad = PATCH.replace("-b\n+B\n", "-b\n*B\n");
-        let e = parse_mail("p.patch", &bad, 1).files.unwrap_err();
+        let e = parse_mail("p.patch", bad.as_bytes(), 1).files.unwrap_err();
         assert!(e.starts_with("p.patch:22: hunk `@@ -1,3 +1,4 @@` (line 19) expected"), "{e}");
         let bad = PATCH.replace(" c\n+d\n", "");
-        let e = parse_mail("p.patch", &bad, 1).files.unwrap_err();
+        let e = parse_mail("p.patch", bad.as_bytes(), 1).files.unwrap_err();
         assert!(e.contains("expected"), "{e}");
         let bad = PATCH.replace("a/f.c", "a/../../etc/passwd");
-        assert!(parse_mail("p.patch", &bad, 1).files.is_err());
+        assert!(parse_mail("p.patch", bad.as_bytes(), 1).files.is_err());
+        // Cut at every byte (inside a UTF-8 sequence too): no panic.
         for cut in 0..PATCH.len() {
-            if PATCH.is_char_boundary(cut) {
-                let _ = parse_mail("p.patch", &PATCH[..cut], 1);
-            }
+            let _ = parse_mail("p.patch", &PATCH.as_bytes()[..cut], 1);
         }
     }
 }

@@ -28,9 +28,10 @@ use analyzer::rules::RuleSelection;
 use analyzer::source::SourceSpec;
 use serde::Serialize;
 
-use super::apply::{apply_file, MailPatch};
+use super::apply::strategy::{apply_patch, ApplyOptions, Method};
+use super::apply::MailPatch;
 use super::scratch::{self, InterruptGuard, Scratch};
-use super::tree::{is_analyzed_path, remove_confined, update_parsed, write_confined, BaseTree, Changes};
+use super::tree::{is_analyzed_path, remove_confined, update_parsed, write_confined, BaseTree};
 use super::{delta, refs, FindingRef, SeriesError};
 
 /// How to test.
@@ -45,6 +46,9 @@ pub struct TestOptions {
     pub checkpatch: Option<PathBuf>,
     /// Lines of build output kept for a failing build.
     pub tail_lines: usize,
+    /// What may be tried when a patch does not apply as written (`-C`,
+    /// `-3`, `--keep-going`).
+    pub apply: ApplyOptions,
 }
 
 /// The outcome of one check of one patch.
@@ -85,6 +89,17 @@ pub struct PatchResult {
     pub patch: String,
     pub subject: String,
     pub applies: Outcome,
+    /// How it applied: `yes`, `already`, `-C1`, `-3` (see
+    /// [`Method::label`]); `None` when it did not. Written in JSON only
+    /// when not `yes` (as written).
+    #[serde(skip_serializing_if = "applied_as_written")]
+    pub applied: Option<String>,
+    /// How it applied, when not as written, in a sentence.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub how: Option<String>,
+    /// Verdicts computed on a tree without an earlier patch (`--keep-going`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
     pub parses: Outcome,
     pub fixed: Vec<FindingRef>,
     pub introduced: Vec<FindingRef>,
@@ -96,6 +111,10 @@ pub struct PatchResult {
     pub ok: bool,
     /// Why it failed, one reason per failed check.
     pub failures: Vec<String>,
+}
+
+fn applied_as_written(applied: &Option<String>) -> bool {
+    applied.as_deref().is_none_or(|a| a == "yes")
 }
 
 /// The whole report.
@@ -259,6 +278,8 @@ pub fn test_series_on_with_progress(
     let mut results = Vec::new();
     let mut stopped: Option<String> = None;
     progress.stage("testing patches", Some(patches.len() as u64));
+    // Patches that did not apply, with `keep_going`.
+    let mut missing: Vec<String> = Vec::new();
     for p in patches {
         progress.advance(1);
         progress.detail(&p.name);
@@ -266,6 +287,9 @@ pub fn test_series_on_with_progress(
             patch: p.name.clone(),
             subject: p.subject.clone(),
             applies: Outcome::Skip,
+            applied: None,
+            how: None,
+            notes: Vec::new(),
             parses: Outcome::Skip,
             fixed: Vec::new(),
             introduced: Vec::new(),
@@ -292,49 +316,39 @@ pub fn test_series_on_with_progress(
             }
             r.checkpatch = Some(c);
         }
-        // Apply.
-        let applied: Result<Changes, String> = (|| {
-            let files = p.files.as_ref().map_err(|e| format!("malformed patch: {e}"))?;
-            if files.is_empty() {
-                return Err(format!("{}: no diff in this patch", p.name));
+        // Apply: as written, else already applied, else as `opts.apply` allows.
+        let read = |path: &str| -> Option<Vec<u8>> {
+            if let Some(f) = parsed.source.file(path) {
+                return Some(f.bytes.clone());
             }
-            let mut changes: Changes = BTreeMap::new();
-            for fp in files {
-                let current = |path: &str| -> Option<Vec<u8>> {
-                    if let Some(c) = changes.get(path) {
-                        return c.clone();
-                    }
-                    if let Some(f) = parsed.source.file(path) {
-                        return Some(f.bytes.clone());
-                    }
-                    if let Some(o) = overlay.get(path) {
-                        return o.clone();
-                    }
-                    base.read(path).map(|r| r.0)
-                };
-                let old = fp.old_path.as_deref().and_then(current);
-                let old = if fp.old_path.is_none() { fp.new_path.as_deref().and_then(current) } else { old };
-                let new = apply_file(&p.name, fp, old.as_deref()).map_err(|e| e.message)?;
-                if let Some(o) = &fp.old_path {
-                    if fp.new_path.as_deref() != Some(o.as_str()) {
-                        changes.insert(o.clone(), None);
-                    }
-                }
-                if let Some(n) = &fp.new_path {
-                    changes.insert(n.clone(), new);
-                }
+            if let Some(o) = overlay.get(path) {
+                return o.clone();
             }
-            Ok(changes)
-        })();
-        let changes = match applied {
-            Ok(c) => {
+            base.read(path).map(|r| r.0)
+        };
+        let changes = match apply_patch(p, &read, &opts.apply) {
+            Ok(a) => {
                 r.applies = Outcome::Pass;
-                c
+                r.applied = Some(a.method.label());
+                r.how = a.method.describe();
+                if !missing.is_empty() {
+                    r.notes.push(format!("computed on a tree without {}, which did not apply", missing.join(", ")));
+                }
+                if let Method::AlreadyApplied(_) = a.method {
+                    r.ok = r.failures.is_empty();
+                    results.push(r);
+                    continue;
+                }
+                a.changes
             }
             Err(e) => {
                 r.failures.push(format!("does not apply: {e}"));
                 r.applies = Outcome::Fail(e);
-                stopped = Some(p.name.clone());
+                if opts.apply.keep_going {
+                    missing.push(p.name.clone());
+                } else {
+                    stopped = Some(p.name.clone());
+                }
                 results.push(r);
                 continue;
             }
@@ -445,7 +459,7 @@ pub fn render_text(report: &TestReport) -> String {
         "patch", "applies", "parses", "fixed", "introduced", "claims", "build"
     );
     for p in &report.patches {
-        let not_run = p.applies != Outcome::Pass;
+        let not_run = p.applies != Outcome::Pass || p.applied.as_deref() == Some("already");
         let num = |n: usize| if not_run { "-".to_string() } else { n.to_string() };
         let claims = match &p.claims {
             Outcome::Skip if p.claimed == 0 && !not_run => "none".to_string(),
@@ -460,13 +474,23 @@ pub fn render_text(report: &TestReport) -> String {
             s,
             "{:<w$}  {:<7} {:<6} {:>5} {:>10}  {:<6} {:<5} {cp}",
             p.patch,
-            p.applies.cell("yes"),
+            p.applied.clone().unwrap_or_else(|| p.applies.cell("yes")),
             p.parses.cell("yes"),
             num(p.fixed.len()),
             num(p.introduced.len()),
             claims,
             p.build.cell("ok"),
         );
+    }
+    // What a stable tree needed: already applied, -C, -3, a tree without a patch.
+    let special: Vec<&PatchResult> = report.patches.iter().filter(|p| p.how.is_some() || !p.notes.is_empty()).collect();
+    if !special.is_empty() {
+        let _ = writeln!(s, "\napplied other than as written:");
+        for p in special {
+            for line in p.how.iter().chain(&p.notes) {
+                let _ = writeln!(s, "  {}: {line}", p.patch);
+            }
+        }
     }
     let failed: Vec<&PatchResult> = report.patches.iter().filter(|p| !p.ok).collect();
     if failed.is_empty() {

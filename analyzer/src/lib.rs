@@ -32,6 +32,7 @@ pub mod hash;
 pub mod kconfig;
 pub mod kernel_docs;
 pub mod lint;
+pub mod lock_order;
 pub mod locks;
 pub mod parse;
 pub mod pipeline;

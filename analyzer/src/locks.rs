@@ -371,7 +371,13 @@ impl<'a, 'm> Walker<'a, 'm> {
                     });
                     if let Some(summary) = self.summaries.and_then(|f| f(c)) {
                         for name in &summary.releases {
-                            st = st.release(name);
+                            // A helper releasing a lock this function did not
+                            // take releases its caller's (as a direct unlock would).
+                            if st.may.contains_name(name) {
+                                st = st.release(name);
+                            } else {
+                                st = st.release_entry(HeldLock { name: name.clone(), kind: "lock".to_string() });
+                            }
                         }
                         for l in summary.acquires {
                             st = st.acquire(l, true);

@@ -206,6 +206,12 @@ pub fn gotos_to(block: &Block, label: &str, out: &mut Vec<analyzer::facts::Span>
 /// The rule that reports lock-order cycles.
 pub const CYCLE_RULE: &str = "HW014";
 
+/// Whether the lock-order rule is registered (a transformation's message
+/// may then say its edits were checked).
+pub fn cycle_rule_registered() -> bool {
+    analyzer::rules::REGISTRY.iter().any(|r| r.id == CYCLE_RULE)
+}
+
 /// The lock-order cycles (HW014 findings) that applying `edits` to the tree
 /// would introduce: the edited tree is re-parsed (only the files the edits
 /// touch) and checked with that rule alone, and its findings are compared
@@ -218,7 +224,7 @@ pub fn introduced_cycles(
     before: &analyzer::check::CheckReport,
     edits: &[crate::edit::Edit],
 ) -> Result<Vec<analyzer::rules::Finding>, String> {
-    if !analyzer::rules::REGISTRY.iter().any(|r| r.id == CYCLE_RULE) {
+    if !cycle_rule_registered() {
         return Ok(Vec::new());
     }
     let mut files: std::collections::BTreeMap<String, Vec<u8>> = std::collections::BTreeMap::new();

@@ -55,8 +55,8 @@ use analyzer::locks::{call_lock_op, OccurrenceKind};
 use analyzer::rules::queries::list_writes;
 
 use super::util::{
-    cycle_rule_registered, describe_cycle, introduced_cycles, file_bytes, gotos_to, ident_uses, indent_at, line_end_incl, line_start, matching_paren, stmt_span, text_of,
-    whole_lines, wrap,
+    cycle_rule_registered, describe_cycle, file_bytes, gotos_to, ident_uses, indent_at, introduced_cycles,
+    line_end_incl, line_start, matching_paren, stmt_span, text_of, whole_lines, wrap,
 };
 use super::{Change, Refusal, TransformInput};
 use crate::edit::Edit;
@@ -141,9 +141,8 @@ pub(crate) fn hook_before_lock<'a>(
     let func = a.program.func(c.function);
     let calls = calls_of(func);
     let Some(add_i) = calls.iter().position(|k| k.span == c.add) else { return Ok(None) };
-    let acquires = |k: &CallSite| {
-        matches!(call_lock_op(a.api, k), Some((LockEffect::Acquire, l, _)) if c.held.contains(&l.name))
-    };
+    let acquires =
+        |k: &CallSite| matches!(call_lock_op(a.api, k), Some((LockEffect::Acquire, l, _)) if c.held.contains(&l.name));
     // The last acquisition of the outermost lock before the add.
     let Some(lock_i) = calls[..add_i]
         .iter()
@@ -399,9 +398,8 @@ pub fn plan(input: &TransformInput<'_>) -> Result<Change, Refusal> {
         )));
     };
     // The lock statements are consecutive, one acquisition each, right before the add.
-    let shape_ok = hi + 2 == li
-        && li + lock_calls.len() == ai
-        && lock_idx.iter().enumerate().all(|(k, i)| *i == Some(li + k));
+    let shape_ok =
+        hi + 2 == li && li + lock_calls.len() == ai && lock_idx.iter().enumerate().all(|(k, i)| *i == Some(li + k));
     let (
         Stmt::Simple { events, span: hspan, .. },
         Stmt::If { then_branch, else_branch: None, cond_text, span: ifspan, .. },

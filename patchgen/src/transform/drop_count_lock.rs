@@ -402,9 +402,8 @@ fn rewrite_references(
                     .insert(arg.span.start as usize + arg.text.find(raw).unwrap_or(0));
                 let new_arg =
                     Edit::replace(&file.path, arg.span.start as usize, arg.span.end as usize, format!("&{mutex}"));
-                let callee = |to: &str| {
-                    Edit::replace(&file.path, c.callee_span.start as usize, c.callee_span.end as usize, to)
-                };
+                let callee =
+                    |to: &str| Edit::replace(&file.path, c.callee_span.start as usize, c.callee_span.end as usize, to);
                 match call_lock_op(input.api, c) {
                     Some((LockEffect::Acquire, _, _)) if name == "raw_spin_lock" => {
                         edits.push(callee("mutex_lock"));
@@ -457,7 +456,11 @@ fn all_references_handled(
 
 /// The header line declaring one of `locks` `extern` (its path and the end
 /// of its line), to declare the new mutex after it.
-fn extern_declaration(input: &TransformInput<'_>, a: &Analysis<'_>, locks: &BTreeSet<String>) -> Option<(String, usize)> {
+fn extern_declaration(
+    input: &TransformInput<'_>,
+    a: &Analysis<'_>,
+    locks: &BTreeSet<String>,
+) -> Option<(String, usize)> {
     locks.iter().find_map(|l| {
         a.program.globals.get(l.as_str())?.iter().find_map(|(fi, g)| {
             let path = &a.program.files[*fi as usize].path;
@@ -509,7 +512,8 @@ pub fn plan(input: &TransformInput<'_>) -> Result<Change, Refusal> {
     let count = usage_count(&guarded, &raw)?;
     let new = dedicated_name(&count);
     for f in &input.tree.source.files {
-        if (f.path.ends_with(".c") || f.path.ends_with(".h")) && !ident_uses(&f.bytes, 0, f.bytes.len(), &new).is_empty()
+        if (f.path.ends_with(".c") || f.path.ends_with(".h"))
+            && !ident_uses(&f.bytes, 0, f.bytes.len(), &new).is_empty()
         {
             return Err(refuse(format!("the name of the dedicated mutex, `{new}`, is already used in {}", f.path)));
         }
@@ -601,7 +605,17 @@ pub fn plan(input: &TransformInput<'_>) -> Result<Change, Refusal> {
             .map(|f| f.fingerprint.clone()),
     );
 
-    let body = message(&raw, &new, &count, &holders, &hotplug_call, &walks, existing.as_deref(), existing_cycle.as_ref(), doc_touched);
+    let body = message(
+        &raw,
+        &new,
+        &count,
+        &holders,
+        &hotplug_call,
+        &walks,
+        existing.as_deref(),
+        existing_cycle.as_ref(),
+        doc_touched,
+    );
     Ok(Change {
         subject: format!("KVM: Use a dedicated mutex to protect {count}"),
         body: wrap(body.trim_end(), 72),

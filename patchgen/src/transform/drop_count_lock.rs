@@ -791,7 +791,10 @@ fn document(
             e.push_str(&format!("{}{l}\n", pad(0, value_col)));
         }
     }
-    e.push('\n');
+    // Keep the blank line that separated the entry from the next one.
+    if text.ends_with("\n\n") {
+        e.push('\n');
+    }
     let mut edits = vec![Edit::replace(LOCKING_RST, start, end, e)];
     // The acquisition orders, before the first documented common order.
     let mut orders = String::new();

@@ -622,15 +622,15 @@ pub fn plan(input: &TransformInput<'_>) -> Result<Change, Refusal> {
         }
     }
 
-    let arch_list = if arches.is_empty() {
-        String::new()
-    } else {
-        format!(
-            " and the {} implementation{}",
-            arches.iter().cloned().collect::<Vec<_>>().join(", "),
+    let mut updated: Vec<String> = vec!["the __weak default and its comment".into(), "the prototype".into()];
+    if !arches.is_empty() {
+        updated.push(format!(
+            "the {} implementation{}",
+            names_and(&arches.iter().cloned().collect::<Vec<_>>()),
             if arches.len() > 1 { "s" } else { "" }
-        )
-    };
+        ));
+    }
+    let updated = names_and(&updated);
     // The lock-order check: the hook must not close a cycle under the locks.
     let cycles = introduced_cycles(input.tree, input.api, input.findings, &edits).map_err(refuse)?;
     if let Some(cy) = cycles.first() {
@@ -661,7 +661,7 @@ pub fn plan(input: &TransformInput<'_>) -> Result<Change, Refusal> {
          count, e.g. to enable virtualization when the first VM is created, and \
          the VM cannot be seen on {head} before the architecture accepted it.{checked}\n\n\
          If the hook fails, the locks are dropped before unwinding as before.\n\n\
-         Update the __weak default, its comment, the prototype{arch_list}.",
+         Update {updated}.",
         head = c.head,
     );
     Ok(Change {

@@ -260,6 +260,10 @@ pub struct ApiTable {
     /// Counter increments and decrements (HW010).
     #[serde(default)]
     pub counter_ops: Vec<CounterOp>,
+    /// Lock ordering (HW014): read acquisitions, waits that are
+    /// acquisitions, what kernel functions outside KVM take.
+    #[serde(default)]
+    pub lock_order: LockOrderSpec,
 }
 
 /// Calls whose targets are the CPUs online at the time of the call.
@@ -628,6 +632,178 @@ impl ApiModel {
             }
         }
         out
+    }
+}
+
+/// How an acquisition takes its lock, as lockdep distinguishes them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AcquireMode {
+    /// Exclusive (a mutex, a spinlock, a write lock, a wait for all readers).
+    Write,
+    /// Shared, but queued behind a waiting writer (`down_read()`,
+    /// `cpus_read_lock()`): it can block while another reader holds the lock.
+    Read,
+    /// Shared and never blocked by a waiting writer while another reader
+    /// holds it (`srcu_read_lock()`, `rcu_read_lock()`, `read_lock()`).
+    RecursiveRead,
+}
+
+/// Lock-order knowledge (HW014), in `[lock_order]`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LockOrderSpec {
+    /// Acquire functions (of `lock_ops`) that take the lock shared, behind a waiting writer.
+    #[serde(default)]
+    pub read_acquire: Vec<String>,
+    /// Acquire functions that take the lock shared, recursively.
+    #[serde(default)]
+    pub recursive_read_acquire: Vec<String>,
+    /// Guard types taking their lock shared / shared recursively.
+    #[serde(default)]
+    pub read_guards: Vec<String>,
+    #[serde(default)]
+    pub recursive_read_guards: Vec<String>,
+    /// Lock kinds that are states of the CPU, not locks (preemption,
+    /// interrupts off): no order between them and real locks.
+    #[serde(default)]
+    pub unordered_kinds: Vec<String>,
+    /// Waits for every reader of a lock class (`synchronize_srcu(&ssp)`):
+    /// an exclusive acquisition of the class, as lockdep models it.
+    #[serde(default)]
+    pub reader_waits: Vec<LockWait>,
+    /// What kernel functions outside the KVM directories take.
+    #[serde(default)]
+    pub takes: Vec<ExternTakes>,
+    /// Waits for a completion (`wait_for_completion(&c)`): the completion at `arg`.
+    #[serde(default)]
+    pub completion_waits: Vec<ArgFunctions>,
+    /// Signals of a completion (`complete(&c)`): the completion at `arg`.
+    #[serde(default)]
+    pub completion_signals: Vec<ArgFunctions>,
+    /// Binding of a work item to its function (`INIT_WORK(&w, fn)`).
+    #[serde(default)]
+    pub work_inits: Vec<WorkInit>,
+    /// Waits for a work item's function to finish (`flush_work(&w)`): the work at `arg`.
+    #[serde(default)]
+    pub work_waits: Vec<ArgFunctions>,
+    /// Thread starts whose caller then waits for the thread (`kthread_run(fn, ...)`
+    /// followed by `kthread_stop()`, or by a completion the thread signals):
+    /// the thread function at `fn_arg` is a root of its own context.
+    #[serde(default)]
+    pub thread_starts: Vec<ThreadStart>,
+}
+
+/// A call waiting for all readers of the lock at `lock_arg` (or of `lock`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LockWait {
+    pub functions: Vec<String>,
+    #[serde(default)]
+    pub lock_arg: Option<usize>,
+    #[serde(default)]
+    pub lock: Option<String>,
+}
+
+/// Kernel functions outside KVM that take `lock` (mode `write`, `read` or
+/// `recursive_read`) before returning; `taken_in` names where the kernel
+/// takes it, so the entry can be checked against the real function.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExternTakes {
+    pub functions: Vec<String>,
+    pub lock: String,
+    pub mode: AcquireMode,
+    /// Where the kernel takes it: the file (relative to a full tree) and the
+    /// function defined there that calls `acquire` (directly or through
+    /// functions of the same file), so the entry can be checked.
+    pub file: String,
+    pub function: String,
+    /// The acquire call made there (`cpus_read_lock`).
+    pub acquire: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ArgFunctions {
+    pub functions: Vec<String>,
+    pub arg: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkInit {
+    pub functions: Vec<String>,
+    pub work_arg: usize,
+    pub fn_arg: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ThreadStart {
+    pub functions: Vec<String>,
+    pub fn_arg: usize,
+}
+
+impl ApiModel {
+    /// The mode an acquire function (or guard type) takes its lock in.
+    pub fn acquire_mode(&self, function_or_guard: &str, is_guard: bool) -> AcquireMode {
+        let lo = &self.table.lock_order;
+        let (read, recursive) = if is_guard {
+            (&lo.read_guards, &lo.recursive_read_guards)
+        } else {
+            (&lo.read_acquire, &lo.recursive_read_acquire)
+        };
+        if recursive.iter().any(|f| f == function_or_guard) {
+            AcquireMode::RecursiveRead
+        } else if read.iter().any(|f| f == function_or_guard) {
+            AcquireMode::Read
+        } else {
+            AcquireMode::Write
+        }
+    }
+
+    /// Whether a lock kind takes part in lock ordering.
+    pub fn is_ordered_kind(&self, kind: &str) -> bool {
+        !self.table.lock_order.unordered_kinds.iter().any(|k| k == kind)
+    }
+
+    /// The wait-for-readers entry of a call, if it is one.
+    pub fn reader_wait(&self, function: &str) -> Option<&LockWait> {
+        self.table.lock_order.reader_waits.iter().find(|w| w.functions.iter().any(|f| f == function))
+    }
+
+    /// What an external kernel function takes, if the model says.
+    pub fn extern_takes<'s>(&'s self, function: &'s str) -> impl Iterator<Item = &'s ExternTakes> + 's {
+        self.table.lock_order.takes.iter().filter(move |t| t.functions.iter().any(|f| f == function))
+    }
+
+    fn arg_of(list: &[ArgFunctions], function: &str) -> Option<usize> {
+        list.iter().find(|w| w.functions.iter().any(|f| f == function)).map(|w| w.arg)
+    }
+
+    /// The completion argument of a wait on a completion.
+    pub fn completion_wait_arg(&self, function: &str) -> Option<usize> {
+        Self::arg_of(&self.table.lock_order.completion_waits, function)
+    }
+
+    /// The completion argument of a signal of a completion.
+    pub fn completion_signal_arg(&self, function: &str) -> Option<usize> {
+        Self::arg_of(&self.table.lock_order.completion_signals, function)
+    }
+
+    /// The work argument of a wait for a work item.
+    pub fn work_wait_arg(&self, function: &str) -> Option<usize> {
+        Self::arg_of(&self.table.lock_order.work_waits, function)
+    }
+
+    /// (work argument, function argument) of a work-item initialization.
+    pub fn work_init(&self, function: &str) -> Option<(usize, usize)> {
+        self.table
+            .lock_order
+            .work_inits
+            .iter()
+            .find(|w| w.functions.iter().any(|f| f == function))
+            .map(|w| (w.work_arg, w.fn_arg))
+    }
+
+    /// The thread-function argument of a thread start.
+    pub fn thread_start_arg(&self, function: &str) -> Option<usize> {
+        self.table.lock_order.thread_starts.iter().find(|w| w.functions.iter().any(|f| f == function)).map(|w| w.fn_arg)
     }
 }
 

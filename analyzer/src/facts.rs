@@ -47,6 +47,11 @@ pub struct FileFacts {
     pub top_level_macros: Vec<MacroUse>,
     /// Enum definitions (needed for `enum cpuhp_state`).
     pub enums: Vec<EnumDef>,
+    /// Struct and union definitions with their members' declared types
+    /// (`struct kvm { struct mutex slots_lock; ... }`): what a lock reached
+    /// through a pointer is (`kvm->slots_lock` is `struct kvm.slots_lock`).
+    #[serde(default)]
+    pub structs: Vec<StructDef>,
     /// Diagnostics about the parse, with their location.
     pub diagnostics: Vec<ParseDiagnostic>,
     /// Counts of tree-sitter ERROR/MISSING nodes before and after idiom
@@ -75,6 +80,18 @@ pub struct ParseDiagnostic {
     pub message: String,
 }
 
+/// A `struct NAME { ... }` or `union NAME { ... }` definition. Members of
+/// anonymous nested structs and unions are the enclosing struct's (C names
+/// them through it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StructDef {
+    pub name: String,
+    pub span: Span,
+    /// Members in order: name and declared type (`struct mutex`, `struct kvm *`).
+    pub members: Vec<Param>,
+    pub condition: Condition,
+}
+
 /// A function definition.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Function {
@@ -96,6 +113,10 @@ pub struct Function {
     pub condition: Condition,
     /// The body as a structured statement tree, in source order.
     pub body: Block,
+    /// Local variables declared in the body, with their declared types
+    /// (flat, like the body's scope of names: shadowing is rare).
+    #[serde(default)]
+    pub locals: Vec<Param>,
 }
 
 impl Function {

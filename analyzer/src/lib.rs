@@ -31,6 +31,7 @@ pub mod graph;
 pub mod hash;
 pub mod kernel_docs;
 pub mod lint;
+pub mod lock_order;
 pub mod locks;
 pub mod parse;
 pub mod pipeline;

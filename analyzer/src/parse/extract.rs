@@ -166,6 +166,7 @@ fn top(cx: &Cx, root: Node, facts: &mut FileFacts) {
                 "type_definition" => {
                     if let Some(t) = child.child_by_field_name("type") {
                         enums_in(cx, t, facts, 0);
+                        struct_defs_in(cx, t, facts, 0);
                     }
                 }
                 "preproc_if"
@@ -191,7 +192,10 @@ fn top(cx: &Cx, root: Node, facts: &mut FileFacts) {
                         }
                     }
                 }
-                "struct_specifier" | "union_specifier" | "enum_specifier" => enums_in(cx, child, facts, 0),
+                "struct_specifier" | "union_specifier" | "enum_specifier" => {
+                    enums_in(cx, child, facts, 0);
+                    struct_defs_in(cx, child, facts, 0);
+                }
                 _ => {}
             }
         }
@@ -304,7 +308,7 @@ fn function(cx: &Cx, node: Node) -> Option<Function> {
     ) || attributes.iter().any(|a| a == "__always_inline");
     let condition = cx.cond(start);
     let params = params_node.map(|p| params(cx, p)).unwrap_or_default();
-    let body_block = super::stmt::function_body(cx, body, params_node, &condition);
+    let (body_block, locals) = super::stmt::function_body(cx, body, params_node, &condition);
     Some(Function {
         name: cx.text(name),
         span: cx.lines.span(start, node.end_byte()),
@@ -317,6 +321,7 @@ fn function(cx: &Cx, node: Node) -> Option<Function> {
         params,
         condition,
         body: body_block,
+        locals,
     })
 }
 
@@ -357,6 +362,7 @@ fn declaration(cx: &Cx, node: Node, facts: &mut FileFacts) {
     let ty = node.child_by_field_name("type");
     if let Some(t) = ty {
         enums_in(cx, t, facts, 0);
+        struct_defs_in(cx, t, facts, 0);
     }
     let define = ty.and_then(|t| cx.m.define_at(text::clamp_u32(t.start_byte())));
     let is_static = has_specifier(cx, node, &["storage_class_specifier"], &[b"static"]);
@@ -571,6 +577,78 @@ fn collect_pairs<'t>(
             }
             "comment" => {}
             _ => *index += 1,
+        }
+    }
+}
+
+/// A declarator's type: the declaration's base type plus the declarator's
+/// pointer levels (`struct kvm` and `*kvm` give `struct kvm *`).
+pub(crate) fn pointer_type(base: &str, declarator: Node) -> String {
+    let stars = count_pointers(declarator);
+    if stars == 0 {
+        return base.to_string();
+    }
+    format!("{base} {}", "*".repeat(stars))
+}
+
+/// Named struct and union definitions in a type (and the named ones nested
+/// in its members), with their members' types.
+fn struct_defs_in(cx: &Cx, t: Node, facts: &mut FileFacts, depth: usize) {
+    if depth > 8 || !matches!(t.kind(), "struct_specifier" | "union_specifier") {
+        return;
+    }
+    let Some(body) = t.child_by_field_name("body") else { return };
+    let mut members = Vec::new();
+    struct_members(cx, body, facts, &mut members, depth);
+    if let Some(name) = t.child_by_field_name("name") {
+        facts.structs.push(StructDef {
+            name: cx.text(name),
+            span: cx.span(t),
+            members,
+            condition: cx.cond(t.start_byte()),
+        });
+    }
+}
+
+/// The members of a struct body; members of anonymous nested structs and
+/// unions are flattened into it, named nested ones are recorded on their own.
+fn struct_members(cx: &Cx, body: Node, facts: &mut FileFacts, out: &mut Vec<Param>, depth: usize) {
+    if depth > 8 {
+        return;
+    }
+    let mut cur = body.walk();
+    for f in body.named_children(&mut cur) {
+        match f.kind() {
+            "field_declaration" => {
+                let Some(ft) = f.child_by_field_name("type") else { continue };
+                let mut c2 = f.walk();
+                let decls: Vec<Node> = f.children_by_field_name("declarator", &mut c2).collect();
+                let anonymous = ft.child_by_field_name("name").is_none();
+                if decls.is_empty() && anonymous && ft.child_by_field_name("body").is_some() {
+                    // `union { struct mutex a; spinlock_t b; };`
+                    if let Some(inner) = ft.child_by_field_name("body") {
+                        struct_members(cx, inner, facts, out, depth + 1);
+                    }
+                    continue;
+                }
+                struct_defs_in(cx, ft, facts, depth + 1);
+                let base = if ft.child_by_field_name("body").is_some() {
+                    // `struct foo { ... } member;`: the tag, not the body.
+                    let kw = if ft.kind() == "union_specifier" { "union" } else { "struct" };
+                    ft.child_by_field_name("name").map(|n| format!("{kw} {}", cx.text(n))).unwrap_or_default()
+                } else {
+                    cx.norm(ft)
+                };
+                for d in decls {
+                    if let Some(n) = declarator_name(d) {
+                        out.push(Param { name: cx.text(n), type_text: pointer_type(&base, d) });
+                    }
+                }
+            }
+            "preproc_if" | "preproc_ifdef" | "preproc_else" | "preproc_elif" | "field_declaration_list" => {
+                struct_members(cx, f, facts, out, depth + 1);
+            }
+            _ => {}
         }
     }
 }

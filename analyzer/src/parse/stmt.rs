@@ -20,8 +20,8 @@ struct Body<'a, 'c> {
     fn_cond: &'c [String],
 }
 
-/// The statement tree of a function body.
-pub(crate) fn function_body(cx: &Cx, body: Node, params: Option<Node>, fn_cond: &[String]) -> Block {
+/// The statement tree of a function body and its typed local declarations.
+pub(crate) fn function_body(cx: &Cx, body: Node, params: Option<Node>, fn_cond: &[String]) -> (Block, Vec<Param>) {
     let mut locals = HashSet::new();
     if let Some(p) = params {
         let mut cur = p.walk();
@@ -31,15 +31,16 @@ pub(crate) fn function_body(cx: &Cx, body: Node, params: Option<Node>, fn_cond: 
             }
         }
     }
-    collect_locals(cx, body, &mut locals);
+    let mut typed = Vec::new();
+    collect_locals(cx, body, &mut locals, &mut typed);
     let b = Body { cx, locals, fn_cond };
-    b.block(body, 0)
+    (b.block(body, 0), typed)
 }
 
 /// Names declared anywhere in the body (flat: shadowing is rare in the
 /// kernel and a flat set keeps this cheap), including `LIST_HEAD(x);`-style
 /// defining macros used as statements.
-fn collect_locals<'a>(cx: &Cx<'a>, body: Node, out: &mut HashSet<&'a [u8]>) {
+fn collect_locals<'a>(cx: &Cx<'a>, body: Node, out: &mut HashSet<&'a [u8]>, typed: &mut Vec<Param>) {
     let mut cur = body.walk();
     let mut depth = 0usize;
     'outer: loop {
@@ -47,10 +48,12 @@ fn collect_locals<'a>(cx: &Cx<'a>, body: Node, out: &mut HashSet<&'a [u8]>) {
         let mut descend = true;
         match node.kind() {
             "declaration" => {
+                let base = node.child_by_field_name("type").map(|t| cx.norm(t)).unwrap_or_default();
                 let mut c2 = node.walk();
                 for d in node.children_by_field_name("declarator", &mut c2) {
                     if let Some(n) = declarator_name(d) {
                         out.insert(cx.bytes(n));
+                        typed.push(Param { name: cx.text(n), type_text: super::extract::pointer_type(&base, d) });
                     }
                 }
             }

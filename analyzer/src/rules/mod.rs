@@ -1,4 +1,4 @@
-//! The wart rules HW001-HW013.
+//! The wart rules HW001-HW014.
 //!
 //! One rule, one file, named after the rule; the file's `//!` doc comment
 //! is the rule's documentation (`kvmtk explain HW001` prints it) in fixed
@@ -31,6 +31,7 @@ mod hw010_private_usage_tracking;
 mod hw011_error_path_skips_undo;
 mod hw012_spurious_heavy_enable;
 mod hw013_locking_doc_drift;
+mod hw014_lock_order_cycle;
 
 /// How bad a finding is; orders as `note < warning < error`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -132,6 +133,8 @@ pub static REGISTRY: &[RuleInfo] = &[
         "a costly enable hook runs when no VM needs it"),
     rule!(hw013_locking_doc_drift, "HW013", "locking-doc-drift", Severity::Warning,
         "Documentation/virt/kvm/locking.rst disagrees with the code"),
+    rule!(hw014_lock_order_cycle, "HW014", "lock-order-cycle", Severity::Error,
+        "lock classes are acquired in a cycle (possible circular locking dependency)"),
 ];
 
 /// Look a rule up by id (`HW001`, case-insensitive) or name.

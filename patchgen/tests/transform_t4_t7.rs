@@ -209,7 +209,11 @@ fn linux_6_1_after_steps_1_to_3() {
     let a4 = step("drop-count-lock", &tree, &api, &report).expect("step 4 applies after 1-3");
     assert_eq!(a4.change.subject, "KVM: Use a dedicated mutex to protect kvm_usage_count");
     assert!(!a4.diff.contains("+\traw_spin"), "{}", a4.diff);
-    assert!(a4.diff.contains("-static DEFINE_RAW_SPINLOCK(kvm_count_lock);\n+DEFINE_MUTEX(kvm_usage_lock);"), "{}", a4.diff);
+    assert!(
+        a4.diff.contains("-static DEFINE_RAW_SPINLOCK(kvm_count_lock);\n+DEFINE_MUTEX(kvm_usage_lock);"),
+        "{}",
+        a4.diff
+    );
     assert!(a4.diff.contains("+extern struct mutex kvm_usage_lock;"), "mmu.c takes it: {}", a4.diff);
     // No hotplug callback takes kvm_lock: the lock the deadlock went through.
     assert!(!a4.diff.contains("+\tmutex_lock(&kvm_lock);"), "{}", a4.diff);
@@ -217,7 +221,11 @@ fn linux_6_1_after_steps_1_to_3() {
     assert!(a4.diff.contains("+- kvm_lock is taken outside kvm_usage_lock"), "{}", a4.diff);
     assert!(a4.diff.contains("+``kvm_usage_lock``"), "{}", a4.diff);
     assert!(a4.diff.contains("+:Protects:\t- kvm_usage_count"), "{}", a4.diff);
-    assert!(a4.diff.contains(" :Protects:\t- vm_list\n \n-``kvm_count_lock``"), "kvm_lock's entry is untouched: {}", a4.diff);
+    assert!(
+        a4.diff.contains(" :Protects:\t- vm_list\n \n-``kvm_count_lock``"),
+        "kvm_lock's entry is untouched: {}",
+        a4.diff
+    );
     // vm_list's writers, mmu_shrink_scan()'s rotation included.
     for w in ["kvm_create_vm", "kvm_destroy_vm", "mmu_shrink_scan"] {
         assert!(a4.change.body.contains(&format!("{w}()")), "{w}: {}", a4.change.body);
@@ -226,12 +234,8 @@ fn linux_6_1_after_steps_1_to_3() {
     // The commit message states the order and the cycle it avoids.
     assert!(a4.change.body.contains("cpus_read_lock() is always taken outside kvm_usage_lock"), "{}", a4.change.body);
     assert!(a4.change.body.contains("Do not reuse kvm_lock"), "{}", a4.change.body);
-    let claimed: Vec<&str> = report
-        .findings
-        .iter()
-        .filter(|f| a4.change.removes.contains(&f.fingerprint))
-        .map(|f| f.rule)
-        .collect();
+    let claimed: Vec<&str> =
+        report.findings.iter().filter(|f| a4.change.removes.contains(&f.fingerprint)).map(|f| f.rule).collect();
     assert_eq!(claimed, ["HW001", "HW006"], "the vm_list walk and the raw spinlock");
     assert!(!has_rule(&a4.report, "HW013") || has_rule(&report, "HW013"));
     assert!(!has_rule(&a4.report, "HW007"), "no sleeping lock where the path is atomic");
@@ -281,12 +285,19 @@ fn default_fixture_hook_moves_under_the_locks() {
     }
     let a6 = step("arch-add-vm", &tree, &api, &report).expect("step 6 applies on the default tree");
     assert!(
-        a6.diff.contains("+\tmutex_lock(&kvm_lock);\n+\tmutex_lock(&kvm_usage_lock);\n+\tr = kvm_arch_add_vm(kvm, kvm_usage_count);")
-            || a6.diff.contains(" \tmutex_lock(&kvm_lock);\n \tmutex_lock(&kvm_usage_lock);\n+\tr = kvm_arch_add_vm(kvm, kvm_usage_count);"),
+        a6.diff.contains(
+            "+\tmutex_lock(&kvm_lock);\n+\tmutex_lock(&kvm_usage_lock);\n+\tr = kvm_arch_add_vm(kvm, kvm_usage_count);"
+        ) || a6.diff.contains(
+            " \tmutex_lock(&kvm_lock);\n \tmutex_lock(&kvm_usage_lock);\n+\tr = kvm_arch_add_vm(kvm, kvm_usage_count);"
+        ),
         "{}",
         a6.diff
     );
-    assert!(a6.diff.contains("+\tmutex_unlock(&kvm_usage_lock);\n+\tmutex_unlock(&kvm_lock);"), "the error path unlocks both: {}", a6.diff);
+    assert!(
+        a6.diff.contains("+\tmutex_unlock(&kvm_usage_lock);\n+\tmutex_unlock(&kvm_lock);"),
+        "the error path unlocks both: {}",
+        a6.diff
+    );
     assert!(!a6.tree.source.files.iter().any(|f| f.text().contains("kvm_arch_post_init_vm")));
     snap("transform_t6_arch_add_vm_fixture_default", render(&a6, &report));
 }
@@ -378,6 +389,9 @@ fn renamed_fixtures() {
     let tree = load(&fixture("rules/hw011-error-path-skips-undo/quiet"));
     let report = findings(&tree, &api);
     let why6 = refusal("arch-add-vm", &tree, &api, &report);
-    assert!(why6.contains("`virt_users` is protected by `virt_users_lock`") && why6.contains("`guest_list_lock`"), "{why6}");
+    assert!(
+        why6.contains("`virt_users` is protected by `virt_users_lock`") && why6.contains("`guest_list_lock`"),
+        "{why6}"
+    );
     snap("transform_t6_arch_add_vm_fixture_refusal", why6);
 }

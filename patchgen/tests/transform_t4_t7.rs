@@ -390,7 +390,9 @@ fn renamed_fixtures() {
     let report = findings(&tree, &api);
     let why6 = refusal("arch-add-vm", &tree, &api, &report);
     assert!(
-        why6.contains("`virt_users` is protected by `virt_users_lock`") && why6.contains("`guest_list_lock`"),
+        why6.contains("`virt_users` is protected by")
+            && why6.contains("`virt_users_lock`")
+            && why6.contains("`guest_list_lock`"),
         "{why6}"
     );
     snap("transform_t6_arch_add_vm_fixture_refusal", why6);

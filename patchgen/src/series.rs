@@ -507,6 +507,41 @@ pub fn render_cover(series: &Series, tip: Option<&str>) -> String {
             introduced.len()
         ),
     );
+    if crate::transform::util::cycle_rule_registered() {
+        let rule = crate::transform::util::CYCLE_RULE;
+        let closing: Vec<String> = series
+            .patches
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| p.introduced.iter().any(|f| f.rule == rule))
+            .map(|(i, p)| format!("{}/{total} ({})", i + 1, p.slug))
+            .collect();
+        b.push('\n');
+        if closing.is_empty() {
+            para(
+                &mut b,
+                0,
+                &format!(
+                    "Lock order: every patch was checked for possible circular locking dependencies ({rule} {}, \
+                     lockdep's rules over every path kvmtk analyzes); none introduces one. A transformation \
+                     whose locking would close a cycle is refused, with the cycle, below.",
+                    rule_name(rule)
+                ),
+            );
+        } else {
+            para(
+                &mut b,
+                0,
+                &format!(
+                    "Lock order: patch {} introduce{} a possible circular locking dependency ({rule} {}); see \
+                     the warnings below.",
+                    closing.join(", "),
+                    if closing.len() == 1 { "s" } else { "" },
+                    rule_name(rule)
+                ),
+            );
+        }
+    }
     let mut rules: BTreeMap<&str, (usize, usize)> = BTreeMap::new();
     for f in &series.before {
         rules.entry(&f.rule).or_default().0 += 1;

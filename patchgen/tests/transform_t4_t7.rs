@@ -1,9 +1,14 @@
 //! Series steps 4-7 (drop-count-lock, percpu-enabled, arch-add-vm,
 //! unwind-create-vm) on the real Debian 6.1 and 6.12 KVM trees and on the
 //! fixtures: on 6.1 (after steps 1-3 of the series, looked up by slug) the
-//! findings each step claims are gone and no finding appears; every touched
-//! hunk is snapshotted as a unified diff; on 6.12 each step refuses with its
-//! reason; HW011's fixture is unwound.
+//! findings each step claims are gone and no finding appears (in
+//! particular no lock-order cycle, HW014): the usage count gets a dedicated
+//! mutex ordered inside cpus_read_lock(), and the arch hook is refused
+//! because calling it under that mutex closes a cycle through
+//! cpu_hotplug_lock; every touched hunk is snapshotted as a unified diff; on
+//! 6.12 each step refuses with its reason; HW011's fixture is unwound; on
+//! the bundled default tree, whose hook waits for nothing, the hook is
+//! moved under the locks.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
@@ -198,15 +203,47 @@ fn linux_6_1_after_steps_1_to_3() {
         assert!(why.contains("atomic context"), "{why}");
         return;
     }
-    // 4: the raw spinlock is gone, kvm_lock protects the count, the doc follows.
+    // 4: the raw spinlock becomes a dedicated mutex, ordered inside
+    // cpus_read_lock(); kvm_lock keeps protecting vm_list only, and the
+    // list's writers take the new mutex too; the doc follows.
     let a4 = step("drop-count-lock", &tree, &api, &report).expect("step 4 applies after 1-3");
-    assert!(a4.change.subject.contains("kvm_count_lock") && a4.change.subject.contains("kvm_lock"));
+    assert_eq!(a4.change.subject, "KVM: Use a dedicated mutex to protect kvm_usage_count");
     assert!(!a4.diff.contains("+\traw_spin"), "{}", a4.diff);
-    assert!(a4.diff.contains("-static DEFINE_RAW_SPINLOCK(kvm_count_lock);"), "{}", a4.diff);
-    assert!(a4.diff.contains("+- cpus_read_lock() is taken outside kvm_lock"), "{}", a4.diff);
-    assert!(a4.diff.contains("+\t\t- kvm_usage_count"), "{}", a4.diff);
+    assert!(
+        a4.diff.contains("-static DEFINE_RAW_SPINLOCK(kvm_count_lock);\n+DEFINE_MUTEX(kvm_usage_lock);"),
+        "{}",
+        a4.diff
+    );
+    assert!(a4.diff.contains("+extern struct mutex kvm_usage_lock;"), "mmu.c takes it: {}", a4.diff);
+    // No hotplug callback takes kvm_lock: the lock the deadlock went through.
+    assert!(!a4.diff.contains("+\tmutex_lock(&kvm_lock);"), "{}", a4.diff);
+    assert!(a4.diff.contains("+- cpus_read_lock() is taken outside kvm_usage_lock"), "{}", a4.diff);
+    assert!(a4.diff.contains("+- kvm_lock is taken outside kvm_usage_lock"), "{}", a4.diff);
+    assert!(a4.diff.contains("+``kvm_usage_lock``"), "{}", a4.diff);
+    assert!(a4.diff.contains("+:Protects:\t- kvm_usage_count"), "{}", a4.diff);
+    assert!(
+        a4.diff.contains(" :Protects:\t- vm_list\n \n-``kvm_count_lock``"),
+        "kvm_lock's entry is untouched: {}",
+        a4.diff
+    );
+    // vm_list's writers, mmu_shrink_scan()'s rotation included.
+    for w in ["kvm_create_vm", "kvm_destroy_vm", "mmu_shrink_scan"] {
+        assert!(a4.change.body.contains(&format!("{w}()")), "{w}: {}", a4.change.body);
+    }
+    assert_eq!(a4.diff.matches("+\t\tmutex_lock(&kvm_usage_lock);\n \t\tlist_move_tail").count(), 1, "{}", a4.diff);
+    // The commit message states the order and the cycle it avoids.
+    assert!(a4.change.body.contains("cpus_read_lock() is always taken outside kvm_usage_lock"), "{}", a4.change.body);
+    assert!(a4.change.body.contains("Do not reuse kvm_lock"), "{}", a4.change.body);
+    let claimed: Vec<&str> =
+        report.findings.iter().filter(|f| a4.change.removes.contains(&f.fingerprint)).map(|f| f.rule).collect();
+    assert_eq!(claimed, ["HW001", "HW006"], "the vm_list walk and the raw spinlock");
     assert!(!has_rule(&a4.report, "HW013") || has_rule(&report, "HW013"));
     assert!(!has_rule(&a4.report, "HW007"), "no sleeping lock where the path is atomic");
+    assert!(
+        a4.report.findings.iter().filter(|f| f.rule == "HW014").count()
+            == report.findings.iter().filter(|f| f.rule == "HW014").count(),
+        "no lock-order cycle appears"
+    );
     snap("transform_t4_drop_count_lock_6_1", render(&a4, &report));
 
     // 5: the per-CPU flag; HW005 is claimed and gone.
@@ -218,20 +255,51 @@ fn linux_6_1_after_steps_1_to_3() {
     assert!(a5.diff.contains("+\t\tgoto out_free_0;"), "its jump is re-pointed: {}", a5.diff);
     snap("transform_t5_percpu_enabled_6_1", render(&a5, &a4.report));
 
-    // 6: the hook is renamed everywhere and called under kvm_lock.
-    let a6 = step("arch-add-vm", &a5.tree, &api, &a5.report).expect("step 6 applies");
-    assert!(a6.diff.contains("+\tr = kvm_arch_add_vm(kvm, kvm_usage_count);"), "{}", a6.diff);
-    assert!(a6.diff.contains("+int kvm_arch_add_vm(struct kvm *kvm, int usage_count);"), "{}", a6.diff);
-    assert!(a6.diff.contains("arch/x86/kvm/x86.c"), "{}", a6.diff);
-    assert!(!a6.tree.source.files.iter().any(|f| f.text().contains("kvm_arch_post_init_vm")));
-    snap("transform_t6_arch_add_vm_6_1", render(&a6, &a5.report));
-    // Idempotence: the hook is now under the lock.
-    let again = refusal("arch-add-vm", &a6.tree, &api, &a6.report);
-    assert!(again.contains("already calls the arch hook `kvm_arch_add_vm()`"), "{again}");
+    // 6: handing the hook a stable count means calling it with
+    // kvm_usage_lock held, and x86's hook waits for the NX-recovery worker,
+    // which takes cpus_read_lock(): refused, with the cycle.
+    let why6 = refusal("arch-add-vm", &a5.tree, &api, &a5.report);
+    assert!(why6.contains("calling kvm_arch_post_init_vm() with kvm_lock and kvm_usage_lock held"), "{why6}");
+    assert!(why6.contains("lock-order cycle"), "{why6}");
+    assert!(why6.contains("cpu_hotplug_lock") && why6.contains("kvm_usage_lock"), "{why6}");
+    snap("transform_t6_arch_add_vm_6_1", why6);
 
     // 7: 6.1 has no 5f6de5cbebee shape.
-    let why = refusal("unwind-create-vm", &a6.tree, &api, &a6.report);
+    let why = refusal("unwind-create-vm", &a5.tree, &api, &a5.report);
     assert!(why.contains("VM creation already unwinds correctly: no HW011 finding in kvm_create_vm()"), "{why}");
+}
+
+#[test]
+fn default_fixture_hook_moves_under_the_locks() {
+    // The bundled default tree's x86 hook waits for nothing: after steps
+    // 1-5 the hook is called with kvm_lock and kvm_usage_lock held and
+    // handed the count, and no cycle appears.
+    let api = ApiModel::default();
+    let mut tree = load(&fixture("default"));
+    let mut report = findings(&tree, &api);
+    for t in SERIES.iter().take_while(|t| t.slug != "arch-add-vm") {
+        if let Ok(change) = plan(t.slug, &tree, &api, &report) {
+            tree = applied(&tree, &change);
+            report = findings(&tree, &api);
+        }
+    }
+    let a6 = step("arch-add-vm", &tree, &api, &report).expect("step 6 applies on the default tree");
+    assert!(
+        a6.diff.contains(
+            "+\tmutex_lock(&kvm_lock);\n+\tmutex_lock(&kvm_usage_lock);\n+\tr = kvm_arch_add_vm(kvm, kvm_usage_count);"
+        ) || a6.diff.contains(
+            " \tmutex_lock(&kvm_lock);\n \tmutex_lock(&kvm_usage_lock);\n+\tr = kvm_arch_add_vm(kvm, kvm_usage_count);"
+        ),
+        "{}",
+        a6.diff
+    );
+    assert!(
+        a6.diff.contains("+\tmutex_unlock(&kvm_usage_lock);\n+\tmutex_unlock(&kvm_lock);"),
+        "the error path unlocks both: {}",
+        a6.diff
+    );
+    assert!(!a6.tree.source.files.iter().any(|f| f.text().contains("kvm_arch_post_init_vm")));
+    snap("transform_t6_arch_add_vm_fixture_default", render(&a6, &report));
 }
 
 #[test]
@@ -243,9 +311,9 @@ fn linux_6_1_without_steps_1_to_3() {
     let why = refusal("drop-count-lock", &tree, &api, &report);
     assert!(why.contains("kvm_starting_cpu()") || why.contains("kvm_dying_cpu()"), "{why}");
     assert!(why.contains("cpuhp_starting"), "{why}");
-    // The count is still under the raw spinlock: passing it under kvm_lock would race.
+    // The count is still under the raw spinlock, which VM creation does not hold.
     let why6 = refusal("arch-add-vm", &tree, &api, &report);
-    assert!(why6.contains("`kvm_usage_count` is written") && why6.contains("kvm_count_lock"), "{why6}");
+    assert!(why6.contains("`kvm_usage_count` is protected by `kvm_count_lock`"), "{why6}");
     // Step 5 does not depend on 1-4.
     let a5 = step("percpu-enabled", &tree, &api, &report).expect("step 5 applies on plain 6.1");
     assert!(!a5.change.removes.is_empty());
@@ -265,7 +333,7 @@ fn linux_6_12_refuses_each() {
     }
     assert!(out.contains("drop-count-lock: no raw spinlock"), "{out}");
     assert!(out.contains("percpu-enabled: no global cpumask indexed by the current CPU"), "{out}");
-    assert!(out.contains("arch-add-vm: `kvm_usage_count` is written") && out.contains("kvm_usage_lock"), "{out}");
+    assert!(out.contains("arch-add-vm: `kvm_usage_count` is protected by `kvm_usage_lock`"), "{out}");
     assert!(out.contains("unwind-create-vm: VM creation already unwinds correctly"), "{out}");
     snap("transform_t4_t7_refusals_6_12", out);
 }
@@ -316,11 +384,16 @@ fn renamed_fixtures() {
     snap("transform_t4_drop_count_lock_fixture_refusals", format!("hw006 fire: {why}\nhw006 quiet: {why_q}\n"));
 
     // HW011's quiet tree has the 6.12 shape under other names: the usage
-    // count has a mutex of its own, so the renamed hook is found but may
-    // not be handed the count under the list lock.
+    // count has a mutex of its own, which guest creation does not hold at
+    // the list add, so the hook may not be handed the count there.
     let tree = load(&fixture("rules/hw011-error-path-skips-undo/quiet"));
     let report = findings(&tree, &api);
     let why6 = refusal("arch-add-vm", &tree, &api, &report);
-    assert!(why6.contains("`virt_users` is written") && why6.contains("`guest_list_lock`"), "{why6}");
+    assert!(
+        why6.contains("`virt_users` is protected by")
+            && why6.contains("`virt_users_lock`")
+            && why6.contains("`guest_list_lock`"),
+        "{why6}"
+    );
     snap("transform_t6_arch_add_vm_fixture_refusal", why6);
 }

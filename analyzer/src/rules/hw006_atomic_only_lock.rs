@@ -5,13 +5,17 @@
 //! `raw_spin_lock*()`) whose atomicity is needed only because some of its
 //! holders are CPU hotplug callbacks of the atomic STARTING section: every
 //! other holder runs in a context that may sleep (no atomic context, no
-//! atomic lock held on entry or at the acquisition), and a sleeping lock
-//! already exists on the same paths: a mutex held at every other
-//! acquisition, or taken by the functions that take the raw spinlock or by
-//! their callers. The finding names that mutex, the data the raw spinlock
-//! guards (globals accessed only under it, apart from contexts in which no
-//! other CPU runs) and the lock's entry in
-//! `Documentation/virt/kvm/locking.rst`.
+//! atomic lock held on entry or at the acquisition). The finding names the
+//! data the raw spinlock guards (globals accessed only under it, apart from
+//! contexts in which no other CPU runs), the lock's entry in
+//! `Documentation/virt/kvm/locking.rst`, and the lock that can replace it:
+//! a dedicated mutex, ordered inside the CPU hotplug lock, since the
+//! hotplug callbacks take it with that lock held for write. It does not
+//! recommend an existing mutex of those paths (a mutex held at every other
+//! acquisition, or taken by the holders or their callers): the callbacks
+//! would then take it under the hotplug lock, which orders everything its
+//! other holders take or wait for inside the hotplug lock; the finding
+//! names such a mutex as the one not to reuse.
 //!
 //! A raw spinlock that any other atomic context takes (an IPI callback, a
 //! holder under another spinlock or with interrupts off) is legitimate and
@@ -21,7 +25,12 @@
 //! The review thread on `kvm_count_lock`: "Drop kvm_count_lock and instead
 //! protect kvm_usage_count with kvm_lock and cpu_read_lock()", and the
 //! reply: "Agreed spinlock should/can be removed/replaced. It seems there's
-//! no need to use spinlock." A raw spinlock makes every holder atomic: the
+//! no need to use spinlock." (Upstream did exactly that in 6.3 and had to
+//! undo half of it in 44d17459626, "KVM: Use dedicated mutex to protect
+//! kvm_usage_count to avoid deadlock": with the hotplug callbacks taking
+//! `kvm_lock` under `cpu_hotplug_lock`, x86 closed cpu_hotplug_lock ->
+//! kvm_lock -> kvm->slots_lock -> kvm->srcu -> cpu_hotplug_lock.) A raw
+//! spinlock makes every holder atomic: the
 //! process-context holders cannot sleep, allocate or take a mutex under
 //! it, all to accommodate one callback that could as well run in the ONLINE
 //! section. locking.rst justified it with "'raw' because hardware
@@ -51,13 +60,16 @@
 //!     return 0;
 //! }
 //! ```
-//! while `foo_create_guest()`, which calls `foo_get()`, already takes the
-//! mutex `foo_guests_lock`.
+//! while `foo_create_guest()`, which calls `foo_get()`, takes the mutex
+//! `foo_guests_lock` (which the finding says not to reuse).
 //!
 //! ## Fix
 //! Move the hotplug callbacks to the ONLINE section (process context), then
-//! protect the data with the existing mutex (or a dedicated one) instead of
-//! the raw spinlock, drop the raw spinlock and update locking.rst.
+//! protect the data with a dedicated mutex instead of the raw spinlock,
+//! taken inside `cpus_read_lock()` wherever both are held (the callbacks
+//! hold the hotplug lock for write), with nothing taken or waited for under
+//! it; drop the raw spinlock and update locking.rst (the new entry and the
+//! acquisition order).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -129,7 +141,6 @@ pub fn check(input: &RuleInput<'_>) -> Vec<Finding> {
             .collect();
         let from = if non_hotplug.is_empty() { &sleepable } else { &non_hotplug };
         let (mutexes, scope) = candidate_mutexes(a, api, from, &hotplug_locks);
-        let Some(mutex) = mutexes.first() else { continue };
         let guarded = guarded_data(a, lock);
         let hotplug_fns: BTreeSet<&str> =
             hotplug.iter().map(|(s, _)| a.program.func(s.function).name.as_str()).collect();
@@ -143,14 +154,23 @@ pub fn check(input: &RuleInput<'_>) -> Vec<Finding> {
         } else {
             guarded.iter().map(|g| format!("`{g}`")).collect::<Vec<_>>().join(", ")
         };
+        let hotplug_lock = hotplug_locks.iter().map(|l| format!("`{l}`")).collect::<Vec<_>>().join(", ");
+        let hotplug_lock = if hotplug_lock.is_empty() { "the CPU hotplug lock".to_string() } else { hotplug_lock };
+        let replacement = format!(
+            "a dedicated mutex can protect {protected} instead, ordered inside {hotplug_lock} (the hotplug callbacks hold it for write) with nothing taken under it"
+        );
+        let not_reuse = match mutexes.first() {
+            Some(m) => format!("; not `{m}`, already taken on those paths: the callbacks would take it under {hotplug_lock}, ordering everything its other holders take or wait for inside {hotplug_lock}"),
+            None => String::new(),
+        };
         let message = if hotplug.is_empty() {
             format!(
-                "raw spinlock `{lock}` is taken only where sleeping is allowed ({}): nothing needs it to be atomic; the mutex `{mutex}`, already taken on those paths, can protect {protected} instead",
+                "raw spinlock `{lock}` is taken only where sleeping is allowed ({}): nothing needs it to be atomic; {replacement}{not_reuse}",
                 list(&sleepable_fns),
             )
         } else {
             format!(
-                "raw spinlock `{lock}` is atomic only for its holders in the {} hotplug section ({}); every other holder ({}) may sleep. With the callbacks in the ONLINE section, the mutex `{mutex}`, already taken on those paths, can protect {protected} instead",
+                "raw spinlock `{lock}` is atomic only for its holders in the {} hotplug section ({}); every other holder ({}) may sleep. With the callbacks in the ONLINE section, {replacement}{not_reuse}",
                 sections.into_iter().collect::<Vec<_>>().join("/"),
                 list(&hotplug_fns),
                 list(&sleepable_fns),
@@ -172,13 +192,18 @@ pub fn check(input: &RuleInput<'_>) -> Vec<Finding> {
             });
         }
         related.dedup();
-        for m in sites.iter().filter(|s| s.lock.name == *mutex && scope.contains(&s.function)) {
-            related.push(Related {
-                file: a.program.file(m.function).path.clone(),
-                line: m.span.line,
-                col: m.span.col,
-                message: format!("mutex `{mutex}` taken here in `{}()`", a.program.func(m.function).name),
-            });
+        if let Some(mutex) = mutexes.first() {
+            for m in sites.iter().filter(|s| s.lock.name == *mutex && scope.contains(&s.function)) {
+                related.push(Related {
+                    file: a.program.file(m.function).path.clone(),
+                    line: m.span.line,
+                    col: m.span.col,
+                    message: format!(
+                        "mutex `{mutex}` taken here in `{}()` (not to be reused for this data)",
+                        a.program.func(m.function).name
+                    ),
+                });
+            }
         }
         if let Some(doc) = input.locking_doc.and_then(|d| d.lock(lock)) {
             related.push(Related {
@@ -194,7 +219,9 @@ pub fn check(input: &RuleInput<'_>) -> Vec<Finding> {
         }
         let (first, fri) = hotplug.first().or(sleepable.first()).copied().expect("a holder");
         let (gfi, g) = a.program.globals[lock][0];
-        let mut symbols = vec![lock.to_string(), mutex.clone()];
+        // The lock and its data: the finding is about them, not about
+        // which lock the message recommends.
+        let mut symbols = vec![lock.to_string()];
         symbols.extend(guarded.iter().cloned());
         let mut f = Finding::new(
             info,

@@ -1,27 +1,48 @@
 //! Series step 6: rename the arch hook called just before a new VM is
-//! added to the global VM list to `<ns>_arch_add_<object>()`, call it under
-//! the list's mutex, and hand it the usage count.
+//! added to the global VM list to `<ns>_arch_add_<object>()`, call it with
+//! the locks held at the list add, and hand it the usage count — when that
+//! closes no lock-order cycle.
+//!
+//! The review wanted the hook "under kvm_lock, with kvm_usage_count": the
+//! architecture sees a usage count that cannot change under it (to enable
+//! virtualization itself when the first VM is created) and the VM is not on
+//! the list before the architecture accepted it. A stable count needs the
+//! count's own lock held across the hook; since step 4 that is a dedicated
+//! mutex that the CPU hotplug callbacks take with `cpu_hotplug_lock` held
+//! for write. Any hook implementation that takes `cpus_read_lock()`, or
+//! waits for code that does, then closes a cycle through the hotplug lock.
+//! On 6.1, x86's hook creates the NX-recovery worker and waits for it to
+//! start (`wait_for_completion()`), while the worker first calls
+//! `cgroup_attach_task_all()`, which takes `cpus_read_lock()`: a CPU coming
+//! online holds the hotplug lock and waits for the count's lock in its
+//! ONLINE callback, and nobody makes progress. So the transformation
+//! proposes its edits only after the lock-order rule (HW014) found no cycle
+//! they introduce; otherwise it refuses, citing the cycle. What stays true
+//! without it: the hook already runs before the VM is added to the list; a
+//! count read without its lock is not stable, so a rename that only passes
+//! it would promise what it does not give.
 //!
 //! Targets, found mechanically:
 //! - the VM-creation function: the common function that `list_add()`s to a
 //!   global list with a global mutex held (6.1: `kvm_create_vm()`, adding to
-//!   `vm_list` under `kvm_lock`);
-//! - the hook: the last call before that mutex is taken, when it is a
+//!   `vm_list` under `kvm_lock`, and after step 4 also `kvm_usage_lock`);
+//! - the hook: the last call before those mutexes are taken, when it is a
 //!   `__weak` function of common code (6.1: `kvm_arch_post_init_vm()`);
 //! - the usage count: the int global of common code written by the
 //!   functions that enable or disable virtualization on all CPUs (those
 //!   that register or broadcast the per-CPU enable/disable path; 6.1:
-//!   `kvm_usage_count`).
+//!   `kvm_usage_count`), and its lock: the lock held at every write of it.
 //!
 //! The new name keeps the hook's namespace up to `arch_`, and names the
 //! object after the list it joins: `kvm_arch_` + `add_` + `vm` (from
 //! `vm_list`) = `kvm_arch_add_vm`, as the seed proposes.
 //!
-//! Preconditions: the count is written only with the list's mutex held
-//! (otherwise reading it under that mutex is a data race: on 6.1 the raw
-//! `kvm_count_lock` protects it until step 4, on 6.12 `kvm_usage_lock`);
-//! the hook is called only from the VM-creation function, right before the
-//! lock, as `r = hook(...); if (r) goto label;`.
+//! Preconditions: the count's lock is one of the locks held at the list add
+//! (otherwise the count handed over would not be stable: on plain 6.1 the
+//! raw `kvm_count_lock` protects it, on 6.12 `kvm_usage_lock`, which VM
+//! creation does not hold there); the hook is called only from the
+//! VM-creation function, right before the locks, as `r = hook(...); if (r)
+//! goto label;`; the edits introduce no lock-order cycle.
 
 use std::collections::BTreeSet;
 
@@ -31,11 +52,11 @@ use analyzer::enable_path::EnablePath;
 use analyzer::facts::{AccessKind, CallSite, Callee, Event, Function, Stmt};
 use analyzer::graph::{visit_calls, FnId};
 use analyzer::locks::{call_lock_op, OccurrenceKind};
-use analyzer::rules::queries::{held_at, list_writes};
+use analyzer::rules::queries::list_writes;
 
 use super::util::{
-    file_bytes, gotos_to, ident_uses, indent_at, line_end_incl, line_start, matching_paren, stmt_span, text_of,
-    whole_lines, wrap,
+    cycle_rule_registered, describe_cycle, file_bytes, gotos_to, ident_uses, indent_at, introduced_cycles,
+    line_end_incl, line_start, matching_paren, stmt_span, text_of, whole_lines, wrap,
 };
 use super::{Change, Refusal, TransformInput};
 use crate::edit::Edit;
@@ -54,8 +75,10 @@ pub(crate) struct VmCreation {
     pub path: String,
     /// The global list head (`vm_list`).
     pub head: String,
-    /// The mutex held around the add (`kvm_lock`).
+    /// The first global mutex held around the add (`kvm_lock`).
     pub lock: String,
+    /// Every global mutex held at the add (`kvm_lock`, `kvm_usage_lock`).
+    pub held: Vec<String>,
     /// The `list_add()` call.
     pub add: analyzer::facts::Span,
 }
@@ -69,12 +92,15 @@ pub(crate) fn find_vm_creation(a: &Analysis<'_>) -> Result<VmCreation, String> {
             continue;
         }
         let Some(head) = w.head.clone() else { continue };
-        let Some(lock) =
-            w.state.must.iter().find(|l| l.kind == "mutex" && a.program.globals.contains_key(l.name.as_str()))
-        else {
-            continue;
-        };
-        found.push(VmCreation { function: w.function, path: path.clone(), head, lock: lock.name.clone(), add: w.span });
+        let held: Vec<String> = w
+            .state
+            .must
+            .iter()
+            .filter(|l| l.kind == "mutex" && a.program.globals.contains_key(l.name.as_str()))
+            .map(|l| l.name.clone())
+            .collect();
+        let Some(lock) = held.first().cloned() else { continue };
+        found.push(VmCreation { function: w.function, path: path.clone(), head, lock, held, add: w.span });
     }
     match found.len() {
         0 => Err("no common function adds to a global list with a global mutex held (no VM-creation function)".into()),
@@ -104,16 +130,20 @@ fn calls_of(func: &Function) -> Vec<&CallSite> {
     out
 }
 
-/// The lock acquisition of `c.lock` just before the list add, and the
-/// hook called just before that acquisition (a `__weak` common function),
-/// if any. `Err` names a hook already called under the lock.
+/// The acquisitions of the mutexes held at the list add, just before it
+/// (consecutive calls, first one first), and the hook called just before
+/// them (a `__weak` common function), if any. `Err` names a hook already
+/// called under the locks.
 pub(crate) fn hook_before_lock<'a>(
     a: &Analysis<'a>,
     c: &VmCreation,
-) -> Result<Option<(&'a CallSite, &'a CallSite)>, String> {
+) -> Result<Option<(&'a CallSite, Vec<&'a CallSite>)>, String> {
     let func = a.program.func(c.function);
     let calls = calls_of(func);
     let Some(add_i) = calls.iter().position(|k| k.span == c.add) else { return Ok(None) };
+    let acquires =
+        |k: &CallSite| matches!(call_lock_op(a.api, k), Some((LockEffect::Acquire, l, _)) if c.held.contains(&l.name));
+    // The last acquisition of the outermost lock before the add.
     let Some(lock_i) = calls[..add_i]
         .iter()
         .rposition(|k| matches!(call_lock_op(a.api, k), Some((LockEffect::Acquire, l, _)) if l.name == c.lock))
@@ -138,8 +168,18 @@ pub(crate) fn hook_before_lock<'a>(
             c.head
         ));
     }
+    let lock_calls: Vec<&CallSite> = calls[lock_i..add_i].iter().copied().filter(|k| acquires(k)).collect();
     let Some(prev) = calls[..lock_i].iter().rev().find(|k| call_lock_op(a.api, k).is_none()) else { return Ok(None) };
-    Ok(is_weak_hook(prev).then_some((*prev, calls[lock_i])))
+    Ok(is_weak_hook(prev).then_some((*prev, lock_calls)))
+}
+
+/// `a`, `a and b`, `a, b and c`.
+fn names_and(v: &[String]) -> String {
+    match v {
+        [] => String::new(),
+        [one] => one.clone(),
+        [init @ .., last] => format!("{} and {last}", init.join(", ")),
+    }
 }
 
 /// The new name: the hook's namespace through `arch_`, `add_`, and the
@@ -230,11 +270,12 @@ fn find_usage_count(a: &Analysis<'_>) -> Result<String, String> {
     }
 }
 
-/// Whether every write of `count` happens with `lock` held; else the first
-/// offending site, with the locks held there.
-fn count_protected_by(a: &Analysis<'_>, count: &str, lock: &str) -> Result<(), String> {
+/// The locks held at every write of `count` (on the site, or on every
+/// entry to the writing function); `Err` when a write holds none.
+fn count_locks(a: &Analysis<'_>, count: &str) -> Result<BTreeSet<String>, String> {
     let mut ids: Vec<_> = a.locks.keys().copied().collect();
     ids.sort();
+    let mut common: Option<BTreeSet<String>> = None;
     for id in ids {
         for o in &a.locks[&id].occurrences {
             let OccurrenceKind::Access(acc) = o.kind else { continue };
@@ -242,35 +283,30 @@ fn count_protected_by(a: &Analysis<'_>, count: &str, lock: &str) -> Result<(), S
                 continue;
             }
             let reaches = a.reaches(id);
-            let ok = if reaches.is_empty() {
-                o.state.must.contains_name(lock)
-            } else {
-                reaches.iter().all(|r| held_at(r, &o.state, lock))
-            };
-            if !ok {
-                let held: BTreeSet<String> = o
-                    .state
-                    .must
-                    .iter()
-                    .map(|l| l.name.clone())
-                    .chain(reaches.iter().flat_map(|r| r.key.held_must.iter().map(|l| l.name.clone())))
-                    .collect();
+            let mut held: BTreeSet<String> = o.state.must.names().iter().map(|s| s.to_string()).collect();
+            if let Some(entry) = reaches
+                .iter()
+                .map(|r| r.key.held_must.names().iter().map(|s| s.to_string()).collect::<BTreeSet<_>>())
+                .reduce(|x, y| x.intersection(&y).cloned().collect())
+            {
+                held.extend(entry);
+            }
+            if held.is_empty() {
                 return Err(format!(
-                    "`{count}` is written in {}() ({}:{}) with {} held, not `{lock}`: reading it under `{lock}` \
-                     would race (protect the usage count with `{lock}` first)",
+                    "`{count}` is written in {}() ({}:{}) with no lock held: no lock keeps it stable to hand it \
+                     to the hook",
                     a.program.func(id).name,
                     a.program.file(id).path,
-                    acc.span.line,
-                    if held.is_empty() {
-                        "no lock".to_string()
-                    } else {
-                        held.iter().map(|h| format!("`{h}`")).collect::<Vec<_>>().join(", ")
-                    }
+                    acc.span.line
                 ));
             }
+            common = Some(match common {
+                None => held,
+                Some(c) => c.intersection(&held).cloned().collect(),
+            });
         }
     }
-    Ok(())
+    Ok(common.unwrap_or_default())
 }
 
 /// The statement index in `block` of the top-level statement containing `pos`.
@@ -303,7 +339,7 @@ pub fn plan(input: &TransformInput<'_>) -> Result<Change, Refusal> {
     let Some(a) = analyses.first() else { return Err(refuse("the tree has no code to analyze")) };
     let c = find_vm_creation(a).map_err(refuse)?;
     let creator = a.program.func(c.function);
-    let (hook_call, lock_call) = match hook_before_lock(a, &c) {
+    let (hook_call, lock_calls) = match hook_before_lock(a, &c) {
         Err(e) => return Err(refuse(e)),
         Ok(None) => {
             return Err(refuse(format!(
@@ -315,10 +351,32 @@ pub fn plan(input: &TransformInput<'_>) -> Result<Change, Refusal> {
     };
     let Callee::Direct(hook) = &hook_call.callee else { return Err(refuse("the hook is not a direct call")) };
     let new = add_hook_name(hook, &c.head);
+    let held_list = names_and(&c.held);
     let count = find_usage_count(a).map_err(refuse)?;
+    // The count is stable in the hook only with its lock held there.
+    let mut count_lock: Option<BTreeSet<String>> = None;
     for an in &analyses {
-        count_protected_by(an, &count, &c.lock).map_err(refuse)?;
+        let l = count_locks(an, &count).map_err(refuse)?;
+        count_lock = Some(match count_lock {
+            None => l,
+            Some(k) => k.intersection(&l).cloned().collect(),
+        });
     }
+    let count_lock = count_lock.unwrap_or_default();
+    let Some(count_lock) = count_lock.iter().find(|l| c.held.contains(l)).cloned() else {
+        return Err(refuse(format!(
+            "`{count}` is protected by {}, which {}() does not hold where it adds the VM to `{}` (it holds {}): \
+             the count handed to the hook there would not be stable",
+            if count_lock.is_empty() {
+                "no single lock".to_string()
+            } else {
+                count_lock.iter().map(|l| format!("`{l}`")).collect::<Vec<_>>().join(", ")
+            },
+            creator.name,
+            c.head,
+            c.held.iter().map(|l| format!("`{l}`")).collect::<Vec<_>>().join(", ")
+        )));
+    };
     // The new name must be free.
     for f in &input.tree.files {
         if f.functions.iter().any(|g| g.name == new) || f.prototypes.iter().any(|g| g.name == new) {
@@ -330,15 +388,18 @@ pub fn plan(input: &TransformInput<'_>) -> Result<Change, Refusal> {
     // the lock, the add.
     let src = file_bytes(input.tree, &c.path);
     let stmts = &creator.body.stmts;
-    let (Some(hi), Some(li), Some(ai)) =
-        (top_index(stmts, hook_call.span.start), top_index(stmts, lock_call.span.start), top_index(stmts, c.add.start))
+    let lock_idx: Vec<Option<usize>> = lock_calls.iter().map(|k| top_index(stmts, k.span.start)).collect();
+    let (Some(hi), Some(Some(li)), Some(ai)) =
+        (top_index(stmts, hook_call.span.start), lock_idx.first().copied(), top_index(stmts, c.add.start))
     else {
         return Err(refuse(format!(
             "{}(): the hook, the lock and the list add are not top-level statements",
             creator.name
         )));
     };
-    let shape_ok = hi + 2 == li && li + 1 == ai;
+    // The lock statements are consecutive, one acquisition each, right before the add.
+    let shape_ok =
+        hi + 2 == li && li + lock_calls.len() == ai && lock_idx.iter().enumerate().all(|(k, i)| *i == Some(li + k));
     let (
         Stmt::Simple { events, span: hspan, .. },
         Stmt::If { then_branch, else_branch: None, cond_text, span: ifspan, .. },
@@ -401,17 +462,35 @@ pub fn plan(input: &TransformInput<'_>) -> Result<Change, Refusal> {
         .into_iter()
         .find(|l| !labels.contains(l))
         .ok_or_else(|| refuse(format!("{}(): no free name for the unlock label", creator.name)))?;
-    // The release of the lock right after the add, to copy.
-    let Some(Stmt::Simple { span: unlock_span, .. }) = stmts.get(ai + 1) else {
-        return Err(refuse(format!("{}(): `{}` is not released right after the list add", creator.name, c.lock)));
-    };
-    let unlock_text = text_of(src, unlock_span.start as usize, unlock_span.end as usize);
-    if !unlock_text.contains(&c.lock) {
-        return Err(refuse(format!("{}(): `{}` is not released right after the list add", creator.name, c.lock)));
-    }
-    let lock_span = stmt_span(&stmts[li]);
-    let lock_text = text_of(src, lock_span.start as usize, lock_span.end as usize);
     let indent = indent_at(src, hspan.start as usize);
+    // The releases of the locks right after the add, to copy.
+    let mut unlock_text = String::new();
+    for k in 0..lock_calls.len() {
+        let Some(Stmt::Simple { span: sp, .. }) = stmts.get(ai + 1 + k) else {
+            return Err(refuse(format!("{}(): `{}` is not released right after the list add", creator.name, c.lock)));
+        };
+        let t = text_of(src, sp.start as usize, sp.end as usize);
+        if !c.held.iter().any(|l| t.contains(l.as_str())) {
+            return Err(refuse(format!(
+                "{}(): the locks are not released right after the list add (`{t}`)",
+                creator.name
+            )));
+        }
+        if k > 0 {
+            unlock_text.push('\n');
+            unlock_text.push_str(&indent);
+        }
+        unlock_text.push_str(&t);
+    }
+    let mut lock_text = String::new();
+    for k in 0..lock_calls.len() {
+        let sp = stmt_span(&stmts[li + k]);
+        if k > 0 {
+            lock_text.push('\n');
+            lock_text.push_str(&indent);
+        }
+        lock_text.push_str(&text_of(src, sp.start as usize, sp.end as usize));
+    }
 
     let mut edits: Vec<Edit> = Vec::new();
     // `r = hook(kvm);` ... `mutex_lock(&kvm_lock);` becomes
@@ -530,7 +609,7 @@ pub fn plan(input: &TransformInput<'_>) -> Result<Change, Refusal> {
                     "Called with {} held, after {obj} is otherwise initialized and just before it is added to {}. \
                      @usage_count is the value of {count} at that point: the number of users of hardware \
                      virtualization.",
-                    c.lock, c.head
+                    held_list, c.head
                 );
                 let mut comment = String::from("/*\n");
                 for l in wrap(&text, 77).lines() {
@@ -543,28 +622,46 @@ pub fn plan(input: &TransformInput<'_>) -> Result<Change, Refusal> {
         }
     }
 
-    let arch_list = if arches.is_empty() {
-        String::new()
-    } else {
-        format!(
-            " and the {} implementation{}",
-            arches.iter().cloned().collect::<Vec<_>>().join(", "),
+    let mut updated: Vec<String> = vec!["the __weak default and its comment".into(), "the prototype".into()];
+    if !arches.is_empty() {
+        updated.push(format!(
+            "the {} implementation{}",
+            names_and(&arches.iter().cloned().collect::<Vec<_>>()),
             if arches.len() > 1 { "s" } else { "" }
+        ));
+    }
+    let updated = names_and(&updated);
+    // The lock-order check: the hook must not close a cycle under the locks.
+    let cycles = introduced_cycles(input.tree, input.api, input.findings, &edits).map_err(refuse)?;
+    if let Some(cy) = cycles.first() {
+        return Err(refuse(format!(
+            "calling {hook}() with {held_list} held (`{count_lock}` keeps `{count}` stable, as handing the \
+             count to the hook requires) would close a lock-order cycle: {}. Without `{count_lock}` the count \
+             is not stable, and the hook already runs before the VM is added to `{}`: no rename is proposed",
+            describe_cycle(cy),
+            c.head
+        )));
+    }
+    let checked = if cycle_rule_registered() {
+        format!(
+            " The lock-order check finds no cycle this closes: no implementation takes, or waits for code \
+             that takes, a lock ordered outside {held_list}."
         )
+    } else {
+        String::new()
     };
     let body = format!(
-        "Rename {hook}() to {new}(), call it with {lock} held right before the \
+        "Rename {hook}() to {new}(), call it with {held_list} held right before the \
          VM is added to {head}, and pass in {count}.\n\n\
          As discussed on the list, architectures should get hooks for the points \
          where hardware virtualization may need to change state, and decide \
          themselves when and how to enable it, instead of common code fitting \
-         every architecture's needs. Adding a VM is such a point: called under \
-         {lock}, which now also protects {count}, the hook sees a stable usage \
+         every architecture's needs. Adding a VM is such a point: called with \
+         {count_lock}, which protects {count}, held, the hook sees a stable usage \
          count, e.g. to enable virtualization when the first VM is created, and \
-         the VM cannot be seen on {head} before the architecture accepted it.\n\n\
-         If the hook fails, {lock} is dropped before unwinding as before.\n\n\
-         Update the __weak default, its comment, the prototype{arch_list}.",
-        lock = c.lock,
+         the VM cannot be seen on {head} before the architecture accepted it.{checked}\n\n\
+         If the hook fails, the locks are dropped before unwinding as before.\n\n\
+         Update {updated}.",
         head = c.head,
     );
     Ok(Change {

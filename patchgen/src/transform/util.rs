@@ -203,6 +203,56 @@ pub fn gotos_to(block: &Block, label: &str, out: &mut Vec<analyzer::facts::Span>
     }
 }
 
+/// The rule that reports lock-order cycles.
+pub const CYCLE_RULE: &str = "HW014";
+
+/// Whether the lock-order rule is registered (a transformation's message
+/// may then say its edits were checked).
+pub fn cycle_rule_registered() -> bool {
+    analyzer::rules::REGISTRY.iter().any(|r| r.id == CYCLE_RULE)
+}
+
+/// The lock-order cycles (HW014 findings) that applying `edits` to the tree
+/// would introduce: the edited tree is re-parsed (only the files the edits
+/// touch) and checked with that rule alone, and its findings are compared
+/// by fingerprint with the tree's own. A transformation that must not
+/// deadlock asks this before it proposes a lock it adds or moves. Empty
+/// when the rule is not registered; `Err` when the edits do not apply.
+pub fn introduced_cycles(
+    tree: &ParsedTree,
+    api: &analyzer::api::ApiModel,
+    before: &analyzer::check::CheckReport,
+    edits: &[crate::edit::Edit],
+) -> Result<Vec<analyzer::rules::Finding>, String> {
+    if !cycle_rule_registered() {
+        return Ok(Vec::new());
+    }
+    let mut files: std::collections::BTreeMap<String, Vec<u8>> = std::collections::BTreeMap::new();
+    for e in edits {
+        if !files.contains_key(&e.path) {
+            files.insert(e.path.clone(), file_bytes(tree, &e.path).to_vec());
+        }
+    }
+    let new = crate::edit::apply(&files, edits).map_err(|e| e.to_string())?;
+    let changes: crate::series::tree::Changes = new.into_iter().map(|(p, b)| (p, Some(b))).collect();
+    let next = crate::series::tree::update_parsed(tree, &changes);
+    let selection = analyzer::rules::RuleSelection { only: vec![CYCLE_RULE.to_string()], ..Default::default() };
+    let after = analyzer::check::check(&next, api, &selection);
+    let known: std::collections::BTreeSet<&str> =
+        before.findings.iter().filter(|f| f.rule == CYCLE_RULE).map(|f| f.fingerprint.as_str()).collect();
+    Ok(after.findings.into_iter().filter(|f| !known.contains(f.fingerprint.as_str())).collect())
+}
+
+/// A cycle as a commit message or a refusal cites it: its message and its
+/// evidence, one step a line.
+pub fn describe_cycle(f: &analyzer::rules::Finding) -> String {
+    let mut s = format!("{} ({}:{})", f.message, f.file, f.line);
+    for r in &f.related {
+        s.push_str(&format!("; {} ({}:{})", r.message, r.file, r.line));
+    }
+    s
+}
+
 /// Wrap a paragraph-structured text at `width` columns. Paragraphs are
 /// separated by blank lines; lines starting with whitespace (code, quoted
 /// lists) are kept as they are.

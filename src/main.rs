@@ -845,15 +845,7 @@ fn series_test(args: SeriesTestArgs) -> Result<u8> {
     };
     let base = patchgen::series::tree::BaseTree::open(&spec)?;
     let bar = TermProgress::on_terminal(false);
-    let report = test::test_series_on_with_progress(
-        &base,
-        parsed,
-        &api,
-        &series_label,
-        &patches,
-        &opts,
-        &bar,
-    );
+    let report = test::test_series_on_with_progress(&base, parsed, &api, &series_label, &patches, &opts, &bar);
     bar.0.finish_and_clear();
     let report = report.inspect_err(|e| {
         // Interrupted: the build is stopped and the scratch removed; say

@@ -571,7 +571,9 @@ impl LintBuilder {
         let tip = self.tip.as_ref().unwrap_or(&self.base);
         let mut new: BTreeMap<String, Finding> = BTreeMap::new();
         let mut steps = Vec::new();
-        for (k, RawStep { id, subject, introduced, fixed, unanalyzed, unknown, elapsed }) in self.steps.iter().enumerate() {
+        for (k, RawStep { id, subject, introduced, fixed, unanalyzed, unknown, elapsed }) in
+            self.steps.iter().enumerate()
+        {
             let (ok, bad): (Vec<&Finding>, Vec<&Finding>) = introduced.iter().partition(|f| accepted(f));
             for f in &bad {
                 let at_tip = tip.findings.iter().find(|t| t.fingerprint == f.fingerprint);

@@ -26,7 +26,9 @@ fn every_patch_of_the_6_1_series_builds_x86_and_arm64_kvm() {
     let spec = SourceSpec::Dir(full.clone());
     let api = ApiModel::default();
     let s = series::generate(load(&spec), &api, SERIES, &opts()).expect("generate");
-    assert!(s.patches.len() >= 6, "{} patches", s.patches.len());
+    // Step 6 (kvm_arch_add_vm under the usage count's lock) is refused on
+    // 6.1: it would close a lock-order cycle (HW014); the other five apply.
+    assert!(s.patches.len() >= 5, "{} patches", s.patches.len());
     let out = tempfile::tempdir().unwrap();
     let dir = out.path().join("series");
     write_series(&s, &WriteOptions { out: dir.clone(), force: false, branch: None }).unwrap();

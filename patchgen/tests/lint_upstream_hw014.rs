@@ -144,3 +144,62 @@ fn only_drop_kvm_count_lock_introduces_the_hotplug_kvm_lock_cycle() {
         eprintln!("arrow {i}: {} ({} steps from {}())", rel.message, segment.len(), segment[0].function);
     }
 }
+
+/// Copies `src` into a temporary directory (the cache is read-only).
+fn copy_tree(src: &Path, dst: &Path) {
+    std::fs::create_dir_all(dst).unwrap();
+    for e in std::fs::read_dir(src).unwrap() {
+        let e = e.unwrap();
+        let to = dst.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_tree(&e.path(), &to);
+        } else {
+            std::fs::copy(e.path(), &to).unwrap();
+        }
+    }
+}
+
+fn hw014_classes(tree: &Path) -> Vec<Vec<String>> {
+    use analyzer::check::check;
+    use analyzer::pipeline::ParsedTree;
+    use analyzer::source::{SourceOptions, SourceSpec};
+    let parsed = ParsedTree::load(&SourceSpec::Dir(tree.into()), &SourceOptions::default()).unwrap();
+    let selection = RuleSelection { only: vec!["HW014".into()], ..Default::default() };
+    let report = check(&parsed, &ApiModel::default(), &selection);
+    for f in &report.findings {
+        eprintln!("{}: {}:{}: {}", tree.display(), f.file, f.line, f.message);
+    }
+    report.findings.iter().map(|f| f.symbols.clone()).collect()
+}
+
+/// 6.3's shape on 6.12: the ONLINE callback enables under `kvm_lock`.
+#[test]
+fn linux_6_12_online_callback_under_kvm_lock_closes_the_cycle() {
+    let Some(kernel) = kernel_cache("linux-6.12") else { return };
+    let through = |cycles: &[Vec<String>]| {
+        cycles.iter().any(|c| c.iter().any(|s| s == "cpu_hotplug_lock") && c.iter().any(|s| s == "kvm_lock"))
+    };
+    let unmodified = hw014_classes(&kernel);
+    assert!(!through(&unmodified), "unmodified 6.12: {unmodified:?}");
+
+    let tmp = tempfile::tempdir().unwrap();
+    let copy = tmp.path().join("linux");
+    copy_tree(&kernel, &copy);
+    let main = copy.join("virt/kvm/kvm_main.c");
+    let src = std::fs::read_to_string(&main).unwrap();
+    let from = "static int kvm_online_cpu(unsigned int cpu)\n{\n";
+    let body = "\treturn kvm_enable_virtualization_cpu();\n}\n";
+    let at = src.find(from).expect("6.12's kvm_online_cpu()");
+    let end = at + src[at..].find(body).expect("6.12's kvm_online_cpu() returns the enable") + body.len();
+    let locked = format!(
+        "{from}\tint ret;\n\n\tmutex_lock(&kvm_lock);\n\tret = kvm_enable_virtualization_cpu();\n\
+         \tmutex_unlock(&kvm_lock);\n\treturn ret;\n}}\n"
+    );
+    std::fs::write(&main, format!("{}{locked}{}", &src[..at], &src[end..])).unwrap();
+    let modified = hw014_classes(&copy);
+    assert!(through(&modified), "6.12 with kvm_lock in the ONLINE callback: {modified:?}");
+    // Only the new shape's cycles are new.
+    for c in &modified {
+        assert!(unmodified.contains(c) || c.iter().any(|s| s == "kvm_lock"), "{c:?}");
+    }
+}

@@ -103,4 +103,5 @@ fixture_tests! {
     hw011 => "hw011-error-path-skips-undo",
     hw012 => "hw012-spurious-heavy-enable",
     hw013 => "hw013-locking-doc-drift",
+    hw014 => "hw014-lock-order-cycle",
 }

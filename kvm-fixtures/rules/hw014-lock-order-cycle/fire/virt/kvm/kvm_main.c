@@ -1,0 +1,285 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * Rule fixture HW014, fire tree: one lock-order cycle per kind of arrow.
+ * Each cycle uses its own locks, so each is one finding.
+ */
+
+#include <linux/kvm_host.h>
+#include <linux/cpu.h>
+#include <linux/cpuhotplug.h>
+#include <linux/fs.h>
+#include <linux/jump_label.h>
+#include <linux/kthread.h>
+#include <linux/miscdevice.h>
+#include <linux/module.h>
+#include <linux/rwsem.h>
+#include <linux/srcu.h>
+
+MODULE_LICENSE("GPL");
+
+/* 1. Nested locks, AB-BA. */
+static DEFINE_MUTEX(alpha_lock);
+static DEFINE_MUTEX(beta_lock);
+/* 2. A lock held across a call into code taking another. */
+static DEFINE_MUTEX(gamma_lock);
+static DEFINE_MUTEX(delta_lock);
+/* 3. Read vs write of an rwsem. */
+static DECLARE_RWSEM(table_sem);
+static DEFINE_MUTEX(table_resize_lock);
+/* 5. Completion wait. */
+static DEFINE_MUTEX(reaper_cfg_lock);
+static DEFINE_MUTEX(reaper_state_lock);
+/* 6. Work flush. */
+static DEFINE_MUTEX(trim_ctl_lock);
+static DEFINE_MUTEX(trim_data_lock);
+/* 7. CPU-hotplug callback vs cpus_read_lock(). */
+static DEFINE_MUTEX(virt_users_lock);
+static int virt_users;
+/* 8. API-model acquisition: static_branch_inc() under an SRCU reader. */
+DEFINE_STATIC_SRCU(feature_srcu);
+static DEFINE_STATIC_KEY_FALSE(feature_key);
+
+static void nested_ab(void)
+{
+	mutex_lock(&alpha_lock);
+	mutex_lock(&beta_lock);
+	mutex_unlock(&beta_lock);
+	mutex_unlock(&alpha_lock);
+}
+
+static void nested_ba(void)
+{
+	mutex_lock(&beta_lock);
+	mutex_lock(&alpha_lock);
+	mutex_unlock(&alpha_lock);
+	mutex_unlock(&beta_lock);
+}
+
+static void delta_update(void)
+{
+	mutex_lock(&delta_lock);
+	mutex_unlock(&delta_lock);
+}
+
+static void gamma_then_call(void)
+{
+	mutex_lock(&gamma_lock);
+	delta_update();
+	mutex_unlock(&gamma_lock);
+}
+
+static void delta_then_gamma(void)
+{
+	mutex_lock(&delta_lock);
+	mutex_lock(&gamma_lock);
+	mutex_unlock(&gamma_lock);
+	mutex_unlock(&delta_lock);
+}
+
+static void table_lookup(void)
+{
+	down_read(&table_sem);
+	mutex_lock(&table_resize_lock);
+	mutex_unlock(&table_resize_lock);
+	up_read(&table_sem);
+}
+
+static void table_resize(void)
+{
+	mutex_lock(&table_resize_lock);
+	down_write(&table_sem);
+	up_write(&table_sem);
+	mutex_unlock(&table_resize_lock);
+}
+
+/* 4. SRCU: a map update waits for the readers under map_lock. */
+static void guest_map_update(struct foo_guest *g)
+{
+	mutex_lock(&g->map_lock);
+	synchronize_srcu(&g->map_srcu);
+	mutex_unlock(&g->map_lock);
+}
+
+static void guest_map_read(struct foo_guest *g)
+{
+	int idx;
+
+	idx = srcu_read_lock(&g->map_srcu);
+	mutex_lock(&g->map_lock);
+	mutex_unlock(&g->map_lock);
+	srcu_read_unlock(&g->map_srcu, idx);
+}
+
+static int guest_reaper(void *data)
+{
+	struct foo_guest *g = data;
+
+	mutex_lock(&reaper_state_lock);
+	mutex_unlock(&reaper_state_lock);
+	complete(&g->reaper_ready);
+	return 0;
+}
+
+static void guest_start_reaper(struct foo_guest *g)
+{
+	mutex_lock(&reaper_cfg_lock);
+	g->reaper = kthread_run(guest_reaper, g, "foo-reaper");
+	wait_for_completion(&g->reaper_ready);
+	mutex_unlock(&reaper_cfg_lock);
+}
+
+static void guest_reaper_reconfig(void)
+{
+	mutex_lock(&reaper_state_lock);
+	mutex_lock(&reaper_cfg_lock);
+	mutex_unlock(&reaper_cfg_lock);
+	mutex_unlock(&reaper_state_lock);
+}
+
+static void guest_trim(struct work_struct *work)
+{
+	mutex_lock(&trim_data_lock);
+	mutex_unlock(&trim_data_lock);
+}
+
+static void guest_trim_sync(struct foo_guest *g)
+{
+	mutex_lock(&trim_ctl_lock);
+	flush_work(&g->trim_work);
+	mutex_unlock(&trim_ctl_lock);
+}
+
+static void guest_trim_tune(void)
+{
+	mutex_lock(&trim_data_lock);
+	mutex_lock(&trim_ctl_lock);
+	mutex_unlock(&trim_ctl_lock);
+	mutex_unlock(&trim_data_lock);
+}
+
+static void virt_users_get(void)
+{
+	mutex_lock(&virt_users_lock);
+	cpus_read_lock();
+	virt_users++;
+	cpus_read_unlock();
+	mutex_unlock(&virt_users_lock);
+}
+
+static void feature_enable(void)
+{
+	int idx;
+
+	idx = srcu_read_lock(&feature_srcu);
+	static_branch_inc(&feature_key);
+	srcu_read_unlock(&feature_srcu, idx);
+}
+
+static int virt_cpu_online(unsigned int cpu)
+{
+	mutex_lock(&virt_users_lock);
+	if (virt_users)
+		pr_info("foo: CPU%u online\n", cpu);
+	mutex_unlock(&virt_users_lock);
+	synchronize_srcu(&feature_srcu);
+	return 0;
+}
+
+static int virt_cpu_offline(unsigned int cpu)
+{
+	return 0;
+}
+
+static long foo_dev_ioctl(struct file *filp, unsigned int ioctl,
+			  unsigned long arg)
+{
+	struct foo_guest *g = filp->private_data;
+
+	switch (ioctl) {
+	case 1:
+		nested_ab();
+		break;
+	case 2:
+		nested_ba();
+		break;
+	case 3:
+		gamma_then_call();
+		break;
+	case 4:
+		delta_then_gamma();
+		break;
+	case 5:
+		table_lookup();
+		break;
+	case 6:
+		table_resize();
+		break;
+	case 7:
+		guest_map_update(g);
+		break;
+	case 8:
+		guest_map_read(g);
+		break;
+	case 9:
+		guest_start_reaper(g);
+		break;
+	case 10:
+		guest_reaper_reconfig();
+		break;
+	case 11:
+		INIT_WORK(&g->trim_work, guest_trim);
+		schedule_work(&g->trim_work);
+		break;
+	case 12:
+		guest_trim_sync(g);
+		break;
+	case 13:
+		guest_trim_tune();
+		break;
+	case 14:
+		virt_users_get();
+		break;
+	case 15:
+		feature_enable();
+		break;
+	default:
+		return -ENOTTY;
+	}
+	return 0;
+}
+
+static struct file_operations foo_chardev_ops = {
+	.unlocked_ioctl	= foo_dev_ioctl,
+	.llseek		= noop_llseek,
+};
+
+static struct miscdevice foo_dev = {
+	MISC_DYNAMIC_MINOR,
+	"foo",
+	&foo_chardev_ops,
+};
+
+int foo_core_init(struct module *module)
+{
+	int r;
+
+	r = cpuhp_setup_state_nocalls(CPUHP_AP_FOO_ONLINE, "foo/cpu:online",
+				      virt_cpu_online, virt_cpu_offline);
+	if (r)
+		return r;
+
+	foo_chardev_ops.owner = module;
+
+	r = misc_register(&foo_dev);
+	if (r)
+		cpuhp_remove_state_nocalls(CPUHP_AP_FOO_ONLINE);
+	return r;
+}
+EXPORT_SYMBOL_GPL(foo_core_init);
+
+void foo_core_exit(void)
+{
+	misc_deregister(&foo_dev);
+	cpuhp_remove_state_nocalls(CPUHP_AP_FOO_ONLINE);
+}
+EXPORT_SYMBOL_GPL(foo_core_exit);

@@ -1,0 +1,207 @@
+//! HW014 on upstream's real series: the v2 rework ported to Debian 6.1.192
+//! (`../shared/data/upstream-v2/ported-6.1.192`), applied with `git am -C1`
+//! on the KVM subset of 6.1 plus the five headers it touches, and linted
+//! commit by commit with only HW014. Exactly "Drop kvm_count_lock" (upstream
+//! 0bf50497f03b) introduces a cycle, the one 44d17459626 later fixed:
+//! cpu_hotplug_lock -> kvm_lock -> struct kvm.slots_lock -> struct kvm.srcu
+//! -> cpu_hotplug_lock, each arrow with its witness from a root.
+
+mod lint_common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use analyzer::api::ApiModel;
+use analyzer::cache::FactsCache;
+use analyzer::lint::{lint_range, render_report, LintFormat, LintOptions, Linter};
+use analyzer::rules::RuleSelection;
+use lint_common::*;
+
+/// The headers outside the KVM subset that the series touches (its README).
+const EXTRA_HEADERS: [&str; 5] = [
+    "arch/arm64/include/asm/kvm_mmu.h",
+    "arch/powerpc/include/asm/kvm_ppc.h",
+    "arch/x86/include/asm/kvm-x86-ops.h",
+    "include/kvm/arm_arch_timer.h",
+    "include/kvm/arm_vgic.h",
+];
+
+const CULPRIT: &str = "KVM: Drop kvm_count_lock";
+
+fn git(repo: &Path, args: &[&str]) -> std::process::Output {
+    Command::new("git")
+        .arg("-C")
+        .arg(repo)
+        .args(args)
+        .env("GIT_COMMITTER_NAME", "Test Committer")
+        .env("GIT_COMMITTER_EMAIL", "test@example.org")
+        .env("GIT_COMMITTER_DATE", "1717408800 +0000")
+        .output()
+        .expect("git runs")
+}
+
+/// The ported series' patches in order, without a cover letter.
+fn ported_patches() -> Option<Vec<PathBuf>> {
+    let dir = workspace().join("../shared/data/upstream-v2/ported-6.1.192");
+    if !dir.is_dir() {
+        assert!(std::env::var_os("CI").is_none(), "{} is missing", dir.display());
+        eprintln!("notice: skipping: {} is missing", dir.display());
+        return None;
+    }
+    let mut patches: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            let name = p.file_name().unwrap().to_string_lossy();
+            name.ends_with(".patch") && !name.starts_with("0000-")
+        })
+        .collect();
+    patches.sort();
+    Some(patches)
+}
+
+#[test]
+fn only_drop_kvm_count_lock_introduces_the_hotplug_kvm_lock_cycle() {
+    let Some(kernel) = kernel_cache("linux-6.1") else { return };
+    let Some(full) = kernel_cache("full-6.1") else { return };
+    let Some(patches) = ported_patches() else { return };
+    assert_eq!(patches.len(), 45, "{patches:?}");
+
+    // The base: the KVM subset plus the five headers, checked out.
+    let t0 = Instant::now();
+    let (dir, repo, mut base) = repo_from_dir(&kernel, "v6.1");
+    for h in EXTRA_HEADERS {
+        let bytes = std::fs::read(full.join(h)).unwrap();
+        base = commit_file(&repo, "master", base, h, &bytes, &format!("Add {h}\n"));
+    }
+    repo.tag_lightweight("base", &repo.find_object(base, None).unwrap(), false).unwrap();
+    let r = dir.path();
+    let o = git(r, &["checkout", "-q", "-f", "master"]);
+    assert!(o.status.success(), "checkout: {}", String::from_utf8_lossy(&o.stderr));
+    for p in &patches {
+        let o = git(r, &["am", "-q", "-C1", p.to_str().unwrap()]);
+        assert!(o.status.success(), "git am -C1 {}: {}", p.display(), String::from_utf8_lossy(&o.stderr));
+    }
+    let built = t0.elapsed();
+
+    let api = ApiModel::default();
+    let cache = FactsCache::in_memory();
+    let selection = RuleSelection { only: vec!["HW014".into()], ..Default::default() };
+    let mut linter = Linter::new(&api, &cache, LintOptions { selection, ..Default::default() });
+    let t1 = Instant::now();
+    let report = lint_range(&mut linter, r, "base..HEAD").unwrap().finish(None);
+    let linted = t1.elapsed();
+    eprintln!(
+        "repo built + {} patches applied in {:.1?}; lint base..HEAD (HW014 only) in {:.1?}",
+        patches.len(),
+        built,
+        linted
+    );
+    eprintln!("{}", render_report(&report, LintFormat::Text));
+    assert_eq!(report.steps.len(), patches.len());
+
+    // Only HW014 ran, and only the culprit introduces one.
+    for st in &report.steps {
+        assert!(st.unanalyzed.is_empty(), "{} not analyzed completely: {:?}", st.subject, st.unanalyzed);
+        for f in st.introduced.iter().chain(&st.fixed) {
+            assert_eq!(f.rule, "HW014", "{}: {f:?}", st.subject);
+        }
+        if !st.subject.starts_with(CULPRIT) {
+            assert!(st.introduced.is_empty(), "{} introduces {:?}", st.subject, st.introduced);
+        }
+    }
+    let culprit: Vec<_> = report.steps.iter().filter(|s| s.subject.starts_with(CULPRIT)).collect();
+    assert_eq!(culprit.len(), 1, "one commit is {CULPRIT}");
+    let culprit = culprit[0];
+    assert!(!culprit.introduced.is_empty(), "{CULPRIT} introduces no HW014");
+
+    // Among its new findings: the cycle 44d17459626 fixed.
+    let wanted = ["cpu_hotplug_lock", "kvm_lock", "struct kvm.slots_lock", "struct kvm.srcu"];
+    let has_all = |symbols: &[String]| wanted.iter().all(|w| symbols.iter().any(|s| s == w));
+    let summary = culprit.introduced.iter().find(|f| has_all(&f.symbols));
+    let summary = summary.unwrap_or_else(|| panic!("no cycle through {wanted:?}: {:?}", culprit.introduced));
+    let finding = report.new.findings.iter().find(|f| f.rule == "HW014" && f.fingerprint == summary.fingerprint);
+    let finding = finding.unwrap_or_else(|| panic!("{summary:?} not among the new findings"));
+    assert!(finding.message.starts_with("possible circular locking dependency: "), "{}", finding.message);
+
+    // Every arrow has a witness: a segment of the evidence that starts at
+    // a root (a step with its context, naming the arrow) and ends where
+    // the next class is taken (the arrow's related place).
+    assert!(finding.related.len() >= wanted.len(), "{finding:?}");
+    for (i, rel) in finding.related.iter().enumerate() {
+        let tag = format!("#{i} ");
+        let start = finding.evidence.iter().position(|s| s.via.as_deref().is_some_and(|v| v.starts_with(&tag)));
+        let start = start.unwrap_or_else(|| panic!("arrow {i} ({}) has no witness: {finding:?}", rel.message));
+        let end = finding.evidence[start + 1..]
+            .iter()
+            .position(|s| s.via.as_deref().is_some_and(|v| v.starts_with('#')))
+            .map_or(finding.evidence.len(), |n| start + 1 + n);
+        let segment = &finding.evidence[start..end];
+        assert!(!segment[0].context.is_empty(), "arrow {i}: its root has no context: {segment:?}");
+        let site = segment.last().unwrap();
+        assert_eq!((site.file.as_str(), site.line), (rel.file.as_str(), rel.line), "arrow {i}: {segment:?}");
+        eprintln!("arrow {i}: {} ({} steps from {}())", rel.message, segment.len(), segment[0].function);
+    }
+}
+
+/// Copies `src` into a temporary directory (the cache is read-only).
+fn copy_tree(src: &Path, dst: &Path) {
+    std::fs::create_dir_all(dst).unwrap();
+    for e in std::fs::read_dir(src).unwrap() {
+        let e = e.unwrap();
+        let to = dst.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_tree(&e.path(), &to);
+        } else {
+            std::fs::copy(e.path(), &to).unwrap();
+        }
+    }
+}
+
+fn hw014_classes(tree: &Path) -> Vec<Vec<String>> {
+    use analyzer::check::check;
+    use analyzer::pipeline::ParsedTree;
+    use analyzer::source::{SourceOptions, SourceSpec};
+    let parsed = ParsedTree::load(&SourceSpec::Dir(tree.into()), &SourceOptions::default()).unwrap();
+    let selection = RuleSelection { only: vec!["HW014".into()], ..Default::default() };
+    let report = check(&parsed, &ApiModel::default(), &selection);
+    for f in &report.findings {
+        eprintln!("{}: {}:{}: {}", tree.display(), f.file, f.line, f.message);
+    }
+    report.findings.iter().map(|f| f.symbols.clone()).collect()
+}
+
+/// 6.3's shape on 6.12: the ONLINE callback enables under `kvm_lock`.
+#[test]
+fn linux_6_12_online_callback_under_kvm_lock_closes_the_cycle() {
+    let Some(kernel) = kernel_cache("linux-6.12") else { return };
+    let through = |cycles: &[Vec<String>]| {
+        cycles.iter().any(|c| c.iter().any(|s| s == "cpu_hotplug_lock") && c.iter().any(|s| s == "kvm_lock"))
+    };
+    let unmodified = hw014_classes(&kernel);
+    // 6.12 gives the usage count its own lock (kvm_usage_lock), taken
+    // outside kvm_lock: no cycle at all.
+    assert!(unmodified.is_empty(), "unmodified 6.12: {unmodified:?}");
+
+    let tmp = tempfile::tempdir().unwrap();
+    let copy = tmp.path().join("linux");
+    copy_tree(&kernel, &copy);
+    let main = copy.join("virt/kvm/kvm_main.c");
+    let src = std::fs::read_to_string(&main).unwrap();
+    let from = "static int kvm_online_cpu(unsigned int cpu)\n{\n";
+    let body = "\treturn kvm_enable_virtualization_cpu();\n}\n";
+    let at = src.find(from).expect("6.12's kvm_online_cpu()");
+    let end = at + src[at..].find(body).expect("6.12's kvm_online_cpu() returns the enable") + body.len();
+    let locked = format!(
+        "{from}\tint ret;\n\n\tmutex_lock(&kvm_lock);\n\tret = kvm_enable_virtualization_cpu();\n\
+         \tmutex_unlock(&kvm_lock);\n\treturn ret;\n}}\n"
+    );
+    std::fs::write(&main, format!("{}{locked}{}", &src[..at], &src[end..])).unwrap();
+    let modified = hw014_classes(&copy);
+    assert!(through(&modified), "6.12 with kvm_lock in the ONLINE callback: {modified:?}");
+    // Only the new shape's cycles are new: each goes through kvm_lock.
+    for c in &modified {
+        assert!(c.iter().any(|s| s == "kvm_lock"), "{c:?}");
+    }
+}

@@ -132,14 +132,19 @@ fn a_c_file_over_the_read_limit_is_skipped_unread_with_a_warning() {
     let size = analyzer::source::MAX_SOURCE_FILE_BYTES + 1;
     sparse(&tree.join("virt/kvm/huge.c"), size);
     let clean = kvmtk(dir.path(), &["check", fixture("default").to_str().unwrap(), "--no-cache", "--format", "json"]);
-    let warning = format!(
-        "virt/kvm/huge.c: not read: 64.0 MiB ({size} bytes) is over the 64 MiB limit for a source file; skipped"
-    );
-    for command in [vec!["check", "tree", "--no-cache", "--format", "json"], vec!["refs", "tree", "--scope", "all"]] {
+    let detail = format!("not read: 64.0 MiB ({size} bytes) is over the 64 MiB limit for a source file; skipped");
+    for command in
+        [vec!["check", "tree", "--no-cache", "--format", "json", "--verbose"], vec!["refs", "tree", "--scope", "all"]]
+    {
         let o = kvmtk(dir.path(), &command);
         let err = stderr(&o);
-        // `check` warns on standard error, `refs` lists it in its report.
-        let said = if command[0] == "check" { err.clone() } else { String::from_utf8_lossy(&o.stdout).into_owned() };
+        // `check --verbose` warns on standard error (paths from the current
+        // directory), `refs` lists it in its report (paths in the tree).
+        let (said, warning) = if command[0] == "check" {
+            (err.clone(), format!("tree/virt/kvm/huge.c: warning: {detail}"))
+        } else {
+            (String::from_utf8_lossy(&o.stdout).into_owned(), format!("virt/kvm/huge.c: {detail}"))
+        };
         assert!(said.contains(&warning), "{command:?}: {said}");
         if command[0] == "check" {
             // The rest of the tree is analyzed as without the file.
@@ -163,10 +168,10 @@ fn a_fifo_or_a_device_in_a_tree_does_not_block_the_load() {
     // A link out of the tree to an endless device.
     std::os::unix::fs::symlink("/dev/zero", tree.join("virt/kvm/zero.c")).unwrap();
     let clean = kvmtk(dir.path(), &["check", fixture("default").to_str().unwrap(), "--no-cache", "--format", "json"]);
-    let o = kvmtk(dir.path(), &["check", "tree", "--no-cache", "--format", "json"]);
+    let o = kvmtk(dir.path(), &["check", "tree", "--no-cache", "--format", "json", "--verbose"]);
     let err = stderr(&o);
     assert_eq!(o.status.code(), clean.status.code(), "{err}");
     assert_eq!(findings(&o), findings(&clean), "{err}");
-    assert!(err.contains("kvmtk: warning: virt/kvm/pipe.c: cannot read: it is a FIFO, not a regular file\n"), "{err}");
-    assert!(err.contains("kvmtk: warning: virt/kvm/zero.c: symbolic link points outside the tree"), "{err}");
+    assert!(err.contains("tree/virt/kvm/pipe.c: warning: cannot read: it is a FIFO, not a regular file\n"), "{err}");
+    assert!(err.contains("tree/virt/kvm/zero.c: warning: symbolic link points outside the tree"), "{err}");
 }

@@ -312,9 +312,18 @@ fn branch_names_are_checked_like_git_check_ref_format_branch() {
         "tab\tname",
         "",
     ];
+    // In a fresh repository: `@{-1}` names the previously checked-out
+    // branch, so in a repository with a checkout history git accepts it.
+    let fresh = tempfile::tempdir().unwrap();
+    assert!(Command::new("git").args(["init", "-q"]).current_dir(fresh.path()).status().unwrap().success());
     for name in names {
-        let git_ok =
-            Command::new("git").args(["check-ref-format", "--branch", name]).output().unwrap().status.success();
+        let git_ok = Command::new("git")
+            .args(["check-ref-format", "--branch", name])
+            .current_dir(fresh.path())
+            .output()
+            .unwrap()
+            .status
+            .success();
         let ours = patchgen::series::output::check_branch_name(name);
         assert_eq!(ours.is_ok(), git_ok, "`{name}`: {ours:?}");
     }

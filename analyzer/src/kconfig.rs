@@ -28,8 +28,11 @@ pub fn arch_kconfig(arch: &str) -> String {
 pub struct Kconfig {
     /// Every `config` (and `menuconfig`) symbol declared in the files read.
     declared: BTreeSet<String>,
-    /// What each symbol `select`s.
-    selects: BTreeMap<String, BTreeSet<String>>,
+    /// What each symbol `select`s, by the file that declares it: the
+    /// common Kconfig (`None`) and each arch's. Per file, because every
+    /// arch declares a `config KVM` of its own: one arch's selects must not
+    /// count for another.
+    selects: BTreeMap<Option<String>, BTreeMap<String, BTreeSet<String>>>,
     /// The symbols declared in each arch's KVM Kconfig.
     arch_options: BTreeMap<String, BTreeSet<String>>,
 }
@@ -72,16 +75,22 @@ impl Kconfig {
                 None if f.path == COMMON_KCONFIG => None,
                 _ => continue,
             };
-            let (declared, selects) = read(&f.text());
-            if let Some(a) = arch {
-                k.arch_options.entry(a.to_string()).or_default().extend(declared.iter().cloned());
-            }
-            k.declared.extend(declared);
-            for (c, s) in selects {
-                k.selects.entry(c).or_default().extend(s);
-            }
+            k.add_file(arch, &f.text());
         }
         k
+    }
+
+    /// Add one Kconfig file: the common one (`arch` None) or an arch's.
+    fn add_file(&mut self, arch: Option<&str>, text: &str) {
+        let (declared, selects) = read(text);
+        if let Some(a) = arch {
+            self.arch_options.entry(a.to_string()).or_default().extend(declared.iter().cloned());
+        }
+        self.declared.extend(declared);
+        let own = self.selects.entry(arch.map(str::to_string)).or_default();
+        for (c, s) in selects {
+            own.entry(c).or_default().extend(s);
+        }
     }
 
     /// The symbols that may be enabled when `arch` builds KVM: its KVM
@@ -90,9 +99,10 @@ impl Kconfig {
     pub fn enabled(&self, arch: &str) -> Option<BTreeSet<String>> {
         let mut seen: BTreeSet<String> = BTreeSet::new();
         let mut stack: Vec<String> = self.arch_options.get(arch)?.iter().cloned().collect();
+        let files = [self.selects.get(&Some(arch.to_string())), self.selects.get(&None)];
         while let Some(s) = stack.pop() {
             if seen.insert(s.clone()) {
-                stack.extend(self.selects.get(&s).into_iter().flatten().cloned());
+                stack.extend(files.iter().flatten().filter_map(|m| m.get(&s)).flatten().cloned());
             }
         }
         Some(seen)
@@ -148,22 +158,26 @@ mod tests {
     #[test]
     fn compiled_out_only_for_declared_unselected_symbols() {
         let mut k = Kconfig::default();
-        let (d1, s1) = read("config GENERIC_ON\n\tbool\n");
-        let (d2, s2) = read("config ARCH_A_KVM\n\tselect GENERIC_ON\n");
-        let (d3, s3) = read("config ARCH_B_KVM\n\tselect OTHER\n");
-        for (arch, d, s) in [(None, d1, s1), (Some("a"), d2, s2), (Some("b"), d3, s3)] {
-            if let Some(a) = arch {
-                k.arch_options.entry(a.to_string()).or_default().extend(d.iter().cloned());
-            }
-            k.declared.extend(d);
-            for (c, x) in s {
-                k.selects.entry(c).or_default().extend(x);
-            }
-        }
+        k.add_file(None, "config GENERIC_ON\n\tbool\n");
+        k.add_file(Some("a"), "config ARCH_A_KVM\n\tselect GENERIC_ON\n");
+        k.add_file(Some("b"), "config ARCH_B_KVM\n\tselect OTHER\n");
         let cond = vec!["CONFIG_GENERIC_ON".to_string()];
         assert!(!k.compiled_out("a", &cond));
         assert!(k.compiled_out("b", &cond));
         assert!(!k.compiled_out("b", &["CONFIG_UNKNOWN".to_string()]));
         assert!(!k.compiled_out("c", &cond), "an arch without a Kconfig read: unknown");
+    }
+
+    #[test]
+    fn one_archs_config_kvm_selects_nothing_for_another() {
+        // Every arch declares its own `config KVM`: arch a's selects the
+        // generic code, arch b's does not (6.12's x86 and powerpc).
+        let mut k = Kconfig::default();
+        k.add_file(None, "config GENERIC_ON\n\tbool\n");
+        k.add_file(Some("a"), "config KVM\n\tselect GENERIC_ON\n");
+        k.add_file(Some("b"), "config KVM\n\tselect OTHER\n");
+        let cond = vec!["CONFIG_GENERIC_ON".to_string()];
+        assert!(!k.compiled_out("a", &cond));
+        assert!(k.compiled_out("b", &cond));
     }
 }

@@ -59,7 +59,10 @@ fn expected_context(desc: &str) -> &'static str {
         ("syscore", "syscore"),
         // syscore_shutdown() runs on the restart path with other CPUs online.
         ("syscore shutdown", "reboot"),
-        ("reboot notifier", "reboot"),
+        // A reboot notifier runs before migrate_to_reboot_cpu(): CPU hotplug
+        // is still enabled there, unlike syscore shutdown.
+        ("reboot notifier", "reboot_notifier"),
+        ("module param setter", "module_param"),
         ("PM notifier", "pm"),
         ("CPU PM notifier", "cpu_pm"),
         ("stop_machine", "stop_machine"),
@@ -103,6 +106,8 @@ fn every_context_kind_is_derived() {
         "cpuhp_online",
         "syscore",
         "reboot",
+        "reboot_notifier",
+        "module_param",
         "pm",
         "cpu_pm",
         "stop_machine",

@@ -216,7 +216,7 @@ fn sarif_structure() {
     assert_eq!(driver["name"], "kvmtk");
     assert_eq!(driver["version"], env!("CARGO_PKG_VERSION"));
     let rules = driver["rules"].as_array().unwrap();
-    assert_eq!(rules.len(), 13);
+    assert_eq!(rules.len(), 14);
     assert_eq!(rules.len(), REGISTRY.len());
     for (rule, info) in rules.iter().zip(REGISTRY) {
         assert_eq!(rule["id"], info.id);

@@ -26,11 +26,15 @@ fn check_common(tree: &SourceTree) {
     ] {
         assert!(tree.file(path).is_some(), "{}: {path} missing", tree.root_label);
     }
-    // Only the KVM file set: no Makefiles, no other documentation.
-    assert!(tree
-        .files
-        .iter()
-        .all(|f| f.path.ends_with(".c") || f.path.ends_with(".h") || f.path == "Documentation/virt/kvm/locking.rst"));
+    // Only the KVM file set: no Makefiles, no other documentation; the KVM
+    // Kconfig files (read as data: which `#ifdef`'d common code each arch
+    // builds).
+    assert!(tree.files.iter().all(|f| f.path.ends_with(".c")
+        || f.path.ends_with(".h")
+        || f.path == "Documentation/virt/kvm/locking.rst"
+        || f.path == analyzer::kconfig::COMMON_KCONFIG
+        || f.arch.as_deref().is_some_and(|a| f.path == analyzer::kconfig::arch_kconfig(a))));
+    assert!(tree.file(analyzer::kconfig::COMMON_KCONFIG).is_some());
     assert!(tree.file("virt/kvm/Makefile.kvm").is_none());
     assert!(tree.file("Documentation/virt/kvm/api.rst").is_none());
     // Sorted, unique, each with its arch and blob id.
@@ -48,7 +52,8 @@ fn linux_6_1() {
     };
     check_common(&tree);
     assert_eq!(tree.arches, ["arm64", "mips", "powerpc", "riscv", "s390", "x86"]);
-    assert_eq!(tree.files.len(), 281);
+    // 274 C files and headers, locking.rst, and 7 KVM Kconfig files.
+    assert_eq!(tree.files.len(), 288);
     let main = String::from_utf8_lossy(&tree.file("virt/kvm/kvm_main.c").unwrap().bytes).into_owned();
     assert!(main.contains("kvm_count_lock"));
     assert!(main.contains("CPUHP_AP_KVM_STARTING"));
@@ -61,7 +66,8 @@ fn linux_6_12() {
     };
     check_common(&tree);
     assert_eq!(tree.arches, ["arm64", "loongarch", "mips", "powerpc", "riscv", "s390", "x86"]);
-    assert_eq!(tree.files.len(), 322);
+    // With the common and 7 arch KVM Kconfig files.
+    assert_eq!(tree.files.len(), 330);
     let main = String::from_utf8_lossy(&tree.file("virt/kvm/kvm_main.c").unwrap().bytes).into_owned();
     assert!(main.contains("kvm_usage_lock"));
     assert!(main.contains("CPUHP_AP_KVM_ONLINE"));

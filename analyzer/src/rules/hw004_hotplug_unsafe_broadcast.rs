@@ -203,19 +203,16 @@ pub fn check(input: &RuleInput<'_>) -> Vec<Finding> {
             // What it is about: the broadcast primitive, the hotplug side it
             // races with (startup or teardown, not the callback's name nor its
             // section: moving the callbacks, as the series does, is no fix),
-            // the per-CPU state (the shared function when it names none), and
-            // the context broadcasting. No function names besides: renaming
-            // the callback or extracting a helper keeps the finding.
-            let mut symbols = vec![
+            // and the context broadcasting. Neither function names nor the
+            // per-CPU state's name: renaming the callback, extracting a
+            // helper or changing how the state is kept (a cpumask becoming a
+            // per-CPU flag) keeps the finding; two broadcasts alike in one
+            // file are told apart by their order (`distinct_fingerprints`).
+            let symbols = vec![
                 b.primitive.clone(),
                 format!("hotplug {}", cb.root.role.as_deref().unwrap_or("callback")),
                 format!("from {}", r.key.context),
             ];
-            if state_names.is_empty() {
-                symbols.push(sf.name.clone());
-            } else {
-                symbols.extend(state_names.iter().map(|n| format!("state {n}")));
-            }
             out.push(
                 Finding::new(
                     info,

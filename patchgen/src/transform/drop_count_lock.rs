@@ -565,7 +565,7 @@ pub fn plan(input: &TransformInput<'_>) -> Result<Change, Refusal> {
     edits.extend(doc_edits);
 
     // The lock-order check: this design must close no cycle.
-    let cycles = introduced_cycles(input.tree, input.api, input.findings, &edits).map_err(|e| refuse(e))?;
+    let cycles = introduced_cycles(input.tree, input.api, input.findings, &edits).map_err(refuse)?;
     if let Some(c) = cycles.first() {
         return Err(refuse(format!(
             "replacing `{raw}` with the mutex `{new}` would close a lock-order cycle: {}",

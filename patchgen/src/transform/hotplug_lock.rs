@@ -19,7 +19,7 @@ use analyzer::graph::FnId;
 use analyzer::locks::{call_lock_op, LockState, OccurrenceKind};
 use analyzer::rules::queries::atomic_reason;
 
-use super::util::{alone_on_lines, file_bytes, indent_at, line_end_incl, line_start, wrap};
+use super::util::{alone_on_lines, and_list, file_bytes, indent_at, line_end_incl, line_start, wrap};
 use super::{Change, Refusal, TransformInput};
 use crate::edit::Edit;
 
@@ -214,7 +214,7 @@ pub fn plan(input: &TransformInput<'_>) -> Result<Change, Refusal> {
         }
     }
     let removes: Vec<String> = findings.iter().map(|f| f.fingerprint.clone()).collect();
-    let w = wrapped.join(" and ");
+    let w = and_list(&wrapped);
     let inside = if locks_inside.is_empty() {
         String::new()
     } else {
@@ -233,7 +233,7 @@ pub fn plan(input: &TransformInput<'_>) -> Result<Change, Refusal> {
          Disable CPU hotplug with {READ_LOCK}() in {w}.{inside} The hotplug callbacks run with \
          {HOTPLUG_LOCK} held for write, so they are now serialized against the broadcasts.\n\n\
          This removes HW004 (hotplug-unsafe-broadcast) for {b}.",
-        b = broadcasters.join(" and "),
+        b = and_list(&broadcasters),
     );
     let subject = "KVM: Disable CPU hotplug during hardware enabling/disabling".to_string();
     Ok(Change { subject, body: wrap(&body, 72), edits, removes })

@@ -29,7 +29,8 @@ use analyzer::facts::{Block, CallSite, Callee, Event, FileFacts, Function, Stmt}
 use analyzer::graph::visit_calls;
 
 use super::util::{
-    file_bytes, gotos_to, ident_uses, is_declaration, line_end_incl, line_start, stmt_span, text_of, whole_lines, wrap,
+    and_list, file_bytes, gotos_to, ident_uses, is_declaration, line_end_incl, line_start, stmt_span, text_of,
+    whole_lines, wrap,
 };
 use super::{Change, Refusal, TransformInput};
 use crate::edit::Edit;
@@ -441,7 +442,7 @@ pub fn plan(input: &TransformInput<'_>) -> Result<Change, Refusal> {
         .filter(|f| f.rule == "HW005" && f.symbols.iter().any(|s| s == &mask))
         .map(|f| f.fingerprint.clone())
         .collect();
-    let users = users.into_iter().map(|u| format!("{u}()")).collect::<Vec<_>>().join(" and ");
+    let users = and_list(&users.into_iter().map(|u| format!("{u}()")).collect::<Vec<_>>());
     let mut body = format!(
         "Use a per-CPU bool, `{new}`, instead of the global cpumask `{mask}` to \
          track which CPUs have enabled hardware virtualization.\n\n\

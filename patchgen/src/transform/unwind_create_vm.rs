@@ -77,6 +77,21 @@ fn goto_at(block: &Block, line: u32, col: u32) -> Option<(Span, String)> {
     None
 }
 
+/// How HW011's evidence ends for the other exits that skip the same steps.
+const SKIPS_TOO: &str = "skips it too";
+
+/// The calls whose failure takes a finding's exits, as its evidence names
+/// them ("... before the failing `X()`", "... when `X()` fails skips it too").
+fn failing_calls(f: &Finding) -> Vec<String> {
+    let name_after = |text: &str, marker: &str| {
+        text.split_once(marker).and_then(|(_, rest)| rest.split_once("()`")).map(|(n, _)| n.to_string())
+    };
+    f.related
+        .iter()
+        .filter_map(|r| name_after(&r.message, "before the failing `").or_else(|| name_after(&r.message, "when `")))
+        .collect()
+}
+
 /// A missing step and its undo, from a finding's related evidence (pairs:
 /// where the step is done, where its undo is known from).
 struct Missing<'a> {
@@ -126,14 +141,29 @@ pub fn plan(input: &TransformInput<'_>) -> Result<Change, Refusal> {
             }
             _ => target = Some(label),
         }
-        let names: Vec<String> = f.symbols.iter().skip(2).cloned().collect();
+        let names: Vec<String> =
+            f.symbols.iter().filter_map(|s| s.strip_prefix("skips ")).map(str::to_string).collect();
+        // The other exits that skip the same steps are the finding's
+        // evidence ("... skips it too"); they need the same unwind.
+        for other in f.related.iter().filter(|r| r.message.ends_with(SKIPS_TOO)) {
+            match goto_at(&creator.body, other.line, other.col) {
+                Some((span, l)) if Some(&l) == target.as_ref() => exits.push(span),
+                _ => {
+                    return Err(refuse(format!(
+                        "{}:{}: an exit HW011 names is not a `goto` to the same label",
+                        other.file, other.line
+                    )))
+                }
+            }
+        }
         match &missing_names {
             Some(m) if *m != names => {
                 return Err(refuse(format!("{}(): the failing exits leave different steps undone", creator.name)))
             }
             Some(_) => {}
             None => {
-                for pair in f.related.chunks(2) {
+                let steps: Vec<_> = f.related.iter().filter(|r| !r.message.ends_with(SKIPS_TOO)).collect();
+                for pair in steps.chunks(2) {
                     let [done, undo] = pair else { continue };
                     let Some(step) = call_at(&creator_calls, done.line, done.col) else {
                         return Err(refuse(format!("{}:{}: cannot find the step HW011 names", done.file, done.line)));
@@ -293,7 +323,7 @@ fn change(
     undone: &[String],
     edits: Vec<Edit>,
 ) -> Change {
-    let failing: BTreeSet<String> = findings.iter().filter_map(|f| f.symbols.get(1).cloned()).collect();
+    let failing: BTreeSet<String> = findings.iter().flat_map(|f| failing_calls(f)).collect();
     let failing = failing.into_iter().map(|f| format!("{f}()")).collect::<Vec<_>>().join(", ");
     let undone_list = undone.join(" or ");
     let fix = if label == target {

@@ -256,6 +256,17 @@ pub fn describe_cycle(f: &analyzer::rules::Finding) -> String {
 /// Wrap a paragraph-structured text at `width` columns. Paragraphs are
 /// separated by blank lines; lines starting with whitespace (code, quoted
 /// lists) are kept as they are.
+/// `a`, `a and b`, `a, b and c`: a list as a commit message says it.
+pub fn and_list<S: AsRef<str>>(items: &[S]) -> String {
+    match items {
+        [] => String::new(),
+        [one] => one.as_ref().to_string(),
+        [init @ .., last] => {
+            format!("{} and {}", init.iter().map(AsRef::as_ref).collect::<Vec<_>>().join(", "), last.as_ref())
+        }
+    }
+}
+
 pub fn wrap(text: &str, width: usize) -> String {
     let mut out: Vec<String> = Vec::new();
     for para in text.split("\n\n") {

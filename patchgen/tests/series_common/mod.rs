@@ -77,7 +77,8 @@ fn occurrences(text: &[u8], name: &str) -> Vec<usize> {
 }
 
 /// Test transformation: rename the function HW005 reports (found through
-/// the findings), claiming its HW005 finding.
+/// the findings), claiming its HW005 finding: a claim a pure rename cannot
+/// meet, since a finding's identity does not include function names.
 fn plan_rename(input: &TransformInput<'_>) -> Result<Change, Refusal> {
     let f = input
         .findings
@@ -98,9 +99,9 @@ fn plan_rename(input: &TransformInput<'_>) -> Result<Change, Refusal> {
         body: format!(
             "{name}() enables virtualization on the CPU it runs on, and the\n\
              name should say so.\n\n\
-             Removes HW005 in {name}() (test transformation: the\n\
-             fingerprint names the function, so renaming it removes the\n\
-             finding)."
+             Claims HW005 in {name}() (test transformation: the\n\
+             fingerprint does not name the function, so a rename keeps\n\
+             the finding and this claim is not met)."
         ),
         edits,
         removes: vec![f.fingerprint.clone()],

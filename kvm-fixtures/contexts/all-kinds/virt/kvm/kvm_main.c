@@ -146,6 +146,21 @@ static struct notifier_block ctx_reboot_nb = {
 	.priority = 0,
 };
 
+/* A module parameter with its own setter: runs on every sysfs write. */
+static int ctx_param_set(const char *val, const struct kernel_param *kp)
+{
+	ctx_leaf("module param setter");
+	return param_set_bool(val, kp);
+}
+
+static const struct kernel_param_ops ctx_param_ops = {
+	.set = ctx_param_set,
+	.get = param_get_bool,
+};
+
+static bool ctx_param_value;
+module_param_cb(ctx_param, &ctx_param_ops, &ctx_param_value, 0644);
+
 static int ctx_pm_notify(struct notifier_block *nb, unsigned long action,
 			 void *unused)
 {

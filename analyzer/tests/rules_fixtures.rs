@@ -104,4 +104,9 @@ fixture_tests! {
     hw012 => "hw012-spurious-heavy-enable",
     hw013 => "hw013-locking-doc-drift",
     hw014 => "hw014-lock-order-cycle",
+    // Second cases, each for a precision fix: a reboot notifier is not
+    // syscore shutdown (hotplug still enabled); an arch that does not
+    // select the common enabling's Kconfig symbol has no count to mirror.
+    hw004_reboot_notifier => "hw004-reboot-notifier",
+    hw010_kconfig_opt_out => "hw010-kconfig-opt-out",
 }

@@ -55,7 +55,7 @@ struct OutputArgs {
 enum Command {
     /// The hardware-enable call graph with execution contexts and lock sets.
     Graph(GraphArgs),
-    /// Report findings of rules HW001-HW013.
+    /// Report findings of rules HW001-HW014.
     Check(CheckArgs),
     /// Explain a rule (what it finds, why, an example, the fix), or list them.
     Explain {

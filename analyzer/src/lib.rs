@@ -9,7 +9,7 @@
 //!   -> graph    (per-arch symbol table and call graph)
 //!   -> locks    (flow-sensitive lock sets inside each function)
 //!   -> contexts (execution contexts and lock sets across the graph, with witnesses)
-//!   -> rules    (HW001-HW013)
+//!   -> rules    (HW001-HW014)
 //!   -> report   (text, JSON, SARIF, GitHub annotations, GitLab Code Quality)
 //! ```
 //!

@@ -2,65 +2,19 @@
 //! exit 1 in every format; a baseline accepts them; bad input exits 2 with
 //! one clear message and writes nothing.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 
 fn kvmtk(dir: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_kvmtk")).args(args).current_dir(dir).output().expect("run kvmtk")
 }
 
-fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("kvm-fixtures").join(name)
-}
+#[path = "../test-support/hw001_repo.rs"]
+mod hw001_repo;
+use hw001_repo::{fixture, git};
 
-fn git(dir: &Path, args: &[&str]) -> String {
-    let o = Command::new("git")
-        .args(args)
-        .current_dir(dir)
-        .env("GIT_CONFIG_GLOBAL", "/dev/null")
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .env("GIT_AUTHOR_NAME", "Test Author")
-        .env("GIT_AUTHOR_EMAIL", "test@example.org")
-        .env("GIT_COMMITTER_NAME", "Test Author")
-        .env("GIT_COMMITTER_EMAIL", "test@example.org")
-        .env("GIT_AUTHOR_DATE", "Mon, 3 Jun 2024 10:00:00 +0000")
-        .env("GIT_COMMITTER_DATE", "Mon, 3 Jun 2024 10:00:00 +0000")
-        .output()
-        .expect("run git");
-    assert!(o.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&o.stderr));
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn copy(src: &Path, dest: &Path) {
-    std::fs::create_dir_all(dest).unwrap();
-    for e in std::fs::read_dir(src).unwrap() {
-        let e = e.unwrap();
-        let to = dest.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy(&e.path(), &to);
-        } else {
-            std::fs::copy(e.path(), to).unwrap();
-        }
-    }
-}
-
-/// `repo/`: the HW001 quiet tree tagged `base`, then a commit making it the
-/// fire tree on `topic`; `0001-resync.patch`: that commit as a patch.
 fn setup() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    let repo = dir.path().join("repo");
-    copy(&fixture("rules/hw001-unguarded-list-walk/quiet"), &repo);
-    git(&repo, &["init", "-q", "-b", "topic"]);
-    git(&repo, &["add", "-A"]);
-    git(&repo, &["commit", "-q", "-m", "base"]);
-    git(&repo, &["tag", "base"]);
-    std::fs::remove_dir_all(repo.join("arch")).unwrap();
-    std::fs::remove_dir_all(repo.join("virt")).unwrap();
-    copy(&fixture("rules/hw001-unguarded-list-walk/fire"), &repo);
-    git(&repo, &["add", "-A"]);
-    git(&repo, &["commit", "-q", "-m", "x86: Resync the clock of every guest on CPU online"]);
-    git(&repo, &["format-patch", "-q", "-1", "-o", ".."]);
-    dir
+    hw001_repo::setup().0
 }
 
 fn out(o: &Output) -> String {

@@ -53,6 +53,7 @@ use analyzer::rules::queries::{
     atomic_reason, excluded_by, held_at, list_walks, list_writes, lock_acquisitions, other_cpus_run,
 };
 
+use super::hotplug_lock::HOTPLUG_LOCK;
 use super::util::{
     alone_on_lines, describe_cycle, file_bytes, ident_uses, indent_at, introduced_cycles, line_end_incl, line_start,
     text_of, whole_lines, wrap,
@@ -63,8 +64,6 @@ use crate::edit::Edit;
 /// Slug of this transformation (file names, `--only`).
 pub const SLUG: &str = "drop-count-lock";
 const NAME: &str = SLUG;
-/// The CPU hotplug lock's name in the API model.
-const HOTPLUG_LOCK: &str = "cpu_hotplug_lock";
 
 fn refuse(reason: impl Into<String>) -> Refusal {
     Refusal { transformation: NAME, reason: reason.into() }

@@ -27,7 +27,7 @@ pub const SLUG: &str = "hotplug-lock";
 const NAME: &str = "disable CPU hotplug during enable/disable on all CPUs";
 
 /// The hotplug lock's name in the API model and the calls taking it for read.
-const HOTPLUG_LOCK: &str = "cpu_hotplug_lock";
+pub(crate) const HOTPLUG_LOCK: &str = "cpu_hotplug_lock";
 pub(crate) const READ_LOCK: &str = "cpus_read_lock";
 const READ_UNLOCK: &str = "cpus_read_unlock";
 

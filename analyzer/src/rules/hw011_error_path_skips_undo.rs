@@ -1177,7 +1177,7 @@ pub fn check(input: &RuleInput<'_>) -> Vec<Finding> {
                     col: s.call.span.col,
                     message: match &s.via {
                         Some(via) => {
-                            format!("`{}()` done here in `{}()`, before the failing `{}()`", via, s.name, exit.failing)
+                            format!("`{}()` done here in `{}()`, before the failing `{}()`", s.name, via, exit.failing)
                         }
                         None => format!("`{}()` done here, before the failing `{}()`", s.name, exit.failing),
                     },

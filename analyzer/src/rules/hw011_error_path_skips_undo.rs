@@ -301,6 +301,9 @@ fn list_member(api: &ApiModel, c: &CallSite) -> Option<String> {
     c.args.get(op.entry_arg).and_then(super::queries::member_of)
 }
 
+/// What a function leaves done when it succeeds: (step, its undos).
+type Summary = Rc<[(String, Vec<String>)]>;
+
 /// What the rule learns about the tree once per run: undo names, what
 /// each call runs, what each function leaves done, each file's build.
 struct Ctx<'a, 'b> {
@@ -314,7 +317,7 @@ struct Ctx<'a, 'b> {
     performs: HashMap<(u32, String), Rc<BTreeSet<String>>>,
     /// What a function leaves done when it succeeds, in a caller's build:
     /// (step, its undos). By (function, calling file).
-    summaries: HashMap<(FnId, u32), Rc<[(String, Vec<String>)]>>,
+    summaries: HashMap<(FnId, u32), Summary>,
 }
 
 /// How deep [`Ctx::performs`] follows calls.
@@ -395,7 +398,7 @@ impl<'a, 'b> Ctx<'a, 'b> {
     /// What `g` leaves done when it returns without failing, in the build
     /// of a caller in `file`: the calls with an undo completed on every
     /// such return and not undone before it.
-    fn summary(&mut self, g: FnId, file: u32) -> Rc<[(String, Vec<String>)]> {
+    fn summary(&mut self, g: FnId, file: u32) -> Summary {
         if let Some(s) = self.summaries.get(&(g, file)) {
             return s.clone();
         }
@@ -423,7 +426,7 @@ impl<'a, 'b> Ctx<'a, 'b> {
             let evidence = Evidence { undo: undos[0].clone(), function: g, line: 0, col: 0, in_twin: false };
             candidates.push(Step { call: c, name: name.to_string(), via: None, undos: undos.to_vec(), evidence });
         }
-        let out: Rc<[(String, Vec<String>)]> = if candidates.is_empty() {
+        let out: Summary = if candidates.is_empty() {
             Rc::from(Vec::new())
         } else {
             let performed = self.performed_in(g);
@@ -556,7 +559,7 @@ fn steps<'a>(cx: &mut Ctx<'a, '_>, id: FnId) -> Vec<Step<'a>> {
     let calls = plain_calls(api, func);
     let on = cx.on(id.file);
     // What the calls of functions of the tree leave done.
-    let mut inner: Vec<(usize, String, Rc<[(String, Vec<String>)]>)> = Vec::new();
+    let mut inner: Vec<(usize, String, Summary)> = Vec::new();
     for (i, c) in calls.iter().enumerate() {
         let name = direct_name(c).unwrap_or_default();
         if let [g] = a.program.lookup(id.file, name)[..] {

@@ -259,4 +259,24 @@ mod tests {
         assert!(!k.compiled_out("a", &cond));
         assert!(k.compiled_out("b", &cond));
     }
+
+    #[test]
+    fn symbols_on_for_a_file_built_only_under_an_option_that_selects_them() {
+        let mut k = Kconfig::default();
+        k.add_file(
+            Some("p"),
+            "config P_HV\n\tbool\nconfig P_MC\n\tselect P_HV\n\tselect P_COND if X\nconfig P_V2\n\tselect OTHER\n",
+        );
+        let make = "mc-objs := shared.o mc.o\nv2-objs := shared.o v2.o\nkvm-objs-$(CONFIG_P_MC) := $(mc-objs)\nkvm-objs-$(CONFIG_P_V2) := $(v2-objs)\nkvm-y += $(kvm-objs-y)\nobj-$(CONFIG_P_MC) += kvm.o\nobj-$(CONFIG_P_V2) += kvm.o\n";
+        k.builds.insert("p".into(), crate::kbuild::BuildConditions::read("arch/p/kvm", make));
+        let mc = k.always_on_for("p", "arch/p/kvm/mc.c");
+        assert!(mc.contains("P_MC") && mc.contains("P_HV"), "{mc:?}");
+        assert!(!mc.contains("P_COND"), "a conditional select is not always on");
+        assert!(!k.always_on_for("p", "arch/p/kvm/shared.c").contains("P_HV"), "shared.c is built for V2 too");
+        assert!(k.always_on_for("p", "arch/p/kvm/unknown.c").is_empty());
+        let on: BTreeSet<String> = ["P_HV".to_string()].into();
+        assert_eq!(live_branches(["!CONFIG_P_HV", "else"], &on), [false, true]);
+        assert_eq!(live_branches(["CONFIG_P_HV", "else"], &on), [true, false]);
+        assert_eq!(live_branches(["!defined(CONFIG_OTHER)", "else"], &on), [true, true]);
+    }
 }

@@ -263,6 +263,8 @@ pub enum Stmt {
     Return {
         span: Span,
         events: Vec<Event>,
+        /// The value returned when it is a literal (`0`, `-1`, `true`): a caller can tell a call that never fails (HW011).
+        value: Option<String>,
     },
     Goto {
         span: Span,

@@ -35,12 +35,28 @@ pub struct Kconfig {
     selects: BTreeMap<Option<String>, BTreeMap<String, BTreeSet<String>>>,
     /// The symbols declared in each arch's KVM Kconfig.
     arch_options: BTreeMap<String, BTreeSet<String>>,
+    /// The unconditional selects (`select X`, not `select X if Y`), by
+    /// file as `selects`: what is on whenever the selecting symbol is.
+    always_selects: BTreeMap<Option<String>, BTreeMap<String, BTreeSet<String>>>,
+    /// Which options build each arch file, from the arch's KVM Makefile.
+    builds: BTreeMap<String, crate::kbuild::BuildConditions>,
 }
 
+/// What each symbol selects: every select, and the unconditional ones.
+type Selects = BTreeMap<String, BTreeSet<String>>;
+
 /// The symbols declared in `text` and what each selects.
-fn read(text: &str) -> (BTreeSet<String>, BTreeMap<String, BTreeSet<String>>) {
+#[cfg(test)]
+fn read(text: &str) -> (BTreeSet<String>, Selects) {
+    let (declared, selects, _) = read_all(text);
+    (declared, selects)
+}
+
+/// [`read`], with the unconditional selects apart.
+fn read_all(text: &str) -> (BTreeSet<String>, Selects, Selects) {
     let mut declared = BTreeSet::new();
-    let mut selects: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    let mut selects: Selects = BTreeMap::new();
+    let mut always: Selects = BTreeMap::new();
     let mut current: Option<String> = None;
     for line in text.lines() {
         let line = line.split('#').next().unwrap_or("").trim();
@@ -53,6 +69,9 @@ fn read(text: &str) -> (BTreeSet<String>, BTreeMap<String, BTreeSet<String>>) {
             Some("select" | "imply") => {
                 if let (Some(c), Some(sym)) = (&current, words.next()) {
                     selects.entry(c.clone()).or_default().insert(sym.to_string());
+                    if words.next().is_none() {
+                        always.entry(c.clone()).or_default().insert(sym.to_string());
+                    }
                 }
             }
             Some("menu" | "endmenu" | "if" | "endif" | "choice" | "endchoice" | "source" | "comment") => {
@@ -61,7 +80,7 @@ fn read(text: &str) -> (BTreeSet<String>, BTreeMap<String, BTreeSet<String>>) {
             _ => {}
         }
     }
-    (declared, selects)
+    (declared, selects, always)
 }
 
 impl Kconfig {
@@ -77,12 +96,22 @@ impl Kconfig {
             };
             k.add_file(arch, &f.text());
         }
+        for f in &source.files {
+            if let Some(a) = f.arch.as_deref().filter(|a| f.path == crate::kbuild::arch_makefile(a)) {
+                let dir = f.path.trim_end_matches("/Makefile");
+                k.builds.insert(a.to_string(), crate::kbuild::BuildConditions::read(dir, &f.text()));
+            }
+        }
         k
     }
 
     /// Add one Kconfig file: the common one (`arch` None) or an arch's.
     fn add_file(&mut self, arch: Option<&str>, text: &str) {
-        let (declared, selects) = read(text);
+        let (declared, selects, always) = read_all(text);
+        let own_always = self.always_selects.entry(arch.map(str::to_string)).or_default();
+        for (c, s) in always {
+            own_always.entry(c).or_default().extend(s);
+        }
         if let Some(a) = arch {
             self.arch_options.entry(a.to_string()).or_default().extend(declared.iter().cloned());
         }
@@ -119,6 +148,56 @@ impl Kconfig {
             .iter()
             .any(|c| required_symbol(c).is_some_and(|sym| self.declared.contains(sym) && !enabled.contains(sym)))
     }
+}
+
+impl Kconfig {
+    /// The symbols on whenever the arch file `path` is built: those every
+    /// way of building it (its arch's KVM Makefile) requires, with what
+    /// they select unconditionally. Empty when the Makefile does not name
+    /// the file (nothing is known).
+    pub fn always_on_for(&self, arch: &str, path: &str) -> BTreeSet<String> {
+        let Some(ways) = self.builds.get(arch).and_then(|b| b.ways(path)) else {
+            return BTreeSet::new();
+        };
+        let files = [self.always_selects.get(&Some(arch.to_string())), self.always_selects.get(&None)];
+        let closure = |way: &BTreeSet<String>| {
+            let mut seen = BTreeSet::new();
+            let mut stack: Vec<String> = way.iter().cloned().collect();
+            while let Some(s) = stack.pop() {
+                if seen.insert(s.clone()) {
+                    stack.extend(files.iter().flatten().filter_map(|m| m.get(&s)).flatten().cloned());
+                }
+            }
+            seen
+        };
+        let mut ways = ways.iter().map(closure);
+        let first = ways.next().unwrap_or_default();
+        ways.fold(first, |acc, w| acc.intersection(&w).cloned().collect())
+    }
+}
+
+/// Which branches of an `#if`/`#ifdef` chain (conditions as facts write
+/// them: `CONFIG_X`, `!CONFIG_X`, `defined(CONFIG_X)`, `else`) can be
+/// compiled when every symbol of `on` is enabled: a branch testing that a
+/// symbol of `on` is off cannot, nor an `else` after a branch testing that
+/// one is on. Everything else may be.
+pub fn live_branches<'c>(conditions: impl IntoIterator<Item = &'c str>, on: &BTreeSet<String>) -> Vec<bool> {
+    let mut taken_before = false;
+    conditions
+        .into_iter()
+        .map(|c| {
+            let c = c.trim();
+            if c == "else" {
+                return !taken_before;
+            }
+            if required_symbol(c).is_some_and(|s| on.contains(s)) {
+                taken_before = true;
+                return true;
+            }
+            let negated = c.strip_prefix('!').map(str::trim);
+            !negated.and_then(required_symbol).is_some_and(|s| on.contains(s))
+        })
+        .collect()
 }
 
 /// The symbol a condition requires, when it is a plain positive test of
@@ -179,5 +258,25 @@ mod tests {
         let cond = vec!["CONFIG_GENERIC_ON".to_string()];
         assert!(!k.compiled_out("a", &cond));
         assert!(k.compiled_out("b", &cond));
+    }
+
+    #[test]
+    fn symbols_on_for_a_file_built_only_under_an_option_that_selects_them() {
+        let mut k = Kconfig::default();
+        k.add_file(
+            Some("p"),
+            "config P_HV\n\tbool\nconfig P_MC\n\tselect P_HV\n\tselect P_COND if X\nconfig P_V2\n\tselect OTHER\n",
+        );
+        let make = "mc-objs := shared.o mc.o\nv2-objs := shared.o v2.o\nkvm-objs-$(CONFIG_P_MC) := $(mc-objs)\nkvm-objs-$(CONFIG_P_V2) := $(v2-objs)\nkvm-y += $(kvm-objs-y)\nobj-$(CONFIG_P_MC) += kvm.o\nobj-$(CONFIG_P_V2) += kvm.o\n";
+        k.builds.insert("p".into(), crate::kbuild::BuildConditions::read("arch/p/kvm", make));
+        let mc = k.always_on_for("p", "arch/p/kvm/mc.c");
+        assert!(mc.contains("P_MC") && mc.contains("P_HV"), "{mc:?}");
+        assert!(!mc.contains("P_COND"), "a conditional select is not always on");
+        assert!(!k.always_on_for("p", "arch/p/kvm/shared.c").contains("P_HV"), "shared.c is built for V2 too");
+        assert!(k.always_on_for("p", "arch/p/kvm/unknown.c").is_empty());
+        let on: BTreeSet<String> = ["P_HV".to_string()].into();
+        assert_eq!(live_branches(["!CONFIG_P_HV", "else"], &on), [false, true]);
+        assert_eq!(live_branches(["CONFIG_P_HV", "else"], &on), [true, false]);
+        assert_eq!(live_branches(["!defined(CONFIG_OTHER)", "else"], &on), [true, true]);
     }
 }

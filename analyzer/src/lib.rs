@@ -29,6 +29,7 @@ pub mod enable_path;
 pub mod facts;
 pub mod graph;
 pub mod hash;
+pub mod kbuild;
 pub mod kconfig;
 pub mod kernel_docs;
 pub mod lint;

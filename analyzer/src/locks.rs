@@ -513,7 +513,7 @@ impl<'a, 'm> Walker<'a, 'm> {
                 // Without `default:` the switch may skip every case.
                 join_opt(join_opt(end, brk), Some(head))
             }
-            Stmt::Return { span, events } => {
+            Stmt::Return { span, events, .. } => {
                 let mut st = self.events(events, st);
                 // Guards are released by their cleanup on return.
                 for scope in &self.guard_scopes {

@@ -540,6 +540,7 @@ fn plan(lister: &dyn Lister, label: &str, opts: &SourceOptions) -> Result<(Plan,
     add_file_if_present(lister, crate::kconfig::COMMON_KCONFIG, &mut plan);
     for arch in all_arch_dirs.iter().filter(|a| keep_arch(a) && kvm_arches.contains(a)) {
         add_file_if_present(lister, &crate::kconfig::arch_kconfig(arch), &mut plan);
+        add_file_if_present(lister, &crate::kbuild::arch_makefile(arch), &mut plan);
     }
     for optional in [CPUHOTPLUG_H, LOCKING_DOC] {
         if lister.kind(optional) == EntryKind::Missing {

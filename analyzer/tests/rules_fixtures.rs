@@ -109,4 +109,7 @@ fixture_tests! {
     // select the common enabling's Kconfig symbol has no count to mirror.
     hw004_reboot_notifier => "hw004-reboot-notifier",
     hw010_kconfig_opt_out => "hw010-kconfig-opt-out",
+    // HW011 on arm64's 6.1 kvm_arch_init() shape: a flag-guarded step and
+    // a step done inside a called helper (upstream v2 17/50, 18/50).
+    hw011_arch_init_unwind => "hw011-arch-init-unwind",
 }

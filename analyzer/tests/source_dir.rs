@@ -62,6 +62,8 @@ fn loads_the_kvm_file_set_sorted() {
             "arch/powerpc/include/asm/kvm_ppc.h",
             "arch/x86/include/asm/kvm-x86-ops.h",
             "arch/x86/include/asm/kvm_host.h",
+            // Read as data: which options build each file (kbuild.rs).
+            "arch/x86/kvm/Makefile",
             "arch/x86/kvm/vmx/vmx.c",
             "arch/x86/kvm/x86.c",
             "include/linux/cpuhotplug.h",
@@ -110,6 +112,8 @@ fn arch_narrowing_keeps_common_files() {
             "Documentation/virt/kvm/locking.rst",
             "arch/x86/include/asm/kvm-x86-ops.h",
             "arch/x86/include/asm/kvm_host.h",
+            // Read as data: which options build each file (kbuild.rs).
+            "arch/x86/kvm/Makefile",
             "arch/x86/kvm/vmx/vmx.c",
             "arch/x86/kvm/x86.c",
             "include/linux/cpuhotplug.h",

@@ -116,6 +116,8 @@ fn fake_tree_revisions_symlinks_and_errors() {
             "Documentation/virt/kvm/locking.rst",
             "arch/s390/kvm/kvm-s390.c",
             "arch/x86/include/asm/kvm_host.h",
+            // Read as data: which options build each file (kbuild.rs).
+            "arch/x86/kvm/Makefile",
             "arch/x86/kvm/x86.c",
             "include/linux/cpuhotplug.h",
             "include/linux/kvm_host.h",

@@ -332,7 +332,13 @@ impl<'a, 'c> Body<'a, 'c> {
             "return_statement" => {
                 let mut events = Vec::new();
                 self.events(n, &mut events, AccessKind::Read, depth);
-                out.push(Stmt::Return { span, events });
+                let mut cur = n.walk();
+                let value = n
+                    .named_children(&mut cur)
+                    .find(|c| c.kind() != "comment")
+                    .filter(|c| literal_value(*c))
+                    .map(|c| cx.text(c));
+                out.push(Stmt::Return { span, events, value });
             }
             "goto_statement" => {
                 let label = n.child_by_field_name("label").map(|l| cx.text(l)).unwrap_or_default();
@@ -698,4 +704,16 @@ fn is_statement(kind: &str) -> bool {
             | "preproc_if"
             | "preproc_ifdef"
     )
+}
+
+/// Whether a returned expression is a literal: a number (also negated:
+/// `-1`), `true`, `false`.
+fn literal_value(n: Node) -> bool {
+    match n.kind() {
+        "number_literal" | "true" | "false" | "null" => true,
+        "unary_expression" => {
+            n.named_child_count() == 1 && n.named_child(0).is_some_and(|c| c.kind() == "number_literal")
+        }
+        _ => false,
+    }
 }

@@ -19,10 +19,37 @@
 //!
 //! A step only counts when its undo is evidenced: called by the function
 //! itself on a later path, or by its twin. The exit's own failing call is
-//! not a completed step, and neither is a step done only conditionally.
+//! not a completed step, and neither is a step done only conditionally,
+//! except under a flag (`if (!in_hyp_mode) { r = init_x(); ... }`): the
+//! flag holds at the exit too, so the step is owed there.
 //! The undos run by an exit are the calls on its branch before the jump
 //! plus every call from the label to the function's end, following
-//! fall-through into later labels.
+//! fall-through into later labels; a call undoes a step also when the
+//! function it calls does (`teardown_subsystems()` calling
+//! `kvm_unregister_perf_callbacks()`), a few calls deep.
+//!
+//! A call of a function of the tree also completes the steps that
+//! function leaves done when it succeeds (`init_subsystems()` returning
+//! with `kvm_register_perf_callbacks()` registered): they count as steps
+//! of the call when the caller or its twin undoes them.
+//!
+//! The build configuration is read, not assumed: a step whose function,
+//! with the `#if`/`#ifdef` blocks the caller's build leaves out removed,
+//! does nothing (no call, no write of shared data) needs no undo. The
+//! caller's build is what every way its file is built requires (the
+//! arch's KVM Makefile: `kvm-objs-$(CONFIG_X) := ...`), with what those
+//! options select (the KVM Kconfig).
+//!
+//! An exit taken when a call fails that cannot fail (every `return` of the
+//! function, in the caller's build, returns `0`) is reported as a note:
+//! the unwind is missing but the path cannot be taken until that function
+//! learns to fail.
+//!
+//! The fix names the undo to run: the evidenced one, unless that undo also
+//! undoes the failing call itself (`foo_exit()` calling `kvm_exit()` after
+//! a failed `kvm_init()`), in which case it names what the step left done
+//! and its undo from the API model (`__get_free_pages()` ->
+//! `free_pages()`), or says that no existing undo is safe.
 //!
 //! ## Why is this bad?
 //! From the review thread: "Commit 5f6de5cbebee ("KVM: Prevent module exit
@@ -62,9 +89,10 @@
 //! labels, and jump there; or move the failing step before the first step
 //! the existing labels do not undo.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::rc::Rc;
 
-use super::{find_rule, Finding, Related, RuleInput};
+use super::{find_rule, Finding, Related, RuleInput, Severity};
 use crate::api::ApiModel;
 use crate::contexts::Analysis;
 use crate::facts::{Block, CallSite, Callee, Event, Function, Stmt};
@@ -88,6 +116,9 @@ struct Evidence {
 struct Step<'a> {
     call: &'a CallSite,
     name: String,
+    /// The function of the tree whose call completed it, when the step is
+    /// done inside that function (`init_subsystems()` registering).
+    via: Option<String>,
     /// Names whose call undoes it (a call named `U` or `U_*` counts).
     undos: Vec<String>,
     evidence: Evidence,
@@ -270,6 +301,226 @@ fn list_member(api: &ApiModel, c: &CallSite) -> Option<String> {
     c.args.get(op.entry_arg).and_then(super::queries::member_of)
 }
 
+/// What a function leaves done when it succeeds: (step, its undos).
+type Summary = Rc<[(String, Vec<String>)]>;
+
+/// What the rule learns about the tree once per run: undo names, what
+/// each call runs, what each function leaves done, each file's build.
+struct Ctx<'a, 'b> {
+    a: &'b Analysis<'a>,
+    kconfig: &'b crate::kconfig::Kconfig,
+    memo: UndoMemo<'a>,
+    /// The symbols on whenever a file is built, by file.
+    on: HashMap<u32, Rc<BTreeSet<String>>>,
+    /// The names a call runs: itself and, a few calls deep, what the
+    /// functions of the tree it resolves to call. By (calling file, name).
+    performs: HashMap<(u32, String), Rc<BTreeSet<String>>>,
+    /// What a function leaves done when it succeeds, in a caller's build:
+    /// (step, its undos). By (function, calling file).
+    summaries: HashMap<(FnId, u32), Summary>,
+}
+
+/// How deep [`Ctx::performs`] follows calls.
+const PERFORMS_DEPTH: usize = 3;
+
+impl<'a, 'b> Ctx<'a, 'b> {
+    fn on(&mut self, file: u32) -> Rc<BTreeSet<String>> {
+        let (a, kconfig) = (self.a, self.kconfig);
+        self.on
+            .entry(file)
+            .or_insert_with(|| {
+                let f = &a.program.files[file as usize];
+                let arch = f.arch.as_deref().or(a.program.arch.as_deref());
+                Rc::new(arch.map(|arch| kconfig.always_on_for(arch, &f.path)).unwrap_or_default())
+            })
+            .clone()
+    }
+
+    fn performs(&mut self, file: u32, name: &str) -> Rc<BTreeSet<String>> {
+        if let Some(p) = self.performs.get(&(file, name.to_string())) {
+            return p.clone();
+        }
+        let program = &self.a.program;
+        let mut out: BTreeSet<String> = BTreeSet::from([name.to_string()]);
+        let mut frontier: Vec<(u32, String)> = vec![(file, name.to_string())];
+        let mut seen: BTreeSet<FnId> = BTreeSet::new();
+        for _ in 0..PERFORMS_DEPTH {
+            let mut next = Vec::new();
+            for (f, n) in frontier {
+                for id in program.lookup(f, &n) {
+                    if !seen.insert(id) {
+                        continue;
+                    }
+                    visit_calls(&program.func(id).body.stmts, &mut |c| {
+                        if let Some(callee) = direct_name(c) {
+                            if out.insert(callee.to_string()) {
+                                next.push((id.file, callee.to_string()));
+                            }
+                        }
+                    });
+                }
+            }
+            frontier = next;
+        }
+        let out = Rc::new(out);
+        self.performs.insert((file, name.to_string()), out.clone());
+        out
+    }
+
+    /// Whether every function of the tree `name` resolves to (at least
+    /// one) does nothing in the build `on`: no call, no write of shared
+    /// data. Such a step leaves nothing to undo.
+    fn inert(&self, file: u32, name: &str, on: &BTreeSet<String>) -> bool {
+        let defs = self.a.program.lookup(file, name);
+        !defs.is_empty()
+            && defs.iter().all(|&d| {
+                let mut busy = false;
+                visit_live(&self.a.program.func(d).body.stmts, on, &mut |e| {
+                    busy |= matches!(e, Event::Call(_))
+                        || matches!(e, Event::Access(x) if x.kind == crate::facts::AccessKind::Write);
+                });
+                !busy
+            })
+    }
+
+    /// Whether every function of the tree `name` resolves to (at least
+    /// one) returns the literal `0` on every `return` of the build `on`.
+    fn never_fails(&self, file: u32, name: &str, on: &BTreeSet<String>) -> bool {
+        let defs = self.a.program.lookup(file, name);
+        !defs.is_empty()
+            && defs.iter().all(|&d| {
+                let mut values = Vec::new();
+                returns_live(&self.a.program.func(d).body.stmts, on, &mut values);
+                !values.is_empty() && values.iter().all(|v| *v == Some("0"))
+            })
+    }
+
+    /// What `g` leaves done when it returns without failing, in the build
+    /// of a caller in `file`: the calls with an undo completed on every
+    /// such return and not undone before it.
+    fn summary(&mut self, g: FnId, file: u32) -> Summary {
+        if let Some(s) = self.summaries.get(&(g, file)) {
+            return s.clone();
+        }
+        let on = self.on(file);
+        let api = self.a.api;
+        let func = self.a.program.func(g);
+        let mut live: Vec<&'a CallSite> = Vec::new();
+        visit_live(&func.body.stmts, &on, &mut |e| {
+            if let Event::Call(c) = e {
+                if direct_name(c).is_some() && call_lock_op(api, c).is_none() {
+                    live.push(c);
+                }
+            }
+        });
+        let mut candidates: Vec<Step<'a>> = Vec::new();
+        for c in live {
+            let name = direct_name(c).unwrap_or_default();
+            if !may_have_undo(api, name) {
+                continue;
+            }
+            let undos = self.memo.get(api, name);
+            if undos.is_empty() {
+                continue;
+            }
+            let evidence = Evidence { undo: undos[0].clone(), function: g, line: 0, col: 0, in_twin: false };
+            candidates.push(Step { call: c, name: name.to_string(), via: None, undos: undos.to_vec(), evidence });
+        }
+        let out: Summary = if candidates.is_empty() {
+            Rc::from(Vec::new())
+        } else {
+            let performed = self.performed_in(g);
+            let none = BTreeSet::new();
+            let mut w = Walker::new(self.a, g, &candidates, &on, &performed, &none);
+            let end = w.block(&func.body, Some(State::new()), None);
+            let mut done: Option<State> = end;
+            for st in std::mem::take(&mut w.success) {
+                done = join(done, Some(st));
+            }
+            done.unwrap_or_default()
+                .into_iter()
+                .map(|i| (candidates[i].name.clone(), candidates[i].undos.clone()))
+                .collect::<Vec<_>>()
+                .into()
+        };
+        self.summaries.insert((g, file), out.clone());
+        out
+    }
+
+    /// [`Ctx::performs`] of every call of `id`, by name.
+    fn performed_in(&mut self, id: FnId) -> HashMap<String, Rc<BTreeSet<String>>> {
+        let names: BTreeSet<&str> = {
+            let mut n = BTreeSet::new();
+            visit_calls(&self.a.program.func(id).body.stmts, &mut |c| {
+                n.extend(direct_name(c));
+            });
+            n
+        };
+        names.into_iter().map(|n| (n.to_string(), self.performs(id.file, n))).collect()
+    }
+}
+
+/// Visit the events of `stmts` that the build `on` compiles: the
+/// branches of an `#if` it leaves out are skipped.
+fn visit_live<'s>(stmts: &'s [Stmt], on: &BTreeSet<String>, f: &mut dyn FnMut(&'s Event)) {
+    for s in stmts {
+        match s {
+            Stmt::Simple { events, .. } | Stmt::Return { events, .. } => events.iter().for_each(&mut *f),
+            Stmt::Block(b) => visit_live(&b.stmts, on, f),
+            Stmt::If { cond, then_branch, else_branch, .. } => {
+                cond.iter().for_each(&mut *f);
+                visit_live(&then_branch.stmts, on, f);
+                if let Some(e) = else_branch {
+                    visit_live(&e.stmts, on, f);
+                }
+            }
+            Stmt::Loop { head: events, body, .. } | Stmt::Switch { cond: events, body, .. } => {
+                events.iter().for_each(&mut *f);
+                visit_live(&body.stmts, on, f);
+            }
+            Stmt::ScopedGuard { body, .. } => visit_live(&body.stmts, on, f),
+            Stmt::Preproc { branches, .. } => {
+                let live = crate::kconfig::live_branches(branches.iter().map(|b| b.condition.as_str()), on);
+                for (b, l) in branches.iter().zip(live) {
+                    if l {
+                        visit_live(&b.body.stmts, on, f);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// The literal values (`None` when not a literal) of the `return`s of
+/// `stmts` that the build `on` compiles.
+fn returns_live<'s>(stmts: &'s [Stmt], on: &BTreeSet<String>, out: &mut Vec<Option<&'s str>>) {
+    for s in stmts {
+        match s {
+            Stmt::Return { value, .. } => out.push(value.as_deref()),
+            Stmt::Block(b)
+            | Stmt::Loop { body: b, .. }
+            | Stmt::Switch { body: b, .. }
+            | Stmt::ScopedGuard { body: b, .. } => returns_live(&b.stmts, on, out),
+            Stmt::If { then_branch, else_branch, .. } => {
+                returns_live(&then_branch.stmts, on, out);
+                if let Some(e) = else_branch {
+                    returns_live(&e.stmts, on, out);
+                }
+            }
+            Stmt::Preproc { branches, .. } => {
+                let live = crate::kconfig::live_branches(branches.iter().map(|b| b.condition.as_str()), on);
+                for (b, l) in branches.iter().zip(live) {
+                    if l {
+                        returns_live(&b.body.stmts, on, out);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
 /// The teardown twins of `id`: functions of the same file whose name pairs
 /// with it through the undo table, or that delete from a list what `id` adds.
 fn twins<'a>(a: &Analysis<'a>, memo: &mut UndoMemo<'a>, id: FnId) -> Vec<FnId> {
@@ -301,15 +552,28 @@ fn twins<'a>(a: &Analysis<'a>, memo: &mut UndoMemo<'a>, id: FnId) -> Vec<FnId> {
 }
 
 /// The steps of `id` with an evidenced undo, by call identity.
-fn steps<'a>(a: &Analysis<'a>, memo: &mut UndoMemo<'a>, id: FnId) -> Vec<Step<'a>> {
+fn steps<'a>(cx: &mut Ctx<'a, '_>, id: FnId) -> Vec<Step<'a>> {
+    let a = cx.a;
     let api = a.api;
     let func = a.program.func(id);
     let calls = plain_calls(api, func);
+    let on = cx.on(id.file);
+    // What the calls of functions of the tree leave done.
+    let mut inner: Vec<(usize, String, Summary)> = Vec::new();
+    for (i, c) in calls.iter().enumerate() {
+        let name = direct_name(c).unwrap_or_default();
+        if let [g] = a.program.lookup(id.file, name)[..] {
+            let sum = cx.summary(g, id.file);
+            if !sum.is_empty() {
+                inner.push((i, name.to_string(), sum));
+            }
+        }
+    }
     // Most functions call nothing that has an undo: skip the twin search.
-    if !calls.iter().any(|c| has_undo(api, memo, direct_name(c).unwrap_or_default())) {
+    if inner.is_empty() && !calls.iter().any(|c| has_undo(api, &mut cx.memo, direct_name(c).unwrap_or_default())) {
         return Vec::new();
     }
-    let twin_ids = twins(a, memo, id);
+    let twin_ids = twins(a, &mut cx.memo, id);
     let mut fallible: Vec<&'a CallSite> = Vec::new();
     fallible_calls(&func.body.stmts, &mut fallible);
     let is_fallible = |c: &CallSite| fallible.iter().any(|f| std::ptr::eq(*f, c));
@@ -320,25 +584,43 @@ fn steps<'a>(a: &Analysis<'a>, memo: &mut UndoMemo<'a>, id: FnId) -> Vec<Step<'a
     let mut matched_twin: BTreeSet<(FnId, usize)> = BTreeSet::new();
     let twin_calls: Vec<(FnId, Vec<&'a CallSite>)> =
         twin_ids.iter().map(|&t| (t, plain_calls(api, a.program.func(t)))).collect();
+    // Whether a call is one of the undos. Evidence is a direct call: a
+    // call that merely reaches an undo deep down (a reset that frees and
+    // re-creates) says nothing about what the step owes.
+    let runs = |n: Option<&str>, undos: &[String]| n.is_some_and(|n| undos.iter().any(|u| is_undo_call(n, u)));
+    // The evidence of a step's undo: a later call of the function, else
+    // a call of a twin (and where in the twin).
+    let find_evidence = |c: &CallSite, undos: &[String]| -> (Option<&'a CallSite>, Option<(FnId, usize)>) {
+        let own = calls.iter().copied().find(|d| d.span.start > c.span.start && runs(direct_name(d), undos));
+        let mut twin_hit = None;
+        for (t, tc) in &twin_calls {
+            if let Some(j) = tc.iter().position(|d| runs(direct_name(d), undos)) {
+                twin_hit = Some((*t, j));
+                break;
+            }
+        }
+        (own, twin_hit)
+    };
+    let evidence_at = |d: &CallSite, function: FnId, in_twin: bool| Evidence {
+        undo: direct_name(d).unwrap_or_default().to_string(),
+        function,
+        line: d.span.line,
+        col: d.span.col,
+        in_twin,
+    };
+    let twin_call =
+        |t: FnId, j: usize| twin_calls.iter().find(|(x, _)| *x == t).map(|(_, tc)| tc[j]).expect("twin call");
     for (i, c) in calls.iter().enumerate() {
         let name = direct_name(c).unwrap_or_default();
         if !may_have_undo(api, name) {
             continue;
         }
-        let undos = memo.get(api, name);
-        if undos.is_empty() {
+        let undos = cx.memo.get(api, name);
+        if undos.is_empty() || cx.inert(id.file, name, &on) {
             continue;
         }
         let strong = !paired_undos(api, name).is_empty();
-        let matches = |n: Option<&str>| n.is_some_and(|n| undos.iter().any(|u| is_undo_call(n, u)));
-        let own = calls.iter().find(|d| d.span.start > c.span.start && matches(direct_name(d)));
-        let mut twin_hit = None;
-        for (t, tc) in &twin_calls {
-            if let Some(j) = tc.iter().position(|d| matches(direct_name(d))) {
-                twin_hit = Some((*t, j));
-                break;
-            }
-        }
+        let (own, twin_hit) = find_evidence(c, &undos);
         if let Some((t, j)) = twin_hit {
             matched.insert(i);
             matched_twin.insert((t, j));
@@ -351,26 +633,31 @@ fn steps<'a>(a: &Analysis<'a>, memo: &mut UndoMemo<'a>, id: FnId) -> Vec<Step<'a
         // not acquire.
         let twin_hit = twin_hit.filter(|_| strong || is_fallible(c));
         let evidence = match (own, twin_hit) {
-            (Some(d), _) => Evidence {
-                undo: direct_name(d).unwrap_or_default().to_string(),
-                function: id,
-                line: d.span.line,
-                col: d.span.col,
-                in_twin: false,
-            },
-            (None, Some((t, j))) => {
-                let d = twin_calls.iter().find(|(x, _)| *x == t).map(|(_, tc)| tc[j]).expect("twin call");
-                Evidence {
-                    undo: direct_name(d).unwrap_or_default().to_string(),
-                    function: t,
-                    line: d.span.line,
-                    col: d.span.col,
-                    in_twin: true,
-                }
-            }
+            (Some(d), _) => evidence_at(d, id, false),
+            (None, Some((t, j))) => evidence_at(twin_call(t, j), t, true),
             (None, None) => continue,
         };
-        out.push(Step { call: c, name: name.to_string(), undos: undos.to_vec(), evidence });
+        out.push(Step { call: c, name: name.to_string(), via: None, undos: undos.to_vec(), evidence });
+    }
+    // The steps done inside the functions called, when this function or
+    // its twin undoes them.
+    for (i, via, sum) in &inner {
+        let c = calls[*i];
+        // A call that is a step itself is undone as a whole.
+        if out.iter().any(|s| std::ptr::eq(s.call, c)) {
+            continue;
+        }
+        for (name, undos) in sum.iter() {
+            if out.iter().any(|s| std::ptr::eq(s.call, c) && s.name == *name) {
+                continue;
+            }
+            let evidence = match find_evidence(c, undos) {
+                (Some(d), _) => evidence_at(d, id, false),
+                (None, Some((t, j))) => evidence_at(twin_call(t, j), t, true),
+                (None, None) => continue,
+            };
+            out.push(Step { call: c, name: name.clone(), via: Some(via.clone()), undos: undos.clone(), evidence });
+        }
     }
     // Reverse-order alignment around the anchors: the step next to an
     // anchored step is undone by the twin's call on the other side of the
@@ -401,6 +688,7 @@ fn steps<'a>(a: &Analysis<'a>, memo: &mut UndoMemo<'a>, id: FnId) -> Vec<Step<'a
             out.push(Step {
                 call: c,
                 name: cn.to_string(),
+                via: None,
                 undos: vec![dn.to_string()],
                 evidence: Evidence {
                     undo: dn.to_string(),
@@ -498,12 +786,24 @@ struct Exit {
     what: String,
     failing: String,
     missing: Vec<usize>,
+    /// The failing call returns `0` on every path: the exit cannot be
+    /// taken in this build.
+    cannot_fail: bool,
 }
 
 struct Walker<'a, 'b> {
     api: &'b ApiModel,
     body: &'a Block,
     steps: &'b [Step<'a>],
+    /// The symbols the build of the function's file has on: `#if`
+    /// branches it leaves out are not walked.
+    on: &'b BTreeSet<String>,
+    /// What each call of the function runs ([`Ctx::performs`]).
+    performed: &'b HashMap<String, Rc<BTreeSet<String>>>,
+    /// Calls that cannot fail in this build ([`Ctx::never_fails`]).
+    never_fail: &'b BTreeSet<String>,
+    /// The states at returns that are not error exits.
+    success: Vec<State>,
     /// Local variable -> the call whose result it holds (and its step).
     assigned: BTreeMap<String, (String, Option<usize>)>,
     exits: Vec<Exit>,
@@ -528,12 +828,61 @@ fn join(a: Option<State>, b: Option<State>) -> Option<State> {
 }
 
 impl<'a, 'b> Walker<'a, 'b> {
+    fn new(
+        a: &'b Analysis<'a>,
+        id: FnId,
+        steps: &'b [Step<'a>],
+        on: &'b BTreeSet<String>,
+        performed: &'b HashMap<String, Rc<BTreeSet<String>>>,
+        never_fail: &'b BTreeSet<String>,
+    ) -> Walker<'a, 'b> {
+        let func: &'a Function = a.program.func(id);
+        let callees: Vec<&'a str> = plain_calls(a.api, func).into_iter().filter_map(direct_name).collect();
+        let defs_returning = |pred: &dyn Fn(&str) -> bool| -> BTreeSet<String> {
+            callees
+                .iter()
+                .filter(|n| a.program.lookup(id.file, n).iter().any(|&f| pred(&a.program.func(f).return_type)))
+                .map(|n| n.to_string())
+                .collect()
+        };
+        Walker {
+            api: a.api,
+            body: &func.body,
+            steps,
+            on,
+            performed,
+            never_fail,
+            success: Vec::new(),
+            assigned: BTreeMap::new(),
+            exits: Vec::new(),
+            prev_steps: BTreeSet::new(),
+            holders: BTreeMap::new(),
+            ptr_fns: defs_returning(&|t| t.contains('*')),
+            int_fns: defs_returning(&|t| {
+                let t = t.replace("static", "");
+                matches!(t.trim(), "int" | "long" | "inline int" | "inline long")
+            }),
+        }
+    }
+
+    fn steps_of(&self, c: &CallSite) -> Vec<usize> {
+        (0..self.steps.len()).filter(|&i| std::ptr::eq(self.steps[i].call, c)).collect()
+    }
+
     fn step_of(&self, c: &CallSite) -> Option<usize> {
         self.steps.iter().position(|s| std::ptr::eq(s.call, c))
     }
 
+    /// Whether a call named `name` undoes step `i`: it is one of its
+    /// undos, or a function it calls runs one.
+    fn undoes(&self, name: &str, i: usize) -> bool {
+        let undos = &self.steps[i].undos;
+        undos.iter().any(|u| is_undo_call(name, u))
+            || self.performed.get(name).is_some_and(|p| p.iter().any(|m| undos.iter().any(|u| is_undo_call(m, u))))
+    }
+
     fn undo(&self, st: &mut State, name: &str) {
-        st.retain(|&i| !self.steps[i].undos.iter().any(|u| is_undo_call(name, u)));
+        st.retain(|&i| !self.undoes(name, i));
     }
 
     fn events(&mut self, events: &'a [Event], st: &mut State) {
@@ -555,9 +904,7 @@ impl<'a, 'b> Walker<'a, 'b> {
                             }
                         }
                     }
-                    if let Some(i) = self.step_of(c) {
-                        st.insert(i);
-                    }
+                    st.extend(self.steps_of(c));
                 }
                 Event::LocalAssign(l) => match &l.value_call {
                     Some(c) => {
@@ -594,10 +941,7 @@ impl<'a, 'b> Walker<'a, 'b> {
         let missing: Vec<usize> = st
             .iter()
             .copied()
-            .filter(|&i| {
-                let s = &self.steps[i];
-                !undone.iter().filter_map(|c| direct_name(c)).any(|n| s.undos.iter().any(|u| is_undo_call(n, u)))
-            })
+            .filter(|&i| !undone.iter().filter_map(|c| direct_name(c)).any(|n| self.undoes(n, i)))
             .collect();
         if missing.is_empty() {
             return;
@@ -612,6 +956,7 @@ impl<'a, 'b> Walker<'a, 'b> {
             },
             failing: failing.to_string(),
             missing,
+            cannot_fail: self.never_fail.contains(failing),
         });
     }
 
@@ -648,7 +993,7 @@ impl<'a, 'b> Walker<'a, 'b> {
                         if let Some(n) = direct_name(c).filter(|n| self.api.lock_op(n).is_none()) {
                             failing.push(n.to_string());
                         }
-                        cond_steps.extend(self.step_of(c));
+                        cond_steps.extend(self.steps_of(c));
                     }
                 }
                 // `if (p)` on a returned pointer is the success branch
@@ -659,6 +1004,43 @@ impl<'a, 'b> Walker<'a, 'b> {
                 let success_then =
                     (pointer && !negated && !t.contains("IS_ERR") && !t.contains('<') && !t.contains("=="))
                         || (int_code && !pointer && negated && !t.contains("&&") && !t.contains("||"));
+                // `if (!in_hyp_mode)`: a flag, not a result. What its branch
+                // does is owed wherever the flag still holds: a step whose
+                // undo in this function is under the same flag
+                // (`if (!in_hyp_mode) teardown_hyp_mode();`) outlives the join.
+                let flag = cond.iter().all(|e| !matches!(e, Event::Call(_)))
+                    && tested_words(t).len() == 1
+                    && t.trim_start_matches('!').trim() == tested_words(t)[0]
+                    && !matches!(
+                        tested_words(t)[0],
+                        "r" | "ret" | "rc" | "err" | "error" | "res" | "retval" | "result"
+                    )
+                    && !pointer
+                    && !int_code;
+                if flag {
+                    let before = st.clone();
+                    let t = self.block(then_branch, Some(st.clone()), err);
+                    let e = match else_branch {
+                        Some(b) => self.block(b, Some(st), err),
+                        None => Some(st),
+                    };
+                    let cond_text = cond_text.trim();
+                    let guarded: State = match (&t, else_branch) {
+                        (Some(t), None) => t
+                            .difference(&before)
+                            .copied()
+                            .filter(|&i| {
+                                let ev = &self.steps[i].evidence;
+                                !ev.in_twin && under_flag(&self.body.stmts, cond_text, ev.line, ev.col)
+                            })
+                            .collect(),
+                        _ => State::new(),
+                    };
+                    return join(t, e).map(|mut j| {
+                        j.extend(guarded);
+                        j
+                    });
+                }
                 let (then_in, else_in, then_err) = if success_then {
                     let mut else_in = st.clone();
                     else_in.retain(|i| !cond_steps.contains(i));
@@ -688,23 +1070,28 @@ impl<'a, 'b> Walker<'a, 'b> {
             Stmt::ScopedGuard { body, .. } => self.block(body, Some(st), err),
             Stmt::Preproc { branches, .. } => {
                 let mut out: Option<State> = None;
-                for b in branches {
+                let live = crate::kconfig::live_branches(branches.iter().map(|b| b.condition.as_str()), self.on);
+                let mut any_live = false;
+                for (b, _) in branches.iter().zip(live).filter(|(_, l)| *l) {
+                    any_live = true;
                     let r = self.block(&b.body, Some(st.clone()), err);
                     out = match out {
                         None => r,
                         Some(o) => join(Some(o), r),
                     };
                 }
-                if branches.is_empty() {
-                    Some(st)
-                } else {
+                // No branch compiled in this build: the code goes on past it.
+                if any_live {
                     out
+                } else {
+                    Some(st)
                 }
             }
-            Stmt::Return { span, events } => {
+            Stmt::Return { span, events, .. } => {
                 self.events(events, &mut st);
-                if let Some(f) = err {
-                    self.exit(&st, *span, None, f, &[]);
+                match err {
+                    Some(f) => self.exit(&st, *span, None, f, &[]),
+                    None => self.success.push(st),
                 }
                 None
             }
@@ -733,39 +1120,29 @@ pub fn check(input: &RuleInput<'_>) -> Vec<Finding> {
     };
     let a = input.analysis;
     let mut out = Vec::new();
-    let mut memo = UndoMemo::default();
+    let mut cx = Ctx {
+        a,
+        kconfig: input.kconfig,
+        memo: UndoMemo::default(),
+        on: HashMap::new(),
+        performs: HashMap::new(),
+        summaries: HashMap::new(),
+    };
     for &id in &a.program.functions {
         let func = a.program.func(id);
-        let st = steps(a, &mut memo, id);
+        let st = steps(&mut cx, id);
         if st.is_empty() {
             continue;
         }
-        let mut w = Walker {
-            api: a.api,
-            body: &func.body,
-            steps: &st,
-            assigned: BTreeMap::new(),
-            exits: Vec::new(),
-            prev_steps: BTreeSet::new(),
-            holders: BTreeMap::new(),
-            ptr_fns: plain_calls(a.api, func)
-                .into_iter()
-                .filter_map(direct_name)
-                .filter(|n| a.program.lookup(id.file, n).iter().any(|&f| a.program.func(f).return_type.contains('*')))
-                .map(str::to_string)
-                .collect(),
-            int_fns: plain_calls(a.api, func)
-                .into_iter()
-                .filter_map(direct_name)
-                .filter(|n| {
-                    a.program.lookup(id.file, n).iter().any(|&f| {
-                        let t = a.program.func(f).return_type.replace("static", "");
-                        matches!(t.trim(), "int" | "long" | "inline int" | "inline long")
-                    })
-                })
-                .map(str::to_string)
-                .collect(),
-        };
+        let on = cx.on(id.file);
+        let performed = cx.performed_in(id);
+        let never_fail: BTreeSet<String> = plain_calls(a.api, func)
+            .into_iter()
+            .filter_map(direct_name)
+            .filter(|n| cx.never_fails(id.file, n, &on))
+            .map(str::to_string)
+            .collect();
+        let mut w = Walker::new(a, id, &st, &on, &performed, &never_fail);
         w.block(&func.body, Some(State::new()), None);
         // One missing unwind is one finding, however many exits skip it:
         // the first exit reports it, the later ones are evidence.
@@ -779,21 +1156,34 @@ pub fn check(input: &RuleInput<'_>) -> Vec<Finding> {
         for group in groups {
             let exit = group[0];
             let missing: Vec<&Step<'_>> = exit.missing.iter().map(|&i| &st[i]).collect();
-            let list =
-                missing.iter().rev().map(|s| format!("`{}()` (`{}()`)", s.name, s.evidence.undo)).collect::<Vec<_>>();
+            let list = missing.iter().rev().map(|s| describe_undo(&mut cx, id, s, &exit.failing)).collect::<Vec<_>>();
             let list = match list.len() {
                 1 => list[0].clone(),
                 _ => format!("{} and {}", list[..list.len() - 1].join(", "), list[list.len() - 1]),
             };
-            let message =
+            let mut message =
                 format!("error path `{}` taken when `{}()` fails does not undo {}", exit.what, exit.failing, list);
+            // Reported, since the unwind is missing, but as a note while
+            // the failing call cannot fail.
+            let cannot_fail = group.iter().all(|e| e.cannot_fail);
+            if cannot_fail {
+                message.push_str(&format!(
+                    "; `{}()` returns 0 on every path in this build, so the path cannot be taken until it can fail",
+                    exit.failing
+                ));
+            }
             let mut related = Vec::new();
             for s in &missing {
                 related.push(Related {
                     file: a.program.file(id).path.clone(),
                     line: s.call.span.line,
                     col: s.call.span.col,
-                    message: format!("`{}()` done here, before the failing `{}()`", s.name, exit.failing),
+                    message: match &s.via {
+                        Some(via) => {
+                            format!("`{}()` done here in `{}()`, before the failing `{}()`", s.name, via, exit.failing)
+                        }
+                        None => format!("`{}()` done here, before the failing `{}()`", s.name, exit.failing),
+                    },
                 });
                 let ev = &s.evidence;
                 related.push(Related {
@@ -819,10 +1209,71 @@ pub fn check(input: &RuleInput<'_>) -> Vec<Finding> {
             // What is left undone, not where the exit jumps nor what fails:
             // renaming a label or the failing call keeps the finding.
             let symbols: Vec<String> = missing.iter().map(|s| format!("skips {}", s.name)).collect();
-            out.push(
-                Finding::new(info, input, id, exit.line, exit.col, message, evidence, symbols).with_related(related),
-            );
+            let finding =
+                Finding::new(info, input, id, exit.line, exit.col, message, evidence, symbols).with_related(related);
+            out.push(if cannot_fail { finding.with_severity(Severity::Note) } else { finding });
         }
     }
     out
+}
+
+/// A missing step and how to undo it, for the message: `foo()`
+/// (`undo_foo()`). When the evidenced undo also undoes the failing call
+/// (`kvmppc_booke_exit()` runs `kvm_exit()`, which a failed `kvm_init()`
+/// must not see), it is not offered: what the step left done is, with
+/// the API model's undo for each, or that no existing undo is safe.
+fn describe_undo(cx: &mut Ctx<'_, '_>, id: FnId, s: &Step<'_>, failing: &str) -> String {
+    let name = match &s.via {
+        Some(via) => format!("`{}()` in `{}()`", s.name, via),
+        None => format!("`{}()`", s.name),
+    };
+    let undo = &s.evidence.undo;
+    let failing_undos = undo_names(cx.a.api, failing);
+    let runs = cx.performs(s.evidence.function.file, undo);
+    let clash = runs
+        .iter()
+        .find(|m| m.as_str() == failing || failing_undos.iter().any(|u| is_undo_call(m, u)) && m.as_str() != undo);
+    let Some(clash) = clash.cloned() else {
+        return format!("{name} (`{undo}()`)");
+    };
+    let why = format!("`{undo}()` also runs `{clash}()`, which undoes the failing `{failing}()`");
+    let left: Vec<(String, Vec<String>)> = match (&s.via, &cx.a.program.lookup(id.file, &s.name)[..]) {
+        (None, [g]) => cx.summary(*g, id.file).to_vec(),
+        _ => Vec::new(),
+    };
+    if left.is_empty() {
+        return format!("{name} (no existing undo is safe here: {why}; release what it set up by hand)");
+    }
+    let api = cx.a.api;
+    let release: Vec<String> = left
+        .iter()
+        .map(|(step, undos)| {
+            // The API model's own pairing first (`free_pages` for
+            // `__get_free_pages`), in the order the model lists them.
+            let paired = paired_undos(api, step);
+            let first = paired.first().or(undos.first()).cloned().unwrap_or_default();
+            format!("`{first}()` for its `{step}()`")
+        })
+        .collect();
+    format!("{name} (by {}; not `{undo}()`: {why})", release.join(", "))
+}
+
+/// Whether the call at `line:col` is inside an `if` testing `cond_text`.
+fn under_flag(stmts: &[Stmt], cond_text: &str, line: u32, col: u32) -> bool {
+    stmts.iter().any(|s| match s {
+        Stmt::If { cond_text: c, then_branch, else_branch, .. } => {
+            let mut here = false;
+            if c.trim() == cond_text {
+                visit_calls(&then_branch.stmts, &mut |call| here |= call.span.line == line && call.span.col == col);
+            }
+            here || under_flag(&then_branch.stmts, cond_text, line, col)
+                || else_branch.as_ref().is_some_and(|b| under_flag(&b.stmts, cond_text, line, col))
+        }
+        Stmt::Block(b)
+        | Stmt::Loop { body: b, .. }
+        | Stmt::Switch { body: b, .. }
+        | Stmt::ScopedGuard { body: b, .. } => under_flag(&b.stmts, cond_text, line, col),
+        Stmt::Preproc { branches, .. } => branches.iter().any(|b| under_flag(&b.body.stmts, cond_text, line, col)),
+        _ => false,
+    })
 }

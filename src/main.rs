@@ -249,6 +249,12 @@ struct RefsArgs {
     /// Write to this file (atomically) instead of standard output.
     #[arg(long, short)]
     output: Option<PathBuf>,
+    /// Instead: check the API model's [lock_order.takes] entries against this full tree (exit 1 unless all confirmed).
+    #[arg(long, conflicts_with_all = ["scope", "symbol"])]
+    verify_lock_table: bool,
+    /// With --verify-lock-table: check this API model instead of the embedded one.
+    #[arg(long, value_name = "FILE", requires = "verify_lock_table")]
+    api_model: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -739,6 +745,9 @@ fn refs(args: RefsArgs) -> Result<u8> {
         },
         symbols: args.symbol.clone(),
     };
+    if args.verify_lock_table {
+        return verify_lock_table(&args);
+    }
     let report = if std::io::stderr().is_terminal() {
         let bar = TermProgress(indicatif::ProgressBar::new(0));
         let r = refs::find_refs(&args.tree, &opts, &bar);
@@ -753,6 +762,30 @@ fn refs(args: RefsArgs) -> Result<u8> {
     };
     emit(args.output.as_deref(), &text)?;
     Ok(0)
+}
+
+/// `refs TREE --verify-lock-table`: exit 1 unless every entry is confirmed.
+fn verify_lock_table(args: &RefsArgs) -> Result<u8> {
+    use analyzer::lock_table;
+    use std::io::IsTerminal as _;
+    let api = match &args.api_model {
+        Some(p) => ApiModel::load(p)?,
+        None => ApiModel::default(),
+    };
+    let report = if std::io::stderr().is_terminal() {
+        let bar = TermProgress(indicatif::ProgressBar::new(0));
+        let r = lock_table::verify_lock_table(&args.tree, &api, &bar);
+        bar.0.finish_and_clear();
+        r?
+    } else {
+        lock_table::verify_lock_table(&args.tree, &api, &analyzer::progress::NoProgress)?
+    };
+    let text = match args.format {
+        RefsFormat::Text => lock_table::render_text(&report),
+        RefsFormat::Json => serde_json::to_string_pretty(&report)? + "\n",
+    };
+    emit(args.output.as_deref(), &text)?;
+    Ok(u8::from(!report.all_confirmed()))
 }
 
 fn series_generate(args: SeriesGenerateArgs) -> Result<u8> {

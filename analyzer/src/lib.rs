@@ -34,6 +34,7 @@ pub mod kconfig;
 pub mod kernel_docs;
 pub mod lint;
 pub mod lock_order;
+pub mod lock_table;
 pub mod locks;
 pub mod parse;
 pub mod pipeline;

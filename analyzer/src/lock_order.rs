@@ -132,7 +132,7 @@ impl<'p> ClassResolver<'p> {
 
 /// `vcpu->kvm->srcu` -> [vcpu, kvm, srcu]; `kvm->arch.x[2]` -> [kvm, arch, x];
 /// `None` for anything but a member path from an identifier.
-fn split_path(expr: &str) -> Option<Vec<&str>> {
+pub(crate) fn split_path(expr: &str) -> Option<Vec<&str>> {
     let mut parts = Vec::new();
     for p in expr.split("->").flat_map(|p| p.split('.')) {
         let p = p.split('[').next().unwrap_or(p).trim();

@@ -273,7 +273,7 @@ pub fn is_identifier(s: &str) -> bool {
     matches!(b.next(), Some(c) if c == b'_' || c.is_ascii_alphabetic()) && b.all(is_ident_byte)
 }
 
-fn is_ident_byte(c: u8) -> bool {
+pub(crate) fn is_ident_byte(c: u8) -> bool {
     c == b'_' || c.is_ascii_alphanumeric()
 }
 
@@ -546,11 +546,11 @@ pub fn find_refs(dir: &Path, opts: &RefsOptions, progress: &dyn Progress) -> Res
 // Walk
 
 #[derive(Default)]
-struct Walked {
-    files: Vec<String>,
-    unreadable_dirs: Vec<SkippedFile>,
-    symlinks: usize,
-    root_error: Option<(PathBuf, io::Error)>,
+pub(crate) struct Walked {
+    pub(crate) files: Vec<String>,
+    pub(crate) unreadable_dirs: Vec<SkippedFile>,
+    pub(crate) symlinks: usize,
+    pub(crate) root_error: Option<(PathBuf, io::Error)>,
 }
 
 impl Walked {
@@ -564,7 +564,7 @@ impl Walked {
 }
 
 /// The `.c`/`.h` files under `root/rel`, subdirectories in parallel.
-fn walk(root: &Path, rel: &str) -> Walked {
+pub(crate) fn walk(root: &Path, rel: &str) -> Walked {
     let abs = if rel.is_empty() { root.to_path_buf() } else { root.join(rel) };
     let mut out = Walked::default();
     let rd = match fs::read_dir(&abs) {
@@ -602,12 +602,12 @@ fn walk(root: &Path, rel: &str) -> Walked {
 // ---------------------------------------------------------------------------
 // Pre-filter
 
-struct Matcher {
+pub(crate) struct Matcher {
     ac: AhoCorasick,
 }
 
 impl Matcher {
-    fn new(names: &[String]) -> Result<Matcher, RefsError> {
+    pub(crate) fn new(names: &[String]) -> Result<Matcher, RefsError> {
         let ac = AhoCorasick::builder()
             .match_kind(MatchKind::LeftmostLongest)
             .build(names)
@@ -618,7 +618,7 @@ impl Matcher {
     /// Whole-identifier occurrences: (offset, symbol index). Leftmost-longest
     /// matching is exact here: every pattern is an identifier, so a match
     /// hidden inside a longer one never has identifier boundaries.
-    fn occurrences(&self, bytes: &[u8]) -> Vec<(usize, usize)> {
+    pub(crate) fn occurrences(&self, bytes: &[u8]) -> Vec<(usize, usize)> {
         self.ac
             .find_iter(bytes)
             .filter(|m| {
@@ -742,18 +742,18 @@ fn is_member_name(bytes: &[u8], off: usize) -> bool {
 }
 
 /// 1-based line and byte column of offsets.
-struct LineIndex {
+pub(crate) struct LineIndex {
     starts: Vec<usize>,
 }
 
 impl LineIndex {
-    fn new(bytes: &[u8]) -> LineIndex {
+    pub(crate) fn new(bytes: &[u8]) -> LineIndex {
         let mut starts = vec![0];
         starts.extend(memchr::memchr_iter(b'\n', bytes).map(|i| i + 1));
         LineIndex { starts }
     }
 
-    fn line_col(&self, off: usize) -> (u32, u32) {
+    pub(crate) fn line_col(&self, off: usize) -> (u32, u32) {
         let line = self.starts.partition_point(|&s| s <= off).max(1);
         let col = off - self.starts[line - 1] + 1;
         (u32::try_from(line).unwrap_or(u32::MAX), u32::try_from(col).unwrap_or(u32::MAX))
@@ -762,7 +762,7 @@ impl LineIndex {
 
 /// Comments, string and character literals, and preprocessor directives of
 /// a file, as sorted byte ranges.
-struct Lexed {
+pub(crate) struct Lexed {
     /// Comments and literals, sorted, disjoint.
     opaque: Vec<(usize, usize)>,
     /// Directives with their description (`#define X`, `#if`), sorted.
@@ -770,7 +770,7 @@ struct Lexed {
 }
 
 impl Lexed {
-    fn new(b: &[u8]) -> Lexed {
+    pub(crate) fn new(b: &[u8]) -> Lexed {
         let mut opaque = Vec::new();
         let mut directives = Vec::new();
         let mut i = 0;
@@ -846,12 +846,18 @@ impl Lexed {
         Lexed { opaque, directives }
     }
 
-    fn in_comment_or_string(&self, off: usize) -> bool {
+    pub(crate) fn in_comment_or_string(&self, off: usize) -> bool {
         let i = self.opaque.partition_point(|&(s, _)| s <= off);
         i > 0 && off < self.opaque[i - 1].1
     }
 
-    fn directive_at(&self, off: usize) -> Option<&str> {
+    /// The byte range of the directive holding `off`, if any.
+    pub(crate) fn directive_range(&self, off: usize) -> Option<(usize, usize)> {
+        let i = self.directives.partition_point(|&(s, _, _)| s <= off);
+        (i > 0 && off < self.directives[i - 1].1).then(|| (self.directives[i - 1].0, self.directives[i - 1].1))
+    }
+
+    pub(crate) fn directive_at(&self, off: usize) -> Option<&str> {
         let i = self.directives.partition_point(|&(s, _, _)| s <= off);
         (i > 0 && off < self.directives[i - 1].1).then(|| self.directives[i - 1].2.as_str())
     }

@@ -9,16 +9,29 @@
 # from its parent. Also: `refs` over the whole 6.1 tree when it was
 # extracted (fetch-kernels.sh --full), and Coccinelle's spatch (installed
 # when missing) running bench/vm_list_walk.cocci side by side with
-# `kvmtk check` on the 6.1 KVM tree.
+# `kvmtk check` on the 6.1 KVM tree. And the series row: upstream's
+# 45-patch hardware-enabling rework ported to 6.1.192
+# (../shared/data/upstream-v2/ported-6.1.192) applied with `git am -C1` on
+# a repository of the 6.1 KVM tree plus the five headers it touches (from
+# full-6.1), linted commit by commit with the base tree's facts and results
+# cached by one `check` of the base, beside a cold `check --no-cache` of
+# linux-6.1 in the same run, and their ratio.
 #
-#   bench/run.sh [N]
+#   bench/run.sh [N]          everything
+#   bench/run.sh N series     the series row only
 #
 # Figures are reported in notes, never asserted in tests.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 runs=${1:-5}
-bash scripts/fetch-kernels.sh >/dev/null
+only=${2:-}
+kernels=${KVMTK_KERNEL_CACHE:-$root/.cache/kernels}
+if [ "$only" = series ]; then
+	bash scripts/fetch-kernels.sh --full >/dev/null
+else
+	bash scripts/fetch-kernels.sh >/dev/null
+fi
 cargo build --release --quiet
 bin=target/release/kvmtk
 out=$(mktemp -d)
@@ -42,6 +55,52 @@ measure() {
 }
 
 echo "kvmtk $(git describe --always --dirty 2>/dev/null || echo '?'), $(nproc) cores"
+
+# The series row (see the head of this file). Needs full-6.1 (for the five
+# headers: fetch-kernels.sh --full) and the shared series.
+series_row() {
+	local series=$root/../shared/data/upstream-v2/ported-6.1.192 full=$kernels/full-6.1
+	if [ ! -d "$series" ] || [ ! -f "$full/.complete" ]; then
+		echo "series row skipped: needs $series and $full (scripts/fetch-kernels.sh --full)"
+		return
+	fi
+	local repo=$out/series-repo gitc=(-c user.name=bench -c user.email=bench@localhost)
+	rm -rf "$repo"
+	cp -r "$kernels/linux-6.1" "$repo"
+	for h in arch/arm64/include/asm/kvm_mmu.h arch/powerpc/include/asm/kvm_ppc.h \
+		arch/x86/include/asm/kvm-x86-ops.h include/kvm/arm_arch_timer.h include/kvm/arm_vgic.h; do
+		mkdir -p "$repo/$(dirname "$h")"
+		cp "$full/$h" "$repo/$h"
+	done
+	git -C "$repo" init -q
+	git -C "$repo" add -A
+	git -C "$repo" "${gitc[@]}" commit -qm base
+	git -C "$repo" tag base
+	git -C "$repo" "${gitc[@]}" am -q -C1 "$series"/0*.patch
+	local n
+	n=$(git -C "$repo" rev-list --count base..HEAD)
+	measure "check --no-cache (all rules, all arches), linux-6.1" "$bin" check "$kernels/linux-6.1" --no-cache --format json -o "$out/c.json"
+	local cold_s=$last_median times=() mems=() scache=$out/series-cache
+	for _ in $(seq "$runs"); do
+		rm -rf "$scache"
+		"$bin" check --repo "$repo" --rev base --cache-dir "$scache" --format json -o "$out/c.json" 2>/dev/null || true
+		/usr/bin/time -f "%e %M" -o "$out/t" "$bin" lint --repo "$repo" base..HEAD --cache-dir "$scache" >/dev/null 2>"$out/err" || [ $? -eq 1 ]
+		read -r t m < <(tail -n1 "$out/t")
+		times+=("$t")
+		mems+=("$m")
+	done
+	local med peak
+	med=$(printf '%s\n' "${times[@]}" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')
+	peak=$(printf '%s\n' "${mems[@]}" | sort -n | tail -n1)
+	printf '%-58s median %6.3f s   peak %6.1f MiB   (n=%d)\n' "lint $n-commit ported series, base cached, linux-6.1" \
+		"$med" "$(awk -v k="$peak" 'BEGIN {print k / 1024}')" "$runs"
+	awk -v l="$med" -v c="$cold_s" -v n="$n" 'BEGIN {
+		printf "series lint %.3f s vs check --no-cache %.3f s: ratio %.2f (%d commits)\n", l, c, (c > 0 ? l / c : 0), n }'
+}
+if [ "$only" = series ]; then
+	series_row
+	exit 0
+fi
 cache="$out/cache"
 for v in 6.1 6.12; do
 	tree=.cache/kernels/linux-$v
@@ -108,3 +167,5 @@ warm_s=$last_median
 awk -v s="$spatch_s" -v k="$check_s" -v w="$warm_s" 'BEGIN {
 	printf "spatch %.3f s vs kvmtk check --no-cache %.3f s: ratio spatch/kvmtk %.2f\n", s, k, (k > 0 ? s / k : 0)
 	printf "spatch %.3f s vs kvmtk check warm %.3f s: ratio spatch/kvmtk %.1f\n", s, w, (w > 0 ? s / w : 0) }'
+
+series_row

@@ -8,8 +8,7 @@
 
 mod lint_common;
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 use std::time::Instant;
 
 use analyzer::api::ApiModel;
@@ -18,71 +17,17 @@ use analyzer::lint::{lint_range, render_report, LintFormat, LintOptions, Linter}
 use analyzer::rules::RuleSelection;
 use lint_common::*;
 
-/// The headers outside the KVM subset that the series touches (its README).
-const EXTRA_HEADERS: [&str; 5] = [
-    "arch/arm64/include/asm/kvm_mmu.h",
-    "arch/powerpc/include/asm/kvm_ppc.h",
-    "arch/x86/include/asm/kvm-x86-ops.h",
-    "include/kvm/arm_arch_timer.h",
-    "include/kvm/arm_vgic.h",
-];
-
 const CULPRIT: &str = "KVM: Drop kvm_count_lock";
-
-fn git(repo: &Path, args: &[&str]) -> std::process::Output {
-    Command::new("git")
-        .arg("-C")
-        .arg(repo)
-        .args(args)
-        .env("GIT_COMMITTER_NAME", "Test Committer")
-        .env("GIT_COMMITTER_EMAIL", "test@example.org")
-        .env("GIT_COMMITTER_DATE", "1717408800 +0000")
-        .output()
-        .expect("git runs")
-}
-
-/// The ported series' patches in order, without a cover letter.
-fn ported_patches() -> Option<Vec<PathBuf>> {
-    let dir = workspace().join("../shared/data/upstream-v2/ported-6.1.192");
-    if !dir.is_dir() {
-        assert!(std::env::var_os("CI").is_none(), "{} is missing", dir.display());
-        eprintln!("notice: skipping: {} is missing", dir.display());
-        return None;
-    }
-    let mut patches: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| {
-            let name = p.file_name().unwrap().to_string_lossy();
-            name.ends_with(".patch") && !name.starts_with("0000-")
-        })
-        .collect();
-    patches.sort();
-    Some(patches)
-}
 
 #[test]
 fn only_drop_kvm_count_lock_introduces_the_hotplug_kvm_lock_cycle() {
     let Some(kernel) = kernel_cache("linux-6.1") else { return };
     let Some(full) = kernel_cache("full-6.1") else { return };
     let Some(patches) = ported_patches() else { return };
-    assert_eq!(patches.len(), 45, "{patches:?}");
 
-    // The base: the KVM subset plus the five headers, checked out.
     let t0 = Instant::now();
-    let (dir, repo, mut base) = repo_from_dir(&kernel, "v6.1");
-    for h in EXTRA_HEADERS {
-        let bytes = std::fs::read(full.join(h)).unwrap();
-        base = commit_file(&repo, "master", base, h, &bytes, &format!("Add {h}\n"));
-    }
-    repo.tag_lightweight("base", &repo.find_object(base, None).unwrap(), false).unwrap();
+    let dir = ported_series_repo(&kernel, &full, &patches);
     let r = dir.path();
-    let o = git(r, &["checkout", "-q", "-f", "master"]);
-    assert!(o.status.success(), "checkout: {}", String::from_utf8_lossy(&o.stderr));
-    for p in &patches {
-        let o = git(r, &["am", "-q", "-C1", p.to_str().unwrap()]);
-        assert!(o.status.success(), "git am -C1 {}: {}", p.display(), String::from_utf8_lossy(&o.stderr));
-    }
     let built = t0.elapsed();
 
     let api = ApiModel::default();

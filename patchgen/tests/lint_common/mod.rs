@@ -108,3 +108,69 @@ pub fn format_patch(repo: &Repository, from: Oid, to: Oid, subject: &str) -> Str
     text.push_str("-- \n2.39.0\n\n");
     text
 }
+
+/// The headers outside the KVM subset that upstream's ported series touches
+/// (`../shared/data/upstream-v2/README.md`).
+pub const PORTED_SERIES_EXTRA_HEADERS: [&str; 5] = [
+    "arch/arm64/include/asm/kvm_mmu.h",
+    "arch/powerpc/include/asm/kvm_ppc.h",
+    "arch/x86/include/asm/kvm-x86-ops.h",
+    "include/kvm/arm_arch_timer.h",
+    "include/kvm/arm_vgic.h",
+];
+
+/// Run git in `repo` with a fixed committer (so `git am` is reproducible).
+pub fn git_in(repo: &Path, args: &[&str]) -> std::process::Output {
+    std::process::Command::new("git")
+        .arg("-C")
+        .arg(repo)
+        .args(args)
+        .env("GIT_COMMITTER_NAME", "Test Committer")
+        .env("GIT_COMMITTER_EMAIL", "test@example.org")
+        .env("GIT_COMMITTER_DATE", "1717408800 +0000")
+        .output()
+        .expect("git runs")
+}
+
+/// Upstream's v2 series ported to Debian 6.1.192, its patches in order
+/// without the cover letter; `None` (a notice) outside CI when the shared
+/// data is missing, a failure under CI.
+pub fn ported_patches() -> Option<Vec<PathBuf>> {
+    let dir = workspace().join("../shared/data/upstream-v2/ported-6.1.192");
+    if !dir.is_dir() {
+        assert!(std::env::var_os("CI").is_none(), "{} is missing", dir.display());
+        eprintln!("notice: skipping: {} is missing", dir.display());
+        return None;
+    }
+    let mut patches: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            let name = p.file_name().unwrap().to_string_lossy();
+            name.ends_with(".patch") && !name.starts_with("0000-")
+        })
+        .collect();
+    patches.sort();
+    assert_eq!(patches.len(), 45, "{patches:?}");
+    Some(patches)
+}
+
+/// A repository whose tag `base` is the 6.1 KVM subset `kernel` plus the
+/// extra headers from the whole tree `full`, and whose `master` has every
+/// ported patch applied on it with `git am -C1`.
+pub fn ported_series_repo(kernel: &Path, full: &Path, patches: &[PathBuf]) -> tempfile::TempDir {
+    let (dir, repo, mut base) = repo_from_dir(kernel, "v6.1");
+    for h in PORTED_SERIES_EXTRA_HEADERS {
+        let bytes = std::fs::read(full.join(h)).unwrap();
+        base = commit_file(&repo, "master", base, h, &bytes, &format!("Add {h}\n"));
+    }
+    repo.tag_lightweight("base", &repo.find_object(base, None).unwrap(), false).unwrap();
+    let r = dir.path();
+    let o = git_in(r, &["checkout", "-q", "-f", "master"]);
+    assert!(o.status.success(), "checkout: {}", String::from_utf8_lossy(&o.stderr));
+    for p in patches {
+        let o = git_in(r, &["am", "-q", "-C1", p.to_str().unwrap()]);
+        assert!(o.status.success(), "git am -C1 {}: {}", p.display(), String::from_utf8_lossy(&o.stderr));
+    }
+    dir
+}

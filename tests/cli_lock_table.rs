@@ -19,7 +19,7 @@ fn the_embedded_table_is_confirmed_on_full_6_1() {
     assert_eq!(out.status.code(), Some(0), "{text}{}", String::from_utf8_lossy(&out.stderr));
     assert!(text.contains(" entries, 9 confirmed\n"), "{text}");
     assert!(
-        text.contains("\nconfirmed: stop_machine take cpu_hotplug_lock (read)\n  taken at kernel/stop_machine.c:"),
+        text.contains("\nconfirmed: stop_machine takes cpu_hotplug_lock (read)\n  taken at kernel/stop_machine.c:"),
         "{text}"
     );
 }

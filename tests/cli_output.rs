@@ -219,6 +219,7 @@ fn text_on_6_1_prints_each_parse_warning_once() {
     let o = kvmtk_in(&root(), &["check", t, "--no-cache", "--verbose"], &[]);
     assert_eq!(o.status.code(), Some(1), "{}", err(&o));
     let (stdout, stderr) = (out(&o), err(&o));
+    let verbose_stderr = stderr.clone();
     let warnings: Vec<&str> = stderr.lines().filter(|l| l.contains(": warning: ")).collect();
     assert!(warnings.len() >= 10, "{stderr}");
     let both = format!("{stdout}{stderr}");
@@ -238,4 +239,18 @@ fn text_on_6_1_prints_each_parse_warning_once() {
     let json = kvmtk_in(&root(), &["check", t, "--no-cache", "--format", "json"], &[]);
     let v: serde_json::Value = serde_json::from_str(&out(&json)).unwrap();
     assert_eq!(n, v["findings"].as_array().unwrap().len());
+    // What the lock-order graph could not model: per arch, in JSON and
+    // (with --verbose) on standard error, never counted as input warnings.
+    let stats = v["statistics"].as_array().unwrap();
+    let arches: Vec<&str> = v["arches"].as_array().unwrap().iter().map(|a| a.as_str().unwrap()).collect();
+    assert_eq!(stats.iter().map(|s| s["arch"].as_str().unwrap()).collect::<Vec<_>>(), arches);
+    for s in stats {
+        let l = &s["lock_order"];
+        assert!(l["edges"].as_u64().unwrap() > 0 && l["classes"].as_u64() >= l["unknown_classes"].as_u64(), "{s}");
+        assert_eq!(l["cycle_search_cut"], false, "{s}");
+    }
+    for a in &arches {
+        let prefix = format!("kvmtk: lock order, {a}: ");
+        assert_eq!(verbose_stderr.lines().filter(|l| l.starts_with(&prefix)).count(), 1, "{verbose_stderr}");
+    }
 }

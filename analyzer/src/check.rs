@@ -22,10 +22,11 @@ use crate::cache::{analysis_version, FactsCache, ResultCache};
 use crate::enable_path::EnablePath;
 use crate::facts::FileFacts;
 use crate::hash::Fnv;
+use crate::lock_order::LockOrderStats;
 use crate::pipeline::{FileWarnings, InputWarning, ParsedTree, CPUHOTPLUG_H, LOCKING_RST};
 use crate::progress::{NoProgress, Progress};
 use crate::rules::queries::TreeUsage;
-use crate::rules::{run_rules, Finding, RuleInput, RuleSelection};
+use crate::rules::{run_rules, Finding, RuleInput, RuleSelection, RuleStats};
 use crate::source::is_c_source;
 use crate::source::{SourceFile, SourceTree};
 
@@ -36,6 +37,16 @@ pub struct CheckReport {
     pub arches: Vec<String>,
     pub findings: Vec<Finding>,
     pub warnings: Vec<InputWarning>,
+    /// Per arch, what the analysis could not model (`--verbose`, JSON).
+    pub statistics: Vec<ArchStatistics>,
+}
+
+/// What one arch's analysis could not model: counted, never a finding.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct ArchStatistics {
+    pub arch: String,
+    /// HW014's order graph (when HW014 ran).
+    pub lock_order: LockOrderStats,
 }
 
 /// What one arch's analysis produced: its findings (common-code findings
@@ -44,6 +55,8 @@ pub struct CheckReport {
 pub struct ArchResult {
     pub findings: Vec<Finding>,
     pub warnings: Vec<String>,
+    /// HW014's statistics, when it ran.
+    pub lock_order: Option<LockOrderStats>,
 }
 
 /// Link and analyze one arch of a parsed tree and run the selected rules;
@@ -58,6 +71,7 @@ pub fn analyze_arch(
     let analysis = parsed.analyze(arch, api);
     let enable_path = EnablePath::find(&analysis);
     let kconfig = crate::kconfig::Kconfig::of(&parsed.source);
+    let stats = RuleStats::default();
     let input = RuleInput {
         analysis: &analysis,
         enable_path: &enable_path,
@@ -65,8 +79,10 @@ pub fn analyze_arch(
         locking_doc: parsed.locking.as_ref(),
         tree,
         kconfig: &kconfig,
+        stats: &stats,
     };
-    ArchResult { findings: run_rules(&input, selection), warnings: analysis.warnings.clone() }
+    let findings = run_rules(&input, selection);
+    ArchResult { findings, warnings: analysis.warnings.clone(), lock_order: stats.lock_order.into_inner() }
 }
 
 /// Merge per-arch results into one report: arch order, a finding in common
@@ -81,7 +97,12 @@ pub fn merge<'r>(
     let mut findings: Vec<Finding> = Vec::new();
     let mut seen = BTreeSet::new();
     let mut warnings = input_warnings;
-    for r in results {
+    let mut statistics = Vec::new();
+    for (arch, r) in arches.iter().zip(results) {
+        if let Some(lock_order) = &r.lock_order {
+            let arch = arch.clone().unwrap_or_else(|| "common".into());
+            statistics.push(ArchStatistics { arch, lock_order: lock_order.clone() });
+        }
         for f in &r.findings {
             if seen.insert(f.fingerprint.clone()) {
                 findings.push(f.clone());
@@ -100,6 +121,7 @@ pub fn merge<'r>(
         arches: arches.iter().map(|a| a.clone().unwrap_or_else(|| "common".into())).collect(),
         findings,
         warnings,
+        statistics,
     }
 }
 

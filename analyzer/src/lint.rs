@@ -282,7 +282,13 @@ impl TreeCheck {
     /// No tree: the parent of a root commit.
     pub fn empty() -> TreeCheck {
         TreeCheck {
-            report: CheckReport { tree: String::new(), arches: Vec::new(), findings: Vec::new(), warnings: Vec::new() },
+            report: CheckReport {
+                tree: String::new(),
+                arches: Vec::new(),
+                findings: Vec::new(),
+                warnings: Vec::new(),
+                statistics: Vec::new(),
+            },
             unanalyzed: Vec::new(),
         }
     }
@@ -600,7 +606,14 @@ impl LintBuilder {
             subject: self.subject,
             base: self.base.tree.clone(),
             steps,
-            new: CheckReport { tree: tip.tree.clone(), arches: tip.arches.clone(), findings, warnings },
+            // What the tip's analysis could not model.
+            new: CheckReport {
+                tree: tip.tree.clone(),
+                arches: tip.arches.clone(),
+                findings,
+                warnings,
+                statistics: tip.statistics.clone(),
+            },
         }
     }
 

@@ -36,7 +36,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::api::{AcquireMode, ApiModel, LockEffect};
 use crate::contexts::{Analysis, Step};
@@ -224,8 +224,10 @@ pub struct OrderEdge {
     pub site_col: u32,
 }
 
-/// Counts of what could not be modelled, for `--verbose` / JSON.
-#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+/// Counts of what could not be modelled, for `--verbose` / JSON: a lock
+/// expression kept as an unknown class, a wait whose target is not known
+/// (it gives no edge, never a made-up one), a cycle search cut short.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct LockOrderStats {
     pub classes: usize,
     pub unknown_classes: usize,

@@ -643,9 +643,10 @@ pub fn render_text(report: &LockTableReport) -> String {
     );
     for e in &report.entries {
         out.push_str(&format!(
-            "\n{}: {} take {} ({})\n",
+            "\n{}: {} {} {} ({})\n",
             e.verdict.as_str(),
             e.functions.join(", "),
+            if e.functions.len() == 1 { "takes" } else { "take" },
             e.lock,
             mode_text(e.mode)
         ));

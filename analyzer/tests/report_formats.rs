@@ -1,11 +1,13 @@
 //! The `kvmtk check` report formats on a hand-built report: one snapshot per
 //! format, and the structural properties consumers rely on.
 
-use analyzer::check::CheckReport;
+use analyzer::check::{ArchStatistics, CheckReport};
 use analyzer::contexts::Step;
+use analyzer::lock_order::LockOrderStats;
 use analyzer::pipeline::InputWarning;
 use analyzer::report::findings::{
-    exit_code, render_github, render_json, render_sarif, render_text, FINGERPRINT_KEY, SARIF_SCHEMA,
+    exit_code, render_github, render_json, render_sarif, render_text, render_warnings, RenderOptions, FINGERPRINT_KEY,
+    SARIF_SCHEMA,
 };
 use analyzer::rules::{find_rule, fingerprint, Finding, Related, Severity, REGISTRY};
 use serde_json::Value;
@@ -165,6 +167,17 @@ fn report() -> CheckReport {
             line: Some(88),
             message: "unbalanced `#ifdef CONFIG_KVM` (the rest is analyzed)".into(),
         }],
+        statistics: vec![ArchStatistics {
+            arch: "x86".into(),
+            lock_order: LockOrderStats {
+                classes: 31,
+                unknown_classes: 2,
+                edges: 48,
+                unresolved_completion_waits: 0,
+                unresolved_work_waits: 1,
+                cycle_search_cut: false,
+            },
+        }],
     }
 }
 
@@ -268,7 +281,16 @@ fn json_structure() {
     assert_eq!(json["tool"], "kvmtk");
     let mut top = keys(&json);
     top.sort();
-    assert_eq!(top, ["arches", "findings", "tool", "tree", "version", "warnings"]);
+    assert_eq!(top, ["arches", "findings", "statistics", "tool", "tree", "version", "warnings"]);
+    // Statistics come last (a key added at the end keeps schema version 1).
+    let text = render_json(&report);
+    let at = |key: &str| text.find(&format!("\n  \"{key}\": ")).unwrap();
+    assert!(at("warnings") < at("statistics") && text.ends_with("  ]\n}\n"), "{text}");
+    let lock_order = &json["statistics"][0]["lock_order"];
+    assert_eq!(json["statistics"][0]["arch"], "x86");
+    assert_eq!(lock_order["unknown_classes"], 2);
+    assert_eq!(lock_order["unresolved_work_waits"], 1);
+    assert_eq!(lock_order["cycle_search_cut"], false);
     let f = &json["findings"][0];
     let mut fk = keys(f);
     fk.sort();
@@ -351,7 +373,13 @@ fn text_structure() {
 
 #[test]
 fn text_without_findings() {
-    let empty = CheckReport { tree: "t".into(), arches: strings(&["x86"]), findings: vec![], warnings: vec![] };
+    let empty = CheckReport {
+        tree: "t".into(),
+        arches: strings(&["x86"]),
+        findings: vec![],
+        warnings: vec![],
+        statistics: vec![],
+    };
     assert_eq!(render_text(&empty), "0 findings (0 errors, 0 warnings, 0 notes) in arch x86\n");
     assert_eq!(render_github(&empty), "");
     let json: Value = serde_json::from_str(&render_json(&empty)).unwrap();
@@ -424,4 +452,28 @@ fn exit_codes() {
     assert_eq!(exit_code(&notes, Severity::Note), 1);
     let none = CheckReport { findings: vec![], ..report() };
     assert_eq!(exit_code(&none, Severity::Note), 0, "input warnings never fail the check");
+}
+
+/// Standard error: the lock-order statistics with `--verbose` only, after
+/// the input warnings; a cut cycle search is a warning either way.
+#[test]
+fn lock_order_statistics_on_stderr() {
+    let opts = RenderOptions::default();
+    let quiet = render_warnings(&report(), false, &opts);
+    assert!(!quiet.contains("lock order"), "{quiet}");
+    let verbose = render_warnings(&report(), true, &opts);
+    let lines: Vec<&str> = verbose.lines().collect();
+    assert!(lines[0].starts_with("arch/arm64/kvm/arm.c:88: warning: "), "{verbose}");
+    assert_eq!(
+        lines[1],
+        "kvmtk: lock order, x86: 48 edges over 31 classes (2 unknown, each kept apart); \
+         waits with no known target (no edge): 0 completion waits, 1 work flush"
+    );
+    let mut cut = report();
+    cut.warnings.clear();
+    cut.statistics[0].lock_order.cycle_search_cut = true;
+    assert_eq!(
+        render_warnings(&cut, false, &opts),
+        "kvmtk: warning: lock order, x86: the cycle search hit its step budget; HW014 cycles may be missing\n"
+    );
 }

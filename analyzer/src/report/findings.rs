@@ -45,7 +45,9 @@
 //! [`RenderOptions::color`] (a terminal, `--color`), gcc's colours. The input
 //! warnings go to standard error ([`render_warnings`]), after the findings:
 //! one line with their count, or with `--verbose` each once as
-//! `path:line: warning: message`. A warning about no one file prints as `kvmtk: warning:
+//! `path:line: warning: message`, followed by one line per arch of what
+//! HW014's lock-order graph could not model (`kvmtk: lock order, x86: ...`;
+//! a cut cycle search is a warning even without `--verbose`). A warning about no one file prints as `kvmtk: warning:
 //! ...`, one without a line as `path: warning: ...`.
 //!
 //! An evidence step reads `[context] function, held {locks}`, then
@@ -69,7 +71,9 @@
 //!   "tree": "linux-6.1",                the analyzed tree's label (directory or git revision)
 //!   "arches": ["x86", "arm64"],         the arches analyzed ("common" when the tree has none)
 //!   "findings": [Finding, ...],         sorted by file, line, col, rule
-//!   "warnings": [InputWarning, ...]     problems met reading the input
+//!   "warnings": [InputWarning, ...],    problems met reading the input
+//!   "statistics": [ArchStatistics, ...] per analyzed arch, what the analysis could
+//!                                       not model (arches where HW014 ran)
 //! }
 //!
 //! Finding {
@@ -111,6 +115,21 @@
 //!   "path": "arch/x86/kvm/x86.c",       "" when the warning is about no one file
 //!   "line": 120,                        integer or null
 //!   "message": "..."
+//! }
+//!
+//! ArchStatistics {
+//!   "arch": "x86",
+//!   "lock_order": {                     HW014's lock-order graph
+//!     "classes": 31,                    lock classes met
+//!     "unknown_classes": 2,             lock expressions kept as a class of their own
+//!                                       (never merged with another)
+//!     "edges": 48,                      order edges A -> B
+//!     "unresolved_completion_waits": 0, wait_for_completion*() on a completion whose class
+//!                                       is unknown or that nothing signals: no edge
+//!     "unresolved_work_waits": 1,       flush/cancel of a work item whose class is unknown
+//!                                       or bound to no function: no edge
+//!     "cycle_search_cut": false         the cycle search hit its step budget
+//!   }
 //! }
 //! ```
 //!

@@ -32,6 +32,15 @@
 //! An order documented in `Documentation/virt/kvm/locking.rst` and violated
 //! by one arrow is HW013's (one place for it); HW014 reports cycles only.
 //!
+//! What the graph cannot resolve is counted, never guessed: a lock reached
+//! through a bare pointer (`spinlock_t *lock`) is a class of its own, a wait
+//! for a completion or work item it cannot bind gives no arrow, and a cycle
+//! search that hits its budget says so. `check --verbose` prints the counts
+//! per arch on standard error (`kvmtk: lock order, x86: ...`); the JSON
+//! report carries them in `statistics`. Not modelled: `kthread_stop()`
+//! (the task's thread function is not bound), cross-CPU calls that wait
+//! (`stop_machine()`, `on_each_cpu(..., 1)`).
+//!
 //! ## Why is this bad?
 //! Each CPU of the scenario holds one lock and waits for the next: the
 //! machine hangs, and only a lockdep kernel that runs every arrow's path says
@@ -119,6 +128,8 @@ pub fn check(input: &RuleInput<'_>) -> Vec<Finding> {
     let mut order = LockOrder::build(input.analysis);
     let mut out = Vec::new();
     let cycles = order.cycles();
+    // Set once per analysis: HW014 is the only rule that builds the graph.
+    let _ = input.stats.lock_order.set(order.stats.clone());
     for cycle in cycles {
         let edges = rotated(&cycle);
         let Some(first) = edges.first() else { continue };

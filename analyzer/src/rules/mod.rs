@@ -152,6 +152,17 @@ pub struct RuleInput<'a> {
     pub tree: &'a queries::TreeUsage,
     /// The tree's KVM Kconfig: which `#ifdef`'d common code the arch builds.
     pub kconfig: &'a crate::kconfig::Kconfig,
+    /// Where rules leave what they could not model (reported with
+    /// `--verbose` and in JSON, never as findings).
+    pub stats: &'a RuleStats,
+}
+
+/// What the rules of one arch's analysis could not model, filled while
+/// they run (each part by the one rule that computes it).
+#[derive(Debug, Default)]
+pub struct RuleStats {
+    /// HW014's order graph: unknown classes, unresolved waits.
+    pub lock_order: std::sync::OnceLock<crate::lock_order::LockOrderStats>,
 }
 
 impl<'a> RuleInput<'a> {

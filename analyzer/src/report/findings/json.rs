@@ -6,7 +6,7 @@
 
 use serde::Serialize;
 
-use crate::check::CheckReport;
+use crate::check::{ArchStatistics, CheckReport};
 use crate::contexts::Step;
 use crate::pipeline::InputWarning;
 use crate::rules::{Finding, Related};
@@ -23,6 +23,40 @@ struct JsonReport<'a> {
     arches: &'a [String],
     findings: Vec<JsonFinding<'a>>,
     warnings: Vec<JsonWarning<'a>>,
+    statistics: Vec<JsonArchStatistics<'a>>,
+}
+
+#[derive(Serialize)]
+struct JsonArchStatistics<'a> {
+    arch: &'a str,
+    lock_order: JsonLockOrderStats,
+}
+
+#[derive(Serialize)]
+struct JsonLockOrderStats {
+    classes: usize,
+    unknown_classes: usize,
+    edges: usize,
+    unresolved_completion_waits: usize,
+    unresolved_work_waits: usize,
+    cycle_search_cut: bool,
+}
+
+impl<'a> From<&'a ArchStatistics> for JsonArchStatistics<'a> {
+    fn from(s: &'a ArchStatistics) -> Self {
+        let l = &s.lock_order;
+        JsonArchStatistics {
+            arch: &s.arch,
+            lock_order: JsonLockOrderStats {
+                classes: l.classes,
+                unknown_classes: l.unknown_classes,
+                edges: l.edges,
+                unresolved_completion_waits: l.unresolved_completion_waits,
+                unresolved_work_waits: l.unresolved_work_waits,
+                cycle_search_cut: l.cycle_search_cut,
+            },
+        }
+    }
 }
 
 #[derive(Serialize)]
@@ -129,6 +163,7 @@ pub fn render_json(report: &CheckReport) -> String {
         arches: &report.arches,
         findings: report.findings.iter().map(JsonFinding::from).collect(),
         warnings: report.warnings.iter().map(JsonWarning::from).collect(),
+        statistics: report.statistics.iter().map(JsonArchStatistics::from).collect(),
     };
     // Serializing plain structs of strings and integers cannot fail.
     let mut out = serde_json::to_string_pretty(&doc).expect("report serializes");

@@ -126,17 +126,44 @@ pub fn render_text_with(report: &CheckReport, opts: &RenderOptions) -> String {
     out
 }
 
+/// What HW014's order graph of one arch could not model: with `verbose`,
+/// one line of counts; a cycle search cut short is a warning always (its
+/// verdict is incomplete).
+fn lock_order_line(s: &crate::check::ArchStatistics, verbose: bool, warning: &str) -> String {
+    let l = &s.lock_order;
+    let mut out = String::new();
+    if verbose {
+        let _ = writeln!(
+            out,
+            "kvmtk: lock order, {}: {} over {} ({} unknown, each kept apart); waits with no known target (no edge): {}, {}",
+            s.arch,
+            plural(l.edges, "edge", "edges"),
+            plural(l.classes, "class", "classes"),
+            l.unknown_classes,
+            plural(l.unresolved_completion_waits, "completion wait", "completion waits"),
+            plural(l.unresolved_work_waits, "work flush", "work flushes"),
+        );
+    }
+    if l.cycle_search_cut {
+        let _ = writeln!(
+            out,
+            "kvmtk: {warning} lock order, {}: the cycle search hit its step budget; HW014 cycles may be missing",
+            s.arch
+        );
+    }
+    out
+}
+
 /// The input warnings for standard error, after the findings: with
 /// `verbose`, each once in the gcc form (`path:line: warning: message`);
 /// otherwise one line with their count (`kvmtk: warning: 15 input warnings
-/// in 9 files (...); --verbose lists them`). Empty when there are none.
+/// in 9 files (...); --verbose lists them`). Then what the lock-order
+/// graph could not model ([`lock_order_line`]). Empty when there is nothing
+/// to say.
 pub fn render_warnings(report: &CheckReport, verbose: bool, opts: &RenderOptions) -> String {
     let palette = Palette::new(opts.color);
     let warning = paint(palette.warning, "warning:");
     let mut out = String::new();
-    if report.warnings.is_empty() {
-        return out;
-    }
     if verbose {
         for w in &report.warnings {
             let line = warning_line(w, opts);
@@ -145,12 +172,15 @@ pub fn render_warnings(report: &CheckReport, verbose: bool, opts: &RenderOptions
             out.push_str(&line);
             out.push('\n');
         }
-    } else {
+    } else if !report.warnings.is_empty() {
         let _ = writeln!(
             out,
             "kvmtk: {warning} {} (what they name was skipped, the rest analyzed); --verbose lists them",
             warnings_count(&report.warnings)
         );
+    }
+    for s in &report.statistics {
+        out.push_str(&lock_order_line(s, verbose, &warning));
     }
     out
 }

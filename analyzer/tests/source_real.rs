@@ -26,15 +26,19 @@ fn check_common(tree: &SourceTree) {
     ] {
         assert!(tree.file(path).is_some(), "{}: {path} missing", tree.root_label);
     }
-    // Only the KVM file set: no Makefiles, no other documentation; the KVM
-    // Kconfig files (read as data: which `#ifdef`'d common code each arch
-    // builds).
+    // Only the KVM file set: no other Makefiles, no other documentation;
+    // the KVM Kconfig files and each arch's KVM Makefile (read as data:
+    // which `#ifdef`'d common code each arch builds, which files under
+    // which option).
     assert!(tree.files.iter().all(|f| f.path.ends_with(".c")
         || f.path.ends_with(".h")
         || f.path == "Documentation/virt/kvm/locking.rst"
         || f.path == analyzer::kconfig::COMMON_KCONFIG
-        || f.arch.as_deref().is_some_and(|a| f.path == analyzer::kconfig::arch_kconfig(a))));
+        || f.arch.as_deref().is_some_and(|a| {
+            f.path == analyzer::kconfig::arch_kconfig(a) || f.path == analyzer::kbuild::arch_makefile(a)
+        })));
     assert!(tree.file(analyzer::kconfig::COMMON_KCONFIG).is_some());
+    assert!(tree.file(&analyzer::kbuild::arch_makefile("x86")).is_some());
     assert!(tree.file("virt/kvm/Makefile.kvm").is_none());
     assert!(tree.file("Documentation/virt/kvm/api.rst").is_none());
     // Sorted, unique, each with its arch and blob id.
@@ -45,6 +49,16 @@ fn check_common(tree: &SourceTree) {
     }
 }
 
+/// (C files and headers, Kconfig files, Makefiles) of a tree.
+fn kinds(tree: &SourceTree) -> (usize, usize, usize) {
+    let count = |p: &dyn Fn(&str) -> bool| tree.files.iter().filter(|f| p(&f.path)).count();
+    (
+        count(&|p| p.ends_with(".c") || p.ends_with(".h")),
+        count(&|p| p.ends_with("/Kconfig")),
+        count(&|p| p.ends_with("/Makefile")),
+    )
+}
+
 #[test]
 fn linux_6_1() {
     let Some(tree) = load("6.1", &SourceOptions::default()) else {
@@ -52,8 +66,8 @@ fn linux_6_1() {
     };
     check_common(&tree);
     assert_eq!(tree.arches, ["arm64", "mips", "powerpc", "riscv", "s390", "x86"]);
-    // 274 C files and headers, locking.rst, and 7 KVM Kconfig files.
-    assert_eq!(tree.files.len(), 288);
+    assert_eq!(kinds(&tree), (280, 7, 6), "C files and headers, KVM Kconfig files, arch KVM Makefiles");
+    assert_eq!(tree.files.len(), 280 + 7 + 6 + 1, "and locking.rst");
     let main = String::from_utf8_lossy(&tree.file("virt/kvm/kvm_main.c").unwrap().bytes).into_owned();
     assert!(main.contains("kvm_count_lock"));
     assert!(main.contains("CPUHP_AP_KVM_STARTING"));
@@ -66,8 +80,8 @@ fn linux_6_12() {
     };
     check_common(&tree);
     assert_eq!(tree.arches, ["arm64", "loongarch", "mips", "powerpc", "riscv", "s390", "x86"]);
-    // With the common and 7 arch KVM Kconfig files.
-    assert_eq!(tree.files.len(), 330);
+    assert_eq!(kinds(&tree), (321, 8, 7), "C files and headers, KVM Kconfig files, arch KVM Makefiles");
+    assert_eq!(tree.files.len(), 321 + 8 + 7 + 1, "and locking.rst");
     let main = String::from_utf8_lossy(&tree.file("virt/kvm/kvm_main.c").unwrap().bytes).into_owned();
     assert!(main.contains("kvm_usage_lock"));
     assert!(main.contains("CPUHP_AP_KVM_ONLINE"));

@@ -98,11 +98,23 @@ impl<'p> ClassResolver<'p> {
     /// The class of a lock expression (as normalized by
     /// [`lock_name`]: `kvm->slots_lock`, `kvm_lock`) written in `func`.
     /// Names that are already classes (from a helper's summary) are kept.
+    ///
+    /// A member of an anonymous struct member is named through it
+    /// (`kvm->irqfds.lock` is `struct kvm.irqfds.lock`). A struct whose
+    /// definition is outside the analyzed files (`struct gfn_to_pfn_cache`
+    /// of `include/linux/kvm_types.h`) still names the class when the
+    /// declaration says `struct`: the code compiles, so the member exists.
+    /// A per-CPU lock (`per_cpu(l, cpu)`, `this_cpu_ptr(&l)`) is one class
+    /// for every CPU's instance, as lockdep keys it (one init site).
     pub fn class_of(&self, func: &'p Function, expr: &str) -> Class {
         if expr.starts_with("struct ") || is_unknown_class(expr) {
             return expr.to_string();
         }
         let unknown = || format!("?{}:{expr}", func.name);
+        if let Some(var) = per_cpu_variable(expr) {
+            let local = func.params.iter().any(|p| p.name == var) || func.locals.iter().any(|l| l.name == var);
+            return if local { unknown() } else { var.to_string() };
+        }
         let parts = split_path(expr);
         let Some(parts) = parts else { return unknown() };
         let base = parts[0];
@@ -114,20 +126,52 @@ impl<'p> ClassResolver<'p> {
         }
         let Some(mut ty) = self.declared_type(func, base) else { return unknown() };
         let mut tag = type_tag(ty);
-        for member in &parts[1..parts.len() - 1] {
-            let Some(t) = self.member_type(tag, member) else { return unknown() };
-            ty = t;
-            tag = type_tag(ty);
+        // The member named so far: `irqfds.lock` through an anonymous
+        // struct (whose members the facts keep under dotted names).
+        let mut member = parts[1].to_string();
+        for next in &parts[2..] {
+            match self.member_type(tag, &member) {
+                Some("") => member = format!("{member}.{next}"),
+                Some(t) => {
+                    ty = t;
+                    tag = type_tag(ty);
+                    member = next.to_string();
+                }
+                None => return unknown(),
+            }
         }
-        if tag.is_empty() || !self.structs.contains_key(tag) {
+        if tag.is_empty() {
             return unknown();
         }
-        let last = parts[parts.len() - 1];
-        if self.member_type(tag, last).is_none() {
+        let defined = self.structs.contains_key(tag);
+        if (defined && self.member_type(tag, &member).is_none()) || (!defined && !names_a_struct(ty)) {
             return unknown();
         }
-        format!("struct {tag}.{last}")
+        format!("struct {tag}.{member}")
     }
+}
+
+/// `struct foo *`, `const struct foo`: the type is a struct or union by its
+/// declaration (not a typedef, which might name anything).
+fn names_a_struct(type_text: &str) -> bool {
+    let mut t = type_text.trim();
+    for q in ["static ", "const ", "volatile "] {
+        while let Some(rest) = t.strip_prefix(q) {
+            t = rest.trim_start();
+        }
+    }
+    t.starts_with("struct ") || t.starts_with("union ")
+}
+
+/// The variable of a per-CPU lock expression: `per_cpu(l, cpu)` (as
+/// [`lock_name`] leaves it, `per_cpu(l,cpu`), `per_cpu_ptr(&l, cpu)`,
+/// `this_cpu_ptr(&l)`, `raw_cpu_ptr(&l)` -> `l`.
+fn per_cpu_variable(expr: &str) -> Option<&str> {
+    let inner =
+        ["per_cpu(", "per_cpu_ptr(", "this_cpu_ptr(", "raw_cpu_ptr("].iter().find_map(|p| expr.strip_prefix(p))?;
+    let first = inner.split(',').next()?.trim_end_matches(')').trim();
+    let var = first.strip_prefix('&').unwrap_or(first).trim();
+    (!var.is_empty() && var.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')).then_some(var)
 }
 
 /// `vcpu->kvm->srcu` -> [vcpu, kvm, srcu]; `kvm->arch.x[2]` -> [kvm, arch, x];
@@ -1044,4 +1088,75 @@ fn transitive(sites: &HashMap<FnId, Vec<SiteFacts>>) -> Trans {
         }
     }
     trans
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::parse::parse_file;
+
+    const SRC: &str = r#"
+struct widget_cache;
+struct widget_cpu {
+	raw_spinlock_t list_lock;
+};
+struct widget {
+	struct mutex lock;
+	struct {
+		spinlock_t lock;
+		struct list_head items;
+	} pending;
+	struct widget_cpu cpu;
+	struct widget_cache *cache;
+	spinlock_t *borrowed;
+};
+typedef struct widget_opaque widget_t;
+static DEFINE_PER_CPU(spinlock_t, widget_cpu_lock);
+
+void widget_all(struct widget *w, struct widget_cache *c, widget_t *o, spinlock_t *l, int cpu)
+{
+	mutex_lock(&w->lock);
+}
+"#;
+
+    fn with_resolver(check: impl Fn(&ClassResolver<'_>, &Function)) {
+        let files = vec![parse_file("virt/kvm/widget.c", None, SRC.as_bytes())];
+        let api = ApiModel::default();
+        let program = Program::link(&files, None, &api);
+        let resolver = ClassResolver::new(&program);
+        let func = files[0].functions.iter().find(|f| f.name == "widget_all").expect("widget_all parsed");
+        check(&resolver, func);
+    }
+
+    #[test]
+    fn classes_by_struct_member_through_anonymous_and_undefined_structs() {
+        with_resolver(|r, f| {
+            assert_eq!(r.class_of(f, "w->lock"), "struct widget.lock");
+            // A member of an anonymous struct member: named through it.
+            assert_eq!(r.class_of(f, "w->pending.lock"), "struct widget.pending.lock");
+            assert_eq!(r.class_of(f, "w->cpu.list_lock"), "struct widget_cpu.list_lock");
+            // Not a member of the (defined) struct: unknown, never a guess.
+            assert_eq!(r.class_of(f, "w->pending.nolock"), "?widget_all:w->pending.nolock");
+            assert_eq!(r.class_of(f, "w->nolock"), "?widget_all:w->nolock");
+            // A struct defined elsewhere, declared as a struct: its member.
+            assert_eq!(r.class_of(f, "c->refresh_lock"), "struct widget_cache.refresh_lock");
+            // ... but not through it (its members' types are unknown).
+            assert_eq!(r.class_of(f, "w->cache->inner.lock"), "?widget_all:w->cache->inner.lock");
+            // A typedef may name anything: unknown.
+            assert_eq!(r.class_of(f, "o->lock"), "?widget_all:o->lock");
+            // A bare pointer to a lock: unknown, one class per expression.
+            assert_eq!(r.class_of(f, "l"), "?widget_all:l");
+        });
+    }
+
+    #[test]
+    fn a_per_cpu_lock_is_one_class() {
+        with_resolver(|r, f| {
+            assert_eq!(r.class_of(f, "per_cpu(widget_cpu_lock,cpu"), "widget_cpu_lock");
+            assert_eq!(r.class_of(f, "per_cpu_ptr(&widget_cpu_lock, cpu)"), "widget_cpu_lock");
+            assert_eq!(r.class_of(f, "this_cpu_ptr(&widget_cpu_lock)"), "widget_cpu_lock");
+            // A per-CPU pointer held in a parameter: which lock is unknown.
+            assert_eq!(r.class_of(f, "per_cpu(l,cpu"), "?widget_all:per_cpu(l,cpu");
+        });
+    }
 }

@@ -632,6 +632,25 @@ fn struct_members(cx: &Cx, body: Node, facts: &mut FileFacts, out: &mut Vec<Para
                     continue;
                 }
                 struct_defs_in(cx, ft, facts, depth + 1);
+                if anonymous && matches!(ft.kind(), "struct_specifier" | "union_specifier") {
+                    // `struct { spinlock_t lock; ... } irqfds;`: its members
+                    // under dotted names (`irqfds.lock`), the member itself
+                    // with no type.
+                    if let Some(inner) = ft.child_by_field_name("body") {
+                        let mut nested = Vec::new();
+                        struct_members(cx, inner, facts, &mut nested, depth + 1);
+                        for d in &decls {
+                            let Some(n) = declarator_name(*d) else { continue };
+                            let name = cx.text(n);
+                            out.extend(
+                                nested.iter().map(|m| Param {
+                                    name: format!("{name}.{}", m.name),
+                                    type_text: m.type_text.clone(),
+                                }),
+                            );
+                        }
+                    }
+                }
                 let base = if ft.child_by_field_name("body").is_some() {
                     // `struct foo { ... } member;`: the tag, not the body.
                     let kw = if ft.kind() == "union_specifier" { "union" } else { "struct" };

@@ -72,6 +72,32 @@ pub struct Registration {
     /// Position of the `wait` argument of a cross-CPU call.
     #[serde(default)]
     pub wait_arg: Option<usize>,
+    /// The call returns only once the callbacks have run everywhere
+    /// (`stop_machine()`), whatever its arguments.
+    #[serde(default)]
+    pub waits: bool,
+}
+
+impl Registration {
+    /// The argument positions of the callbacks a call of this registration
+    /// runs while its caller waits for them: all of them for a call that
+    /// always waits; for a cross-CPU call, unless its `wait` argument is a
+    /// literal 0 (or absent: the caller is then assumed to wait, as the
+    /// callers that do not pass it are); the startup callback of a
+    /// registration that runs it on the CPUs already online.
+    pub fn waited_callbacks(&self, args: &[crate::facts::Arg]) -> Vec<usize> {
+        if self.waits {
+            return self.callback_args.clone();
+        }
+        if let Some(i) = self.wait_arg {
+            let no_wait = args.get(i).is_some_and(|a| matches!(a.text.trim(), "0" | "false"));
+            return if no_wait { Vec::new() } else { self.callback_args.clone() };
+        }
+        if self.invokes_now {
+            return self.callback_args.first().copied().into_iter().collect();
+        }
+        Vec::new()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

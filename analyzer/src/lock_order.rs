@@ -15,8 +15,14 @@
 //! `cpus_read_lock()`), from the model's `lock_order.takes`; a wait for a
 //! completion, which waits for what the code signalling it (the same
 //! completion class) takes before signalling; a flush of a work item, which
-//! waits for what its function takes. Try-locks acquire nothing (they do not
-//! wait), as in lockdep.
+//! waits for what its function takes; a call that runs a callback on other
+//! CPUs and waits for it (`on_each_cpu(f, info, 1)`, `stop_machine(f, ...)`,
+//! the model's `waited_callbacks`), which waits for what the callback takes
+//! (lockdep has no such arrow: the callback runs on another CPU, but a CPU
+//! holding what the callback needs while waiting for the caller's lock
+//! deadlocks all the same). Try-locks acquire nothing (they do not wait),
+//! as in lockdep. Not modelled: `kthread_stop()` (which thread a task
+//! pointer names is not tracked).
 //!
 //! **Edges.** `A -> B` when B is acquired (directly, in a callee, or by a
 //! wait) while A is definitely held in the same function, or while the
@@ -201,6 +207,9 @@ pub enum AcquireKind {
     CompletionWait,
     /// A flush of a work item whose function takes the lock.
     WorkWait,
+    /// A call that runs a callback (on other CPUs) and waits for it
+    /// (`on_each_cpu(..., 1)`, `stop_machine()`), whose callback takes the lock.
+    CallbackWait,
     /// A CPU hotplug (or other) callback run while the machinery holds it.
     Callback,
 }
@@ -566,7 +575,7 @@ impl<'b, 'a> Builder<'b, 'a> {
                         }
                     }
                 }
-                let completion = self.waits(func, site, &completions, &works, &mut sf);
+                let completion = self.waits(id, site, &completions, &works, &mut sf);
                 for (c, m) in &sf.held {
                     all_classes.insert(c.clone());
                     if *m == AcquireMode::Write {
@@ -751,6 +760,9 @@ impl<'b, 'a> Builder<'b, 'a> {
             AcquireKind::WorkWait => {
                 format!("flushes a work item whose function takes {to}{} ({call})", mode_suffix(mode))
             }
+            AcquireKind::CallbackWait => {
+                format!("waits for a callback that takes {to}{} ({call})", mode_suffix(mode))
+            }
             AcquireKind::External => format!("takes {to}{} in {call}()", mode_suffix(mode)),
             _ => format!("takes {to}{} ({call})", mode_suffix(mode)),
         };
@@ -861,19 +873,31 @@ impl<'b, 'a> Builder<'b, 'a> {
         }
     }
 
-    /// Waits at a site for code elsewhere: a work item's function (in
-    /// `sf.waits`); the completion class waited for, returned (resolved
-    /// once every function's acquisitions are known).
+    /// Waits at a site for code elsewhere: a work item's function, a
+    /// callback run on other CPUs (in `sf.waits`); the completion class
+    /// waited for, returned (resolved once every function's acquisitions
+    /// are known).
     fn waits(
         &mut self,
-        func: &'a Function,
+        id: FnId,
         site: &CallSite,
         completions: &HashMap<Class, Vec<(FnId, Span)>>,
         works: &HashMap<Class, Vec<FnId>>,
         sf: &mut SiteFacts,
     ) -> Option<(Class, String)> {
         let Callee::Direct(name) = &site.callee else { return None };
+        let func = self.func(id);
         let mut out = None;
+        // Callbacks run elsewhere while the caller waits: what they take is
+        // taken under the caller's locks.
+        if let Some(reg) = self.api.registration(name) {
+            for ai in reg.waited_callbacks(&site.args) {
+                let Some(cb) = site.args.get(ai).and_then(|a| a.ident.as_deref()) else { continue };
+                for f in self.a.program.lookup(id.file, cb) {
+                    sf.waits.push((name.clone(), f, AcquireKind::CallbackWait));
+                }
+            }
+        }
         if let Some(i) = self.api.completion_wait_arg(name) {
             let class = site.args.get(i).map(|a| self.resolver.class_of(func, &lock_name(a)));
             match class.filter(|c| !is_unknown_class(c) && completions.contains_key(c)) {

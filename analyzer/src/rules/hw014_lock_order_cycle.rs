@@ -14,7 +14,9 @@
 //!   for every reader of that SRCU class; `wait_for_completion()` waits for
 //!   what the code completing the same completion (struct type + member)
 //!   takes before it completes; `flush_work()`/`cancel_work_sync()` wait for
-//!   what the work function takes;
+//!   what the work function takes; a cross-CPU call that waits
+//!   (`smp_call_function_single(cpu, f, info, 1)`, `stop_machine(f, ...)`)
+//!   waits for what its callback takes;
 //! - CPU hotplug callbacks, which run while the control CPU holds
 //!   `cpu_hotplug_lock` for write and waits for them;
 //! - what kernel functions outside KVM take, from the API model
@@ -38,8 +40,7 @@
 //! search that hits its budget says so. `check --verbose` prints the counts
 //! per arch on standard error (`kvmtk: lock order, x86: ...`); the JSON
 //! report carries them in `statistics`. Not modelled: `kthread_stop()`
-//! (the task's thread function is not bound), cross-CPU calls that wait
-//! (`stop_machine()`, `on_each_cpu(..., 1)`).
+//! (which thread function a task pointer names is not tracked).
 //!
 //! ## Why is this bad?
 //! Each CPU of the scenario holds one lock and waits for the next: the

@@ -38,6 +38,9 @@ static int virt_users;
 /* 8. API-model acquisition: static_branch_inc() under an SRCU reader. */
 DEFINE_STATIC_SRCU(feature_srcu);
 static DEFINE_STATIC_KEY_FALSE(feature_key);
+/* 9. A cross-CPU call that waits for its callback. */
+static DEFINE_RAW_SPINLOCK(tick_cfg_lock);
+static DEFINE_RAW_SPINLOCK(tick_stats_lock);
 
 static void nested_ab(void)
 {
@@ -175,6 +178,28 @@ static void feature_enable(void)
 	static_branch_inc(&feature_key);
 }
 
+static void tick_sync_stats(void *unused)
+{
+	raw_spin_lock(&tick_stats_lock);
+	raw_spin_unlock(&tick_stats_lock);
+}
+
+static void tick_reconfigure(int cpu)
+{
+	raw_spin_lock(&tick_cfg_lock);
+	/* Runs on @cpu; the caller does not wait for it (wait = 0). */
+	smp_call_function_single(cpu, tick_sync_stats, NULL, 0);
+	raw_spin_unlock(&tick_cfg_lock);
+}
+
+static void tick_stats_reset(void)
+{
+	raw_spin_lock(&tick_stats_lock);
+	raw_spin_lock(&tick_cfg_lock);
+	raw_spin_unlock(&tick_cfg_lock);
+	raw_spin_unlock(&tick_stats_lock);
+}
+
 static int virt_cpu_online(unsigned int cpu)
 {
 	mutex_lock(&virt_users_lock);
@@ -241,6 +266,12 @@ static long foo_dev_ioctl(struct file *filp, unsigned int ioctl,
 		break;
 	case 15:
 		feature_enable();
+		break;
+	case 16:
+		tick_reconfigure(arg);
+		break;
+	case 17:
+		tick_stats_reset();
 		break;
 	default:
 		return -ENOTTY;

@@ -44,4 +44,24 @@ if (cd "$root" && cargo run -q --release -- series generate kvm-fixtures/default
         { printf '\0'; sed -n '/^diff --git/,$p' "$p"; } >"$c/diff_apply/$(basename "$p")"
     done
 fi
-echo "seed.sh: $n C pieces, corpus in $c"
+# Mail as the lists deliver it: the heads of upstream's posted series
+# (beside the project, read-only; the targets run with -max_len=4096).
+mkdir -p "$c/cache_entry"
+shared="$root/../shared/data/upstream-v2/original"
+if [ -d "$shared" ]; then
+    for p in "$shared"/*; do
+        [ -f "$p" ] && head -c 4096 "$p" >"$c/mbox/upstream-$(basename "$p")"
+    done
+fi
+
+# Cache entries: those a check of the default fixture writes (facts and
+# results), each at most 64 KiB (the cache_entry target's -max_len).
+# (exit 1: findings.)
+status=0
+(cd "$root" && cargo run -q --release -- check kvm-fixtures/default --cache-dir "$tmp/cache") >/dev/null 2>&1 || status=$?
+if [ "$status" -le 1 ]; then
+    find "$tmp/cache" -type f | while read -r e; do
+        head -c 65536 "$e" >"$c/cache_entry/$(basename "$(dirname "$e")")-$(basename "$e")"
+    done
+fi
+echo "seed.sh: $n C pieces, $(ls "$c/mbox" | wc -l) mails, $(ls "$c/cache_entry" | wc -l) cache entries, corpus in $c"

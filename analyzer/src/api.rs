@@ -739,11 +739,13 @@ pub struct LockOrderSpec {
     /// Waits for a work item's function to finish (`flush_work(&w)`): the work at `arg`.
     #[serde(default)]
     pub work_waits: Vec<ArgFunctions>,
-    /// Thread starts whose caller then waits for the thread (`kthread_run(fn, ...)`
-    /// followed by `kthread_stop()`, or by a completion the thread signals):
-    /// the thread function at `fn_arg` is a root of its own context.
+    /// Thread starts (`kthread_run(fn, ...)`): the thread function at
+    /// `fn_arg`, bound to the task pointer the call's value is stored in.
     #[serde(default)]
     pub thread_starts: Vec<ThreadStart>,
+    /// Waits for a thread to exit (`kthread_stop(task)`): the task at `arg`.
+    #[serde(default)]
+    pub thread_waits: Vec<ArgFunctions>,
 }
 
 /// A call waiting for all readers of the lock at `lock_arg` (or of `lock`).
@@ -857,6 +859,11 @@ impl ApiModel {
     /// The thread-function argument of a thread start.
     pub fn thread_start_arg(&self, function: &str) -> Option<usize> {
         self.table.lock_order.thread_starts.iter().find(|w| w.functions.iter().any(|f| f == function)).map(|w| w.fn_arg)
+    }
+
+    /// The task argument of a wait for a thread to exit.
+    pub fn thread_wait_arg(&self, function: &str) -> Option<usize> {
+        Self::arg_of(&self.table.lock_order.thread_waits, function)
     }
 }
 

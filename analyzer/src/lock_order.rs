@@ -21,8 +21,9 @@
 //! (lockdep has no such arrow: the callback runs on another CPU, but a CPU
 //! holding what the callback needs while waiting for the caller's lock
 //! deadlocks all the same). Try-locks acquire nothing (they do not wait),
-//! as in lockdep. Not modelled: `kthread_stop()` (which thread a task
-//! pointer names is not tracked).
+//! as in lockdep; `kthread_stop()` of a task pointer, which waits for what
+//! the thread function bound to it (`g->task = kthread_run(fn, ...)`) takes.
+//! A task handed back through an out-parameter is not followed.
 //!
 //! **Edges.** `A -> B` when B is acquired (directly, in a callee, or by a
 //! wait) while A is definitely held in the same function, or while the
@@ -210,6 +211,8 @@ pub enum AcquireKind {
     /// A call that runs a callback (on other CPUs) and waits for it
     /// (`on_each_cpu(..., 1)`, `stop_machine()`), whose callback takes the lock.
     CallbackWait,
+    /// A wait for a thread to exit (`kthread_stop()`) whose function takes the lock.
+    ThreadWait,
     /// A CPU hotplug (or other) callback run while the machinery holds it.
     Callback,
 }
@@ -291,6 +294,9 @@ pub struct LockOrderStats {
     /// Flushes of a work item whose class could not be resolved, or bound
     /// to no function.
     pub unresolved_work_waits: usize,
+    /// `kthread_stop()` of a task pointer bound to no thread function (a
+    /// task stored through an out-parameter, a list of threads).
+    pub unresolved_thread_waits: usize,
     /// The cycle search hit its step budget (cycles may be missing).
     pub cycle_search_cut: bool,
 }
@@ -528,6 +534,7 @@ impl<'b, 'a> Builder<'b, 'a> {
         let called_params = self.called_params();
         let completions = self.completion_signallers();
         let works = self.work_functions();
+        let threads = self.thread_functions();
 
         // Per-function site facts.
         let mut sites: HashMap<FnId, Vec<SiteFacts>> = HashMap::default();
@@ -575,7 +582,7 @@ impl<'b, 'a> Builder<'b, 'a> {
                         }
                     }
                 }
-                let completion = self.waits(id, site, &completions, &works, &mut sf);
+                let completion = self.waits(id, site, &completions, &works, &threads, &mut sf);
                 for (c, m) in &sf.held {
                     all_classes.insert(c.clone());
                     if *m == AcquireMode::Write {
@@ -763,6 +770,9 @@ impl<'b, 'a> Builder<'b, 'a> {
             AcquireKind::CallbackWait => {
                 format!("waits for a callback that takes {to}{} ({call})", mode_suffix(mode))
             }
+            AcquireKind::ThreadWait => {
+                format!("waits for a thread whose function takes {to}{} to exit ({call})", mode_suffix(mode))
+            }
             AcquireKind::External => format!("takes {to}{} in {call}()", mode_suffix(mode)),
             _ => format!("takes {to}{} ({call})", mode_suffix(mode)),
         };
@@ -883,6 +893,7 @@ impl<'b, 'a> Builder<'b, 'a> {
         site: &CallSite,
         completions: &HashMap<Class, Vec<(FnId, Span)>>,
         works: &HashMap<Class, Vec<FnId>>,
+        threads: &HashMap<Class, Vec<FnId>>,
         sf: &mut SiteFacts,
     ) -> Option<(Class, String)> {
         let Callee::Direct(name) = &site.callee else { return None };
@@ -914,6 +925,17 @@ impl<'b, 'a> Builder<'b, 'a> {
                     }
                 }
                 None => self.stats.unresolved_work_waits += 1,
+            }
+        }
+        if let Some(i) = self.api.thread_wait_arg(name) {
+            let class = site.args.get(i).map(|a| self.resolver.class_of(func, &lock_name(a)));
+            match class.filter(|c| !is_unknown_class(c)).and_then(|c| threads.get(&c)) {
+                Some(fns) => {
+                    for &f in fns {
+                        sf.waits.push((name.clone(), f, AcquireKind::ThreadWait));
+                    }
+                }
+                None => self.stats.unresolved_thread_waits += 1,
             }
         }
         out
@@ -1008,6 +1030,59 @@ impl<'b, 'a> Builder<'b, 'a> {
         out
     }
 
+    /// Thread functions bound to each task-pointer class: a thread start
+    /// whose value is stored in a member (`g->task = kthread_run(fn, ...)`),
+    /// directly or through a local (`t = kthread_run(fn, ...); ...
+    /// g->task = t;`). A task handed back through an out-parameter is not
+    /// followed (its `kthread_stop()` counts as unresolved).
+    fn thread_functions(&self) -> HashMap<Class, Vec<FnId>> {
+        use crate::facts::Event;
+        let mut out: HashMap<Class, Vec<FnId>> = HashMap::default();
+        let program = &self.a.program;
+        for &id in &program.functions {
+            let func = self.func(id);
+            // The last thread start met (its span, its functions), and the
+            // locals holding a started thread.
+            let mut last: Option<(Span, Vec<FnId>)> = None;
+            let mut locals: HashMap<&str, Vec<FnId>> = HashMap::default();
+            crate::graph::visit_events(&func.body.stmts, &mut |e| match e {
+                Event::Call(site) => {
+                    let Callee::Direct(n) = &site.callee else { return };
+                    let Some(i) = self.api.thread_start_arg(n) else { return };
+                    let Some(f) = site.args.get(i).and_then(|a| a.ident.as_deref()) else { return };
+                    last = Some((site.span, program.lookup(id.file, f)));
+                }
+                Event::LocalAssign(la) => {
+                    if let Some((span, fns)) = &last {
+                        if within(*span, la.span) {
+                            locals.insert(la.name.as_str(), fns.clone());
+                        }
+                    }
+                }
+                Event::FieldAssign(fa) => {
+                    let fns = match (&last, fa.value_ident.as_deref()) {
+                        (Some((span, fns)), _) if within(*span, fa.span) => fns.clone(),
+                        (_, Some(v)) => match locals.get(v) {
+                            Some(fns) => fns.clone(),
+                            None => return,
+                        },
+                        _ => return,
+                    };
+                    let class = self.resolver.class_of(func, &format!("{}.{}", fa.base, fa.field));
+                    if !is_unknown_class(&class) && !fns.is_empty() {
+                        out.entry(class).or_default().extend(fns);
+                    }
+                }
+                Event::Access(_) => {}
+            });
+        }
+        for v in out.values_mut() {
+            v.sort();
+            v.dedup();
+        }
+        out
+    }
+
     /// For each function, the positions of parameters it calls
     /// (`do_msr(vcpu, ...)` with `do_msr` a parameter): a function passed
     /// there is called from the call site.
@@ -1031,6 +1106,11 @@ impl<'b, 'a> Builder<'b, 'a> {
         }
         out
     }
+}
+
+/// `inner` lies within `outer` (a call within the assignment of its value).
+fn within(inner: Span, outer: Span) -> bool {
+    outer.start <= inner.start && inner.end <= outer.end
 }
 
 fn mode_suffix(m: AcquireMode) -> &'static str {

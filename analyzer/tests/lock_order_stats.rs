@@ -44,20 +44,22 @@ fn lock_order(r: &CheckReport) -> &LockOrderStats {
 }
 
 /// Two helpers reached from the ioctl, each taking a lock through a bare
-/// pointer under one global mutex, and waiting for a completion and a work
-/// item passed in: two unknown classes (one per expression, not one for
-/// both), one unresolved wait of each kind, and no finding added.
+/// pointer under one global mutex, and waiting for a completion, a work
+/// item and a thread passed in: two unknown classes (one per expression,
+/// not one for both), one unresolved wait of each kind, and no finding
+/// added.
 const OPAQUE: &str = r#"
 static DEFINE_MUTEX(opaque_outer_lock);
 
 static void opaque_waits(spinlock_t *lock, struct completion *done,
-			 struct work_struct *work)
+			 struct work_struct *work, struct task_struct *task)
 {
 	mutex_lock(&opaque_outer_lock);
 	spin_lock(lock);
 	spin_unlock(lock);
 	wait_for_completion(done);
 	flush_work(work);
+	kthread_stop(task);
 	mutex_unlock(&opaque_outer_lock);
 }
 
@@ -88,7 +90,7 @@ fn unresolved_locks_and_waits_are_counted_not_guessed() {
     assert!(src.contains(ioctl) && src.contains(case));
     let src = src.replacen(ioctl, &format!("{OPAQUE}{ioctl}"), 1).replacen(
         case,
-        "\tcase 16:\n\t\topaque_waits(NULL, NULL, NULL);\n\t\topaque_other(NULL);\n\t\tbreak;\n\tcase 15:\n",
+        "\tcase 16:\n\t\topaque_waits(NULL, NULL, NULL, NULL);\n\t\topaque_other(NULL);\n\t\tbreak;\n\tcase 15:\n",
         1,
     );
     std::fs::write(&main, src).unwrap();
@@ -100,6 +102,7 @@ fn unresolved_locks_and_waits_are_counted_not_guessed() {
     assert_eq!(w.edges, b.edges + 2, "outer -> each unknown class, nothing for the waits: {b:?} -> {w:?}");
     assert_eq!(w.unresolved_completion_waits, b.unresolved_completion_waits + 1);
     assert_eq!(w.unresolved_work_waits, b.unresolved_work_waits + 1);
+    assert_eq!(w.unresolved_thread_waits, b.unresolved_thread_waits + 1);
     let fps = |r: &CheckReport| r.findings.iter().map(|f| f.fingerprint.clone()).collect::<Vec<_>>();
     assert_eq!(fps(&with), fps(&base), "no finding from what could not be resolved");
 }

@@ -176,6 +176,7 @@ fn report() -> CheckReport {
                 unresolved_completion_waits: 0,
                 unresolved_work_waits: 1,
                 cycle_search_cut: false,
+                unresolved_thread_waits: 0,
             },
         }],
     }
@@ -291,6 +292,7 @@ fn json_structure() {
     assert_eq!(lock_order["unknown_classes"], 2);
     assert_eq!(lock_order["unresolved_work_waits"], 1);
     assert_eq!(lock_order["cycle_search_cut"], false);
+    assert_eq!(lock_order["unresolved_thread_waits"], 0);
     let f = &json["findings"][0];
     let mut fk = keys(f);
     fk.sort();
@@ -467,7 +469,7 @@ fn lock_order_statistics_on_stderr() {
     assert_eq!(
         lines[1],
         "kvmtk: lock order, x86: 48 edges over 31 classes (2 unknown, each kept apart); \
-         waits with no known target (no edge): 0 completion waits, 1 work flush"
+         waits with no known target (no edge): 0 completion waits, 1 work flush, 0 thread stops"
     );
     let mut cut = report();
     cut.warnings.clear();

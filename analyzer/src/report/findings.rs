@@ -128,6 +128,8 @@
 //!                                       is unknown or that nothing signals: no edge
 //!     "unresolved_work_waits": 1,       flush/cancel of a work item whose class is unknown
 //!                                       or bound to no function: no edge
+//!     "unresolved_thread_waits": 0,     kthread_stop() of a task bound to no thread
+//!                                       function (stored through an out-parameter): no edge
 //!     "cycle_search_cut": false         the cycle search hit its step budget
 //!   }
 //! }

@@ -16,7 +16,9 @@
 //!   takes before it completes; `flush_work()`/`cancel_work_sync()` wait for
 //!   what the work function takes; a cross-CPU call that waits
 //!   (`smp_call_function_single(cpu, f, info, 1)`, `stop_machine(f, ...)`)
-//!   waits for what its callback takes;
+//!   waits for what its callback takes; `kthread_stop(g->task)` waits for
+//!   what the thread function stored there (`g->task = kthread_run(fn, ...)`)
+//!   takes;
 //! - CPU hotplug callbacks, which run while the control CPU holds
 //!   `cpu_hotplug_lock` for write and waits for them;
 //! - what kernel functions outside KVM take, from the API model
@@ -39,8 +41,8 @@
 //! for a completion or work item it cannot bind gives no arrow, and a cycle
 //! search that hits its budget says so. `check --verbose` prints the counts
 //! per arch on standard error (`kvmtk: lock order, x86: ...`); the JSON
-//! report carries them in `statistics`. Not modelled: `kthread_stop()`
-//! (which thread function a task pointer names is not tracked).
+//! report carries them in `statistics`. Not followed: a task pointer handed
+//! back through an out-parameter (a `kthread_stop()` of it is counted).
 //!
 //! ## Why is this bad?
 //! Each CPU of the scenario holds one lock and waits for the next: the

@@ -39,6 +39,7 @@ struct JsonLockOrderStats {
     edges: usize,
     unresolved_completion_waits: usize,
     unresolved_work_waits: usize,
+    unresolved_thread_waits: usize,
     cycle_search_cut: bool,
 }
 
@@ -53,6 +54,7 @@ impl<'a> From<&'a ArchStatistics> for JsonArchStatistics<'a> {
                 edges: l.edges,
                 unresolved_completion_waits: l.unresolved_completion_waits,
                 unresolved_work_waits: l.unresolved_work_waits,
+                unresolved_thread_waits: l.unresolved_thread_waits,
                 cycle_search_cut: l.cycle_search_cut,
             },
         }

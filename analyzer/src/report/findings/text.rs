@@ -135,13 +135,14 @@ fn lock_order_line(s: &crate::check::ArchStatistics, verbose: bool, warning: &st
     if verbose {
         let _ = writeln!(
             out,
-            "kvmtk: lock order, {}: {} over {} ({} unknown, each kept apart); waits with no known target (no edge): {}, {}",
+            "kvmtk: lock order, {}: {} over {} ({} unknown, each kept apart); waits with no known target (no edge): {}, {}, {}",
             s.arch,
             plural(l.edges, "edge", "edges"),
             plural(l.classes, "class", "classes"),
             l.unknown_classes,
             plural(l.unresolved_completion_waits, "completion wait", "completion waits"),
             plural(l.unresolved_work_waits, "work flush", "work flushes"),
+            plural(l.unresolved_thread_waits, "thread stop", "thread stops"),
         );
     }
     if l.cycle_search_cut {

@@ -22,6 +22,7 @@ struct foo_guest {
 	struct completion reaper_ready;
 	struct work_struct trim_work;
 	struct task_struct *reaper;
+	struct task_struct *scrubber;
 };
 
 int foo_core_init(struct module *module);

@@ -22,6 +22,8 @@ struct foo_guest {
 	struct completion reaper_ready;
 	struct work_struct trim_work;
 	struct task_struct *reaper;
+	struct task_struct *scrubber;
+	bool scrub_stopping;
 };
 
 int foo_core_init(struct module *module);

@@ -41,6 +41,9 @@ static DEFINE_STATIC_KEY_FALSE(feature_key);
 /* 9. A cross-CPU call that waits for its callback. */
 static DEFINE_RAW_SPINLOCK(tick_cfg_lock);
 static DEFINE_RAW_SPINLOCK(tick_stats_lock);
+/* 10. A thread stopped under a lock its function takes. */
+static DEFINE_MUTEX(scrub_ctl_lock);
+static DEFINE_MUTEX(scrub_data_lock);
 
 static void nested_ab(void)
 {
@@ -200,6 +203,42 @@ static void tick_stats_reset(void)
 	raw_spin_unlock(&tick_stats_lock);
 }
 
+static int guest_scrubber(void *data)
+{
+	while (!kthread_should_stop()) {
+		mutex_lock(&scrub_data_lock);
+		mutex_unlock(&scrub_data_lock);
+		schedule_timeout_interruptible(HZ);
+	}
+	return 0;
+}
+
+static void guest_scrub_start(struct foo_guest *g)
+{
+	struct task_struct *t;
+
+	t = kthread_run(guest_scrubber, g, "foo-scrub");
+	if (!IS_ERR(t))
+		g->scrubber = t;
+}
+
+static void guest_scrub_stop(struct foo_guest *g)
+{
+	mutex_lock(&scrub_ctl_lock);
+	g->scrub_stopping = true;
+	mutex_unlock(&scrub_ctl_lock);
+	/* The thread may take scrub_data_lock: stop it with nothing held. */
+	kthread_stop(g->scrubber);
+}
+
+static void guest_scrub_tune(void)
+{
+	mutex_lock(&scrub_data_lock);
+	mutex_lock(&scrub_ctl_lock);
+	mutex_unlock(&scrub_ctl_lock);
+	mutex_unlock(&scrub_data_lock);
+}
+
 static int virt_cpu_online(unsigned int cpu)
 {
 	mutex_lock(&virt_users_lock);
@@ -272,6 +311,15 @@ static long foo_dev_ioctl(struct file *filp, unsigned int ioctl,
 		break;
 	case 17:
 		tick_stats_reset();
+		break;
+	case 18:
+		guest_scrub_start(g);
+		break;
+	case 19:
+		guest_scrub_stop(g);
+		break;
+	case 20:
+		guest_scrub_tune();
 		break;
 	default:
 		return -ENOTTY;

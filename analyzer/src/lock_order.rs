@@ -481,11 +481,18 @@ impl<'b, 'a> Builder<'b, 'a> {
     /// own acquisition of that name (write when it has none: the caller's).
     fn held_mode(&self, locks: &FunctionLocks<'_>, name: &str) -> AcquireMode {
         for o in &locks.occurrences {
-            let OccurrenceKind::Call(site) = o.kind else { continue };
-            if let Some((LockEffect::Acquire, l, _)) = call_lock_op(self.api, site) {
-                if l.name == name {
-                    return self.site_mode(site);
+            match &o.kind {
+                OccurrenceKind::Call(site) => {
+                    if let Some((LockEffect::Acquire, l, _)) = call_lock_op(self.api, site) {
+                        if l.name == name {
+                            return self.site_mode(site);
+                        }
+                    }
                 }
+                OccurrenceKind::Guard { lock, guard_type, .. } if lock.name == name => {
+                    return self.api.acquire_mode(guard_type, true);
+                }
+                _ => {}
             }
         }
         AcquireMode::Write
@@ -547,7 +554,12 @@ impl<'b, 'a> Builder<'b, 'a> {
             let func = self.func(id);
             let mut out = Vec::new();
             for o in &locks.occurrences {
-                let OccurrenceKind::Call(site) = o.kind else { continue };
+                // A call, or a `scoped_guard()` taking its lock.
+                let (site, guard) = match &o.kind {
+                    OccurrenceKind::Call(site) => (Some(*site), None),
+                    OccurrenceKind::Guard { span, lock, guard_type } => (None, Some((*span, lock, *guard_type))),
+                    _ => continue,
+                };
                 let held: Vec<(Class, AcquireMode)> = o
                     .state
                     .must
@@ -564,25 +576,34 @@ impl<'b, 'a> Builder<'b, 'a> {
                     o.state.released.iter().map(|l| self.resolver.class_of(func, &l.name)).collect();
                 released.sort();
                 released.dedup();
-                let mut sf = SiteFacts {
-                    span: site.span,
-                    held,
-                    released,
-                    direct: Vec::new(),
-                    callees: Vec::new(),
-                    waits: Vec::new(),
+                let span = match (site, &guard) {
+                    (Some(site), _) => site.span,
+                    (None, Some((span, _, _))) => *span,
+                    (None, None) => continue,
                 };
-                self.direct_acquisitions(func, site, &mut sf);
-                for e in program.edges_at(id, site) {
-                    sf.callees.push(e.callee);
-                    // Functions passed as arguments that the callee calls.
-                    for &pi in called_params.get(&e.callee).map(Vec::as_slice).unwrap_or(&[]) {
-                        if let Some(name) = site.args.get(pi).and_then(|a| a.ident.as_deref()) {
-                            sf.callees.extend(program.lookup(id.file, name));
-                        }
+                let mut sf =
+                    SiteFacts { span, held, released, direct: Vec::new(), callees: Vec::new(), waits: Vec::new() };
+                if let Some((_, lock, guard_type)) = guard {
+                    if self.api.is_ordered_kind(&lock.kind) {
+                        let class = self.resolver.class_of(func, &lock.name);
+                        let mode = self.api.acquire_mode(guard_type, true);
+                        sf.direct.push(((class, mode), format!("scoped_guard({guard_type})"), AcquireKind::Lock));
                     }
                 }
-                let completion = self.waits(id, site, &completions, &works, &threads, &mut sf);
+                let mut completion = None;
+                if let Some(site) = site {
+                    self.direct_acquisitions(func, site, &mut sf);
+                    for e in program.edges_at(id, site) {
+                        sf.callees.push(e.callee);
+                        // Functions passed as arguments that the callee calls.
+                        for &pi in called_params.get(&e.callee).map(Vec::as_slice).unwrap_or(&[]) {
+                            if let Some(name) = site.args.get(pi).and_then(|a| a.ident.as_deref()) {
+                                sf.callees.extend(program.lookup(id.file, name));
+                            }
+                        }
+                    }
+                    completion = self.waits(id, site, &completions, &works, &threads, &mut sf);
+                }
                 for (c, m) in &sf.held {
                     all_classes.insert(c.clone());
                     if *m == AcquireMode::Write {

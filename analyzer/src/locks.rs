@@ -160,7 +160,7 @@ fn join_opt(a: Option<LockState>, b: Option<LockState>) -> Option<LockState> {
 }
 
 /// What happens at an occurrence.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub enum OccurrenceKind<'a> {
     Call(&'a CallSite),
     Access(&'a Access),
@@ -170,6 +170,13 @@ pub enum OccurrenceKind<'a> {
         span: Span,
         macro_name: &'a str,
         args: &'a [Arg],
+    },
+    /// `scoped_guard(type, args) { ... }` taking its lock (the state is
+    /// the one before it is taken; the body runs with it held).
+    Guard {
+        span: Span,
+        lock: HeldLock,
+        guard_type: &'a str,
     },
 }
 
@@ -536,7 +543,7 @@ impl<'a, 'm> Walker<'a, 'm> {
                 None
             }
             Stmt::Continue { .. } => None,
-            Stmt::ScopedGuard { guard_type, args, body, .. } => {
+            Stmt::ScopedGuard { span, guard_type, args, body } => {
                 let g = self.api.guard(guard_type.trim()).cloned();
                 let lock = g.map(|g| HeldLock {
                     name: match &g.lock {
@@ -545,6 +552,13 @@ impl<'a, 'm> Walker<'a, 'm> {
                     },
                     kind: g.kind.clone(),
                 });
+                if let Some(l) = &lock {
+                    self.out.occurrences.push(Occurrence {
+                        kind: OccurrenceKind::Guard { span: *span, lock: l.clone(), guard_type: guard_type.trim() },
+                        state: st.clone(),
+                        loops: self.loops.clone(),
+                    });
+                }
                 let inner = match &lock {
                     Some(l) => st.acquire(l.clone(), true),
                     None => st,

@@ -471,6 +471,12 @@ fn lock_order_statistics_on_stderr() {
         "kvmtk: lock order, x86: 48 edges over 31 classes (2 unknown, each kept apart); \
          waits with no known target (no edge): 0 completion waits, 1 work flush, 0 thread stops"
     );
+    // An arch whose every lock and wait was resolved says nothing.
+    let mut resolved = report();
+    resolved.warnings.clear();
+    resolved.statistics[0].lock_order.unknown_classes = 0;
+    resolved.statistics[0].lock_order.unresolved_work_waits = 0;
+    assert_eq!(render_warnings(&resolved, true, &opts), "");
     let mut cut = report();
     cut.warnings.clear();
     cut.statistics[0].lock_order.cycle_search_cut = true;

@@ -45,9 +45,10 @@
 //! [`RenderOptions::color`] (a terminal, `--color`), gcc's colours. The input
 //! warnings go to standard error ([`render_warnings`]), after the findings:
 //! one line with their count, or with `--verbose` each once as
-//! `path:line: warning: message`, followed by one line per arch of what
-//! HW014's lock-order graph could not model (`kvmtk: lock order, x86: ...`;
-//! a cut cycle search is a warning even without `--verbose`). A warning about no one file prints as `kvmtk: warning:
+//! `path:line: warning: message`, followed by one line per arch whose
+//! HW014 lock-order graph has something it could not model (`kvmtk: lock
+//! order, x86: ...`: unknown classes, waits with no known target; a cut
+//! cycle search is a warning even without `--verbose`). A warning about no one file prints as `kvmtk: warning:
 //! ...`, one without a line as `path: warning: ...`.
 //!
 //! An evidence step reads `[context] function, held {locks}`, then

@@ -8,8 +8,9 @@
 //! variable naming it: a global lock by its symbol (`kvm_lock`), a lock
 //! reached through a pointer by its struct type and member
 //! (`struct kvm.slots_lock`). The arrows come from:
-//! - nested acquisitions in one function, and a lock held across a call
-//!   into code that takes another;
+//! - nested acquisitions in one function (`mutex_lock()`, `guard(mutex)()`,
+//!   `scoped_guard(mutex, ...)`), and a lock held across a call into code
+//!   that takes another;
 //! - waits, which lockdep counts as acquisitions: `synchronize_srcu()` waits
 //!   for every reader of that SRCU class; `wait_for_completion()` waits for
 //!   what the code completing the same completion (struct type + member)
@@ -40,9 +41,10 @@
 //! through a bare pointer (`spinlock_t *lock`) is a class of its own, a wait
 //! for a completion or work item it cannot bind gives no arrow, and a cycle
 //! search that hits its budget says so. `check --verbose` prints the counts
-//! per arch on standard error (`kvmtk: lock order, x86: ...`); the JSON
-//! report carries them in `statistics`. Not followed: a task pointer handed
-//! back through an out-parameter (a `kthread_stop()` of it is counted).
+//! on standard error for each arch with something unresolved (`kvmtk: lock
+//! order, x86: ...`); the JSON report carries them for every arch in
+//! `statistics`. Not followed: a task pointer handed back through an
+//! out-parameter (a `kthread_stop()` of it is counted).
 //!
 //! ## Why is this bad?
 //! Each CPU of the scenario holds one lock and waits for the next: the

@@ -127,12 +127,15 @@ pub fn render_text_with(report: &CheckReport, opts: &RenderOptions) -> String {
 }
 
 /// What HW014's order graph of one arch could not model: with `verbose`,
-/// one line of counts; a cycle search cut short is a warning always (its
-/// verdict is incomplete).
+/// one line of counts when there is any (an arch whose every lock and wait
+/// was resolved says nothing); a cycle search cut short is a warning always
+/// (its verdict is incomplete).
 fn lock_order_line(s: &crate::check::ArchStatistics, verbose: bool, warning: &str) -> String {
     let l = &s.lock_order;
     let mut out = String::new();
-    if verbose {
+    let unresolved =
+        l.unknown_classes + l.unresolved_completion_waits + l.unresolved_work_waits + l.unresolved_thread_waits;
+    if verbose && unresolved > 0 {
         let _ = writeln!(
             out,
             "kvmtk: lock order, {}: {} over {} ({} unknown, each kept apart); waits with no known target (no edge): {}, {}, {}",

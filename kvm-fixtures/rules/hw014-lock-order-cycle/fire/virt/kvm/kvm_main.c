@@ -44,6 +44,10 @@ static DEFINE_RAW_SPINLOCK(tick_stats_lock);
 /* 10. A thread stopped under a lock its function takes. */
 static DEFINE_MUTEX(scrub_ctl_lock);
 static DEFINE_MUTEX(scrub_data_lock);
+/* 11. A lock taken by scoped_guard(). */
+static DEFINE_MUTEX(epsilon_lock);
+static DEFINE_MUTEX(zeta_lock);
+static int epsilon_count;
 
 static void nested_ab(void)
 {
@@ -237,6 +241,23 @@ static void guest_scrub_tune(void)
 	mutex_unlock(&scrub_data_lock);
 }
 
+static void epsilon_then_zeta(void)
+{
+	scoped_guard(mutex, &epsilon_lock) {
+		mutex_lock(&zeta_lock);
+		mutex_unlock(&zeta_lock);
+	}
+}
+
+static void epsilon_count_bump(void)
+{
+	mutex_lock(&zeta_lock);
+	scoped_guard(mutex, &epsilon_lock) {
+		epsilon_count++;
+	}
+	mutex_unlock(&zeta_lock);
+}
+
 static int virt_cpu_online(unsigned int cpu)
 {
 	mutex_lock(&virt_users_lock);
@@ -318,6 +339,12 @@ static long foo_dev_ioctl(struct file *filp, unsigned int ioctl,
 		break;
 	case 20:
 		guest_scrub_tune();
+		break;
+	case 21:
+		epsilon_then_zeta();
+		break;
+	case 22:
+		epsilon_count_bump();
 		break;
 	default:
 		return -ENOTTY;

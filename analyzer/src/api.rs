@@ -32,6 +32,13 @@ pub struct ContextSpec {
     /// side (they exclude other holders, but are not held here).
     #[serde(default)]
     pub serialized_by: Vec<String>,
+    /// Locks the code that runs the callback holds on some of its paths
+    /// only (`cpus_read_lock()` around a cpufreq transition): an arrow
+    /// from each to what the callback takes, as lockdep sees on a machine
+    /// that takes such a path, but they exclude nothing, so no rule can
+    /// count on them as it does on `serialized_by`.
+    #[serde(default)]
+    pub may_run_under: Vec<String>,
     /// Runs on the way down of a reboot, halt or power-off: the reboot
     /// path disables CPU hotplug (`migrate_to_reboot_cpu()`) before the
     /// machine stops, and nothing runs afterwards that relies on per-CPU

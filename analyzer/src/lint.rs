@@ -97,6 +97,10 @@ pub struct BaselineEntry {
     pub file: String,
     /// The function containing the site.
     pub function: String,
+    /// The severity it was accepted at: the same finding at a higher
+    /// severity is not accepted (absent in older files: any severity).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub severity: Option<Severity>,
 }
 
 /// Known findings to accept: `{"version": 1, "tool": "kvmtk", "findings": [...]}`,
@@ -156,9 +160,10 @@ impl Baseline {
         Ok(b)
     }
 
-    /// Whether the finding with this fingerprint is accepted.
-    pub fn contains(&self, fingerprint: &str) -> bool {
-        self.findings.iter().any(|e| e.fingerprint == fingerprint)
+    /// Whether the finding with this fingerprint is accepted at this
+    /// severity.
+    pub fn contains(&self, fingerprint: &str, severity: Severity) -> bool {
+        self.findings.iter().any(|e| e.fingerprint == fingerprint && e.severity.is_none_or(|s| severity <= s))
     }
 
     /// This baseline plus `findings`, sorted and without duplicates.
@@ -172,6 +177,7 @@ impl Baseline {
                 arch: f.arch.clone(),
                 file: f.file.clone(),
                 function: f.function.clone(),
+                severity: Some(f.severity),
             });
         }
         Baseline { version: BASELINE_VERSION, tool: "kvmtk".into(), findings: by_fp.into_values().collect() }
@@ -354,6 +360,10 @@ pub struct FindingSummary {
     pub file: String,
     pub line: u32,
     pub message: String,
+    /// For an introduced finding the parent had at a lower severity: that
+    /// severity (the finding got worse).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub was: Option<Severity>,
 }
 
 impl FindingSummary {
@@ -369,14 +379,16 @@ impl FindingSummary {
             file: f.file.clone(),
             line: f.line,
             message: f.message.clone(),
+            was: None,
         }
     }
 
     /// `HW005 note common hardware_enable_nolock (cpus_hardware_enabled) [fp] at file:line`.
     fn describe(&self) -> String {
         let symbols = if self.symbols.is_empty() { String::new() } else { format!(" ({})", self.symbols.join(", ")) };
+        let was = self.was.map(|w| format!(" (was {} in the parent)", w.as_str())).unwrap_or_default();
         format!(
-            "{} {} {} {}{symbols} [{}] at {}:{}",
+            "{} {}{was} {} {}{symbols} [{}] at {}:{}",
             self.rule,
             self.severity.as_str(),
             self.arch,
@@ -479,6 +491,9 @@ struct RawStep {
     id: String,
     subject: String,
     introduced: Vec<Finding>,
+    /// Fingerprints of `introduced` findings the parent had at a lower
+    /// severity, with it.
+    was: BTreeMap<String, Severity>,
     fixed: Vec<Finding>,
     unanalyzed: Vec<CoverageChange>,
     unknown: Vec<Finding>,
@@ -504,6 +519,22 @@ pub struct LintBuilder {
 fn minus(after: &CheckReport, before: &CheckReport) -> Vec<Finding> {
     let b: BTreeSet<&str> = before.findings.iter().map(|f| f.fingerprint.as_str()).collect();
     after.findings.iter().filter(|f| !b.contains(f.fingerprint.as_str())).cloned().collect()
+}
+
+/// Findings of `after` that `before` has at a lower severity only (an HW014
+/// cycle that needed a path some machines never take and now needs none),
+/// with that severity: the step introduces them too.
+fn raised(after: &CheckReport, before: &CheckReport) -> Vec<(Finding, Severity)> {
+    let mut b: BTreeMap<&str, Severity> = BTreeMap::new();
+    for f in &before.findings {
+        let s = b.entry(f.fingerprint.as_str()).or_insert(f.severity);
+        *s = (*s).max(f.severity);
+    }
+    after
+        .findings
+        .iter()
+        .filter_map(|f| b.get(f.fingerprint.as_str()).filter(|s| **s < f.severity).map(|s| (f.clone(), *s)))
+        .collect()
 }
 
 impl LintBuilder {
@@ -534,6 +565,7 @@ impl LintBuilder {
             id: id.into(),
             subject: subject.into(),
             introduced: Vec::new(),
+            was: BTreeMap::new(),
             fixed: Vec::new(),
             unanalyzed: Vec::new(),
             unknown: Vec::new(),
@@ -555,7 +587,11 @@ impl LintBuilder {
         after: TreeCheck,
         elapsed: Option<std::time::Duration>,
     ) {
-        let introduced = minus(&after.report, &before.report);
+        let mut introduced = minus(&after.report, &before.report);
+        let raised = raised(&after.report, &before.report);
+        let was: BTreeMap<String, Severity> = raised.iter().map(|(f, s)| (f.fingerprint.clone(), *s)).collect();
+        introduced.extend(raised.into_iter().map(|(f, _)| f));
+        introduced.sort_by(|a, b| (&a.file, a.line, a.col, a.rule).cmp(&(&b.file, b.line, b.col, b.rule)));
         let gone = minus(&before.report, &after.report);
         let unanalyzed = coverage_changes(&before.unanalyzed, &after.unanalyzed);
         let (fixed, unknown) = if unanalyzed.is_empty() { (gone, Vec::new()) } else { (Vec::new(), gone) };
@@ -563,6 +599,7 @@ impl LintBuilder {
             id: id.into(),
             subject: subject.into(),
             introduced,
+            was,
             fixed,
             unanalyzed,
             unknown,
@@ -573,11 +610,11 @@ impl LintBuilder {
 
     /// The report, with `baseline` accepting known findings.
     pub fn finish(self, baseline: Option<&Baseline>) -> LintReport {
-        let accepted = |f: &Finding| baseline.is_some_and(|b| b.contains(&f.fingerprint));
+        let accepted = |f: &Finding| baseline.is_some_and(|b| b.contains(&f.fingerprint, f.severity));
         let tip = self.tip.as_ref().unwrap_or(&self.base);
         let mut new: BTreeMap<String, Finding> = BTreeMap::new();
         let mut steps = Vec::new();
-        for (k, RawStep { id, subject, introduced, fixed, unanalyzed, unknown, elapsed }) in
+        for (k, RawStep { id, subject, introduced, was, fixed, unanalyzed, unknown, elapsed }) in
             self.steps.iter().enumerate()
         {
             let (ok, bad): (Vec<&Finding>, Vec<&Finding>) = introduced.iter().partition(|f| accepted(f));
@@ -588,7 +625,10 @@ impl LintBuilder {
             steps.push(StepLint {
                 id: id.clone(),
                 subject: subject.clone(),
-                introduced: bad.into_iter().map(FindingSummary::of).collect(),
+                introduced: bad
+                    .into_iter()
+                    .map(|f| FindingSummary { was: was.get(&f.fingerprint).copied(), ..FindingSummary::of(f) })
+                    .collect(),
                 accepted: ok.into_iter().map(FindingSummary::of).collect(),
                 fixed: fixed.iter().map(FindingSummary::of).collect(),
                 unanalyzed: unanalyzed.clone(),
@@ -635,7 +675,8 @@ pub enum LintFormat {
     Text,
     /// `{"version", "tool", "mode", "subject", "base", "steps", "report",
     /// "complete"}`; `report` is the `check` JSON of the new findings. Each
-    /// step: `id`, `subject`, `introduced`, `accepted`, `fixed`,
+    /// step: `id`, `subject`, `introduced` (a finding the parent had at
+    /// a lower severity carries it as `was`), `accepted`, `fixed`,
     /// `unanalyzed` (`[{"path", "side": "after" | "before", "reason"}]`:
     /// files analyzed on one side of the step only) and `unknown` (the
     /// parent's findings absent from a step with `unanalyzed` files: not
@@ -950,4 +991,67 @@ pub fn lint_range(linter: &mut Linter<'_>, repo_path: &Path, range: &str) -> Res
         }
     }
     Ok(builder)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rules::REGISTRY;
+
+    fn finding(fingerprint: &str, severity: Severity) -> Finding {
+        let info = REGISTRY.iter().find(|r| r.id == "HW014").unwrap();
+        Finding {
+            rule: info.id,
+            name: info.name,
+            severity,
+            arch: "x86".into(),
+            file: "arch/x86/kvm/x86.c".into(),
+            line: 1,
+            col: 1,
+            function: "f".into(),
+            message: String::new(),
+            evidence: Vec::new(),
+            related: Vec::new(),
+            symbols: Vec::new(),
+            fingerprint: fingerprint.into(),
+        }
+    }
+
+    fn tree(findings: Vec<Finding>) -> TreeCheck {
+        let mut t = TreeCheck::empty();
+        t.report.findings = findings;
+        t
+    }
+
+    #[test]
+    fn a_finding_that_gets_worse_is_introduced_and_one_that_gets_better_is_not_fixed() {
+        let before = tree(vec![finding("aa", Severity::Warning), finding("bb", Severity::Error)]);
+        let after = tree(vec![finding("aa", Severity::Error), finding("bb", Severity::Warning)]);
+        let mut b = LintBuilder::new("range", "t", &before);
+        b.push("1", "worse and better", &before, after, None);
+        let report = b.finish(None);
+        let step = &report.steps[0];
+        let introduced: Vec<(&str, Option<Severity>)> =
+            step.introduced.iter().map(|f| (f.fingerprint.as_str(), f.was)).collect();
+        assert_eq!(introduced, [("aa", Some(Severity::Warning))]);
+        assert!(step.fixed.is_empty(), "{:?}", step.fixed);
+        assert!(step.introduced[0].describe().contains("error (was warning in the parent)"));
+        assert_eq!(report.new.findings.len(), 1);
+    }
+
+    #[test]
+    fn a_baseline_accepts_a_finding_at_its_severity_or_lower() {
+        let b = Baseline::empty().with(&[finding("aa", Severity::Warning)]);
+        assert!(b.contains("aa", Severity::Warning));
+        assert!(b.contains("aa", Severity::Note));
+        assert!(!b.contains("aa", Severity::Error));
+        assert!(!b.contains("bb", Severity::Note));
+        // An entry written before severities were recorded accepts any.
+        let old: Baseline = serde_json::from_str(
+            r#"{"version": 1, "tool": "kvmtk", "findings": [{"fingerprint": "aa", "rule": "HW014",
+                "arch": "x86", "file": "x.c", "function": "f"}]}"#,
+        )
+        .unwrap();
+        assert!(old.contains("aa", Severity::Error));
+    }
 }

@@ -270,6 +270,10 @@ pub struct OrderEdge {
     pub held_mode: AcquireMode,
     pub acquire_mode: AcquireMode,
     pub kind: AcquireKind,
+    /// Every witness holds `from` only on some of the paths that run the
+    /// code (a callback the API model says `may_run_under` it): the
+    /// arrow exists on machines that take such a path.
+    pub on_some_paths: bool,
     /// One line: `kvm_online_cpu() takes kvm_lock (mutex_lock) ...`.
     pub summary: String,
     /// root -> ... -> holder of `from` -> ... -> site taking `to`.
@@ -309,6 +313,12 @@ pub struct Cycle {
 }
 
 impl Cycle {
+    /// Some arrow of the cycle exists on some paths only
+    /// ([`OrderEdge::on_some_paths`]).
+    pub fn on_some_paths(&self) -> bool {
+        self.edges.iter().any(|e| e.on_some_paths)
+    }
+
     /// The classes of the cycle, sorted (its identity).
     pub fn classes(&self) -> Vec<Class> {
         let s: BTreeSet<&Class> = self.edges.iter().map(|e| &e.from).collect();
@@ -690,7 +700,7 @@ impl<'b, 'a> Builder<'b, 'a> {
                         if to == held || released.contains(held) {
                             continue;
                         }
-                        self.add_edge(&mut edges, &trans, held, *held_mode, to, *mode, || {
+                        self.add_edge(&mut edges, &trans, (held, *held_mode), (to, *mode), false, || {
                             let mut w = self.a.witness(id, 0, Some(origin.span()));
                             if let Some(last) = w.last_mut() {
                                 last.via = last.via.take().or_else(|| Some(format!("holds {held}")));
@@ -704,15 +714,19 @@ impl<'b, 'a> Builder<'b, 'a> {
         // Callbacks run while the machinery holds a lock for them (CPU
         // hotplug callbacks: the control CPU holds cpu_hotplug_lock for
         // write and waits for each callback).
+        // Some callbacks run under a lock on some paths only (a cpufreq
+        // notifier under cpus_read_lock()): the arrow is as real on a
+        // machine that takes such a path.
         for root in &self.a.roots {
             let Some(spec) = self.api.context(&root.context) else { continue };
-            if spec.serialized_by.is_empty() {
+            if spec.serialized_by.is_empty() && spec.may_run_under.is_empty() {
                 continue;
             }
             let Some(t) = trans.get(&root.function) else { continue };
             let ri = self.a.reaches(root.function).iter().position(|r| r.key.root == root.id && r.parent.is_none());
             let Some(ri) = ri else { continue };
-            for held in &spec.serialized_by {
+            let always = spec.serialized_by.iter().map(|l| (l, true));
+            for (held, surely) in always.chain(spec.may_run_under.iter().map(|l| (l, false))) {
                 written.insert(held.clone());
                 all_classes.insert(held.clone());
                 for ((to, mode), (origin, _)) in t {
@@ -720,13 +734,14 @@ impl<'b, 'a> Builder<'b, 'a> {
                         continue;
                     }
                     let f = root.function;
-                    self.add_edge(&mut edges, &trans, held, AcquireMode::Write, to, *mode, || {
+                    self.add_edge(&mut edges, &trans, (held, AcquireMode::Write), (to, *mode), !surely, || {
                         let mut w = self.a.witness(f, ri, Some(origin.span()));
                         if let Some(first) = w.first_mut() {
-                            first.via = Some(format!(
-                                "{} ({}): the machinery holds {held} for write",
-                                root.origin, root.context
-                            ));
+                            first.via = Some(if surely {
+                                format!("{} ({}): the machinery holds {held} for write", root.origin, root.context)
+                            } else {
+                                format!("{} ({}): may run with {held} held by its caller", root.origin, root.context)
+                            });
                         }
                         (w, f, origin.clone())
                     });
@@ -755,26 +770,35 @@ impl<'b, 'a> Builder<'b, 'a> {
         LockOrder { edges, written, stats: self.stats }
     }
 
-    #[allow(clippy::too_many_arguments)]
+    /// Record the arrow `from -> to` with the witness `witness` makes,
+    /// unless the one kept is at least as strong: a witness on every path
+    /// beats one on some paths only (whose modes it then does not merge),
+    /// then holding `from` for write and taking `to` in a blocking mode.
     fn add_edge(
         &self,
         edges: &mut BTreeMap<(Class, Class), OrderEdge>,
         trans: &Trans,
-        from: &Class,
-        held_mode: AcquireMode,
-        to: &Class,
-        mode: AcquireMode,
+        (from, held_mode): (&Class, AcquireMode),
+        (to, mode): (&Class, AcquireMode),
+        on_some_paths: bool,
         witness: impl FnOnce() -> (Vec<Step>, FnId, Origin),
     ) {
         let held_exclusive = held_mode == AcquireMode::Write;
         let blocking = mode != AcquireMode::RecursiveRead;
         let key = (from.clone(), to.clone());
         if let Some(e) = edges.get_mut(&key) {
-            let better = (held_exclusive && !e.held_exclusive) || (blocking && !e.acquires_blocking);
-            e.held_exclusive |= held_exclusive;
-            e.acquires_blocking |= blocking;
-            if !better {
+            if on_some_paths && !e.on_some_paths {
                 return;
+            }
+            if e.on_some_paths && !on_some_paths {
+                edges.remove(&key);
+            } else {
+                let better = (held_exclusive && !e.held_exclusive) || (blocking && !e.acquires_blocking);
+                e.held_exclusive |= held_exclusive;
+                e.acquires_blocking |= blocking;
+                if !better {
+                    return;
+                }
             }
         }
         let (mut steps, holder, origin) = witness();
@@ -797,7 +821,11 @@ impl<'b, 'a> Builder<'b, 'a> {
             AcquireKind::External => format!("takes {to}{} in {call}()", mode_suffix(mode)),
             _ => format!("takes {to}{} ({call})", mode_suffix(mode)),
         };
-        let summary = format!("{holder_name}() holds {from}{} and {how}", mode_suffix(held_mode));
+        let summary = if on_some_paths {
+            format!("{holder_name}() runs with {from} held by some callers and {how}")
+        } else {
+            format!("{holder_name}() holds {from}{} and {how}", mode_suffix(held_mode))
+        };
         let prev = edges.get(&key);
         edges.insert(
             key,
@@ -809,6 +837,7 @@ impl<'b, 'a> Builder<'b, 'a> {
                 held_mode,
                 acquire_mode: mode,
                 kind,
+                on_some_paths,
                 summary,
                 witness: steps,
                 site_file: String::new(),

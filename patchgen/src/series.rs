@@ -78,6 +78,9 @@ pub struct FindingRef {
     pub symbols: Vec<String>,
     pub file: String,
     pub line: u32,
+    /// Compared by [`delta`] (a finding that gets worse is introduced).
+    #[serde(skip)]
+    pub severity: analyzer::rules::Severity,
 }
 
 impl FindingRef {
@@ -90,6 +93,7 @@ impl FindingRef {
             symbols: f.symbols.clone(),
             file: f.file.clone(),
             line: f.line,
+            severity: f.severity,
         }
     }
 
@@ -121,12 +125,20 @@ pub(crate) fn refs(report: &CheckReport) -> Vec<FindingRef> {
     report.findings.iter().map(FindingRef::of).collect()
 }
 
-/// Fixed (in `before`, not in `after`) and introduced findings.
+/// Fixed (in `before`, not in `after`) and introduced findings (in
+/// `after`, not in `before` at the same or a higher severity: an HW014
+/// cycle that needed a path some machines never take and now needs none
+/// is introduced, as `lint` counts it).
 pub fn delta(before: &[FindingRef], after: &[FindingRef]) -> (Vec<FindingRef>, Vec<FindingRef>) {
-    let b: BTreeSet<&str> = before.iter().map(|f| f.fingerprint.as_str()).collect();
+    let mut b: BTreeMap<&str, analyzer::rules::Severity> = BTreeMap::new();
+    for f in before {
+        let s = b.entry(f.fingerprint.as_str()).or_insert(f.severity);
+        *s = (*s).max(f.severity);
+    }
     let a: BTreeSet<&str> = after.iter().map(|f| f.fingerprint.as_str()).collect();
     let fixed = before.iter().filter(|f| !a.contains(f.fingerprint.as_str())).cloned().collect();
-    let introduced = after.iter().filter(|f| !b.contains(f.fingerprint.as_str())).cloned().collect();
+    let introduced =
+        after.iter().filter(|f| b.get(f.fingerprint.as_str()).is_none_or(|s| *s < f.severity)).cloned().collect();
     (fixed, introduced)
 }
 

@@ -4,7 +4,10 @@
 //! commit by commit with only HW014. Exactly "Drop kvm_count_lock" (upstream
 //! 0bf50497f03b) introduces a cycle, the one 44d17459626 later fixed:
 //! cpu_hotplug_lock -> kvm_lock -> struct kvm.slots_lock -> struct kvm.srcu
-//! -> cpu_hotplug_lock, each arrow with its witness from a root.
+//! -> cpu_hotplug_lock, each arrow with its witness from a root. The same
+//! classes already close on 6.1 through x86's cpufreq notifier, which takes
+//! kvm_lock and runs under the hotplug lock on some paths only (a warning);
+//! the culprit closes them on every path (an error, reported as a rise).
 
 mod lint_common;
 
@@ -14,7 +17,7 @@ use std::time::Instant;
 use analyzer::api::ApiModel;
 use analyzer::cache::FactsCache;
 use analyzer::lint::{lint_range, render_report, LintFormat, LintOptions, Linter};
-use analyzer::rules::RuleSelection;
+use analyzer::rules::{RuleSelection, Severity};
 use lint_common::*;
 
 const CULPRIT: &str = "KVM: Drop kvm_count_lock";
@@ -69,6 +72,10 @@ fn only_drop_kvm_count_lock_introduces_the_hotplug_kvm_lock_cycle() {
     let finding = report.new.findings.iter().find(|f| f.rule == "HW014" && f.fingerprint == summary.fingerprint);
     let finding = finding.unwrap_or_else(|| panic!("{summary:?} not among the new findings"));
     assert!(finding.message.starts_with("possible circular locking dependency: "), "{}", finding.message);
+    assert_eq!(finding.severity, Severity::Error, "{}", finding.message);
+    // 6.1 had it as a warning: the arrow cpu_hotplug_lock -> kvm_lock came
+    // from kvmclock_cpufreq_notifier() only.
+    assert_eq!(summary.was, Some(Severity::Warning), "{summary:?}");
 
     // Every arrow has a witness: a segment of the evidence that starts at
     // a root (a step with its context, naming the arrow) and ends where
@@ -104,7 +111,8 @@ fn copy_tree(src: &Path, dst: &Path) {
     }
 }
 
-fn hw014_classes(tree: &Path) -> Vec<Vec<String>> {
+/// Each HW014 of `tree`: its severity, message and classes.
+fn hw014_cycles(tree: &Path) -> Vec<(Severity, String, Vec<String>)> {
     use analyzer::check::check;
     use analyzer::pipeline::ParsedTree;
     use analyzer::source::{SourceOptions, SourceSpec};
@@ -114,20 +122,30 @@ fn hw014_classes(tree: &Path) -> Vec<Vec<String>> {
     for f in &report.findings {
         eprintln!("{}: {}:{}: {}", tree.display(), f.file, f.line, f.message);
     }
-    report.findings.iter().map(|f| f.symbols.clone()).collect()
+    report.findings.iter().map(|f| (f.severity, f.message.clone(), f.symbols.clone())).collect()
 }
 
 /// 6.3's shape on 6.12: the ONLINE callback enables under `kvm_lock`.
 #[test]
 fn linux_6_12_online_callback_under_kvm_lock_closes_the_cycle() {
     let Some(kernel) = kernel_cache("linux-6.12") else { return };
-    let through = |cycles: &[Vec<String>]| {
-        cycles.iter().any(|c| c.iter().any(|s| s == "cpu_hotplug_lock") && c.iter().any(|s| s == "kvm_lock"))
+    let wanted = ["cpu_hotplug_lock", "kvm_lock", "struct kvm.slots_lock", "struct kvm.srcu"];
+    let errors_through = |cycles: &[(Severity, String, Vec<String>)]| {
+        cycles.iter().any(|(sev, _, c)| *sev == Severity::Error && wanted.iter().all(|w| c.iter().any(|s| s == w)))
     };
-    let unmodified = hw014_classes(&kernel);
+    let unmodified = hw014_cycles(&kernel);
     // 6.12 gives the usage count its own lock (kvm_usage_lock), taken
-    // outside kvm_lock: no cycle at all.
-    assert!(unmodified.is_empty(), "unmodified 6.12: {unmodified:?}");
+    // outside kvm_lock: no error. What is left is upstream's known hazard
+    // (locking.rst, vendor_module_lock: kvm_lock "is taken in notifiers,
+    // e.g. __kvmclock_cpufreq_notifier(), that may be invoked while
+    // cpu_hotplug_lock is held"): the same four classes, as a warning.
+    assert!(!errors_through(&unmodified), "unmodified 6.12: {unmodified:?}");
+    assert_eq!(unmodified.len(), 1, "unmodified 6.12: {unmodified:?}");
+    let (sev, message, classes) = &unmodified[0];
+    assert_eq!(*sev, Severity::Warning, "{message}");
+    assert!(message.contains("(`cpu_hotplug_lock` held by some callers only)"), "{message}");
+    assert_eq!(classes.len(), wanted.len(), "{classes:?}");
+    assert!(wanted.iter().all(|w| classes.iter().any(|s| s == w)), "{classes:?}");
 
     let tmp = tempfile::tempdir().unwrap();
     let copy = tmp.path().join("linux");
@@ -143,10 +161,10 @@ fn linux_6_12_online_callback_under_kvm_lock_closes_the_cycle() {
          \tmutex_unlock(&kvm_lock);\n\treturn ret;\n}}\n"
     );
     std::fs::write(&main, format!("{}{locked}{}", &src[..at], &src[end..])).unwrap();
-    let modified = hw014_classes(&copy);
-    assert!(through(&modified), "6.12 with kvm_lock in the ONLINE callback: {modified:?}");
+    let modified = hw014_cycles(&copy);
+    assert!(errors_through(&modified), "6.12 with kvm_lock in the ONLINE callback: {modified:?}");
     // Only the new shape's cycles are new: each goes through kvm_lock.
-    for c in &modified {
+    for (_, _, c) in &modified {
         assert!(c.iter().any(|s| s == "kvm_lock"), "{c:?}");
     }
 }

@@ -21,7 +21,10 @@
 //!   what the thread function stored there (`g->task = kthread_run(fn, ...)`)
 //!   takes;
 //! - CPU hotplug callbacks, which run while the control CPU holds
-//!   `cpu_hotplug_lock` for write and waits for them;
+//!   `cpu_hotplug_lock` for write and waits for them, and callbacks that
+//!   run under a lock on some paths only (a cpufreq notifier: under
+//!   `cpus_read_lock()` when boost is toggled, under the hotplug write hold
+//!   when a CPU comes online with a cpufreq driver);
 //! - what kernel functions outside KVM take, from the API model
 //!   (`static_branch_inc()` takes `cpus_read_lock()`).
 //!
@@ -32,7 +35,10 @@
 //! pending writer and close cycles like a write. One finding per cycle,
 //! smallest first, with every arrow's witness (root -> ... -> the holder ->
 //! ... -> the site) and the unsafe scenario per CPU. Its identity is the set
-//! of classes.
+//! of classes. An error, or a warning when some arrow exists only on paths
+//! some machines never take (the message names it); an arrow with a witness
+//! on every path keeps that witness, and `lint` reports a commit that turns
+//! the warning into the error as introducing it.
 //!
 //! An order documented in `Documentation/virt/kvm/locking.rst` and violated
 //! by one arrow is HW013's (one place for it); HW014 reports cycles only.
@@ -121,8 +127,20 @@ fn message(edges: &[&OrderEdge]) -> String {
             )
         })
         .collect();
+    // Arrows whose lock is held on some of the paths that run the code only.
+    let some_paths: Vec<String> = edges
+        .iter()
+        .enumerate()
+        .filter(|(_, e)| e.on_some_paths)
+        .map(|(i, e)| format!("#{i} (`{}` held by some callers only)", e.from))
+        .collect();
+    let only_where = match some_paths.len() {
+        0 => String::new(),
+        1 => format!(" on a machine that takes the path of arrow {}", some_paths[0]),
+        _ => format!(" on a machine that takes the paths of arrows {}", some_paths.join(", ")),
+    };
     format!(
-        "possible circular locking dependency: {}; unsafe scenario: {}: deadlock",
+        "possible circular locking dependency: {}; unsafe scenario: {}: deadlock{only_where}",
         chain.join(" -> "),
         scenario.join("; ")
     )
@@ -178,6 +196,12 @@ pub fn check(input: &RuleInput<'_>) -> Vec<Finding> {
         )
         .with_related(related);
         f.function = first.witness.last().map(|s| s.function.clone()).unwrap_or_default();
+        // A cycle that needs a path some machines never take is a warning;
+        // the same classes closed on every path are the same finding, an
+        // error (`lint` reports the rise).
+        if cycle.on_some_paths() {
+            f = f.with_severity(crate::rules::Severity::Warning);
+        }
         f.arch = if arch_specific { input.arch() } else { "common".to_string() };
         f.fingerprint = super::fingerprint(info.id, &f.arch, "lock-order-cycle", &classes);
         out.push(f);

@@ -215,7 +215,7 @@ pub fn cycle_rule_registered() -> bool {
 /// The lock-order cycles (HW014 findings) that applying `edits` to the tree
 /// would introduce: the edited tree is re-parsed (only the files the edits
 /// touch) and checked with that rule alone, and its findings are compared
-/// by fingerprint with the tree's own. A transformation that must not
+/// by fingerprint and severity with the tree's own. A transformation that must not
 /// deadlock asks this before it proposes a lock it adds or moves. Empty
 /// when the rule is not registered; `Err` when the edits do not apply.
 pub fn introduced_cycles(
@@ -238,9 +238,21 @@ pub fn introduced_cycles(
     let next = crate::series::tree::update_parsed(tree, &changes);
     let selection = analyzer::rules::RuleSelection { only: vec![CYCLE_RULE.to_string()], ..Default::default() };
     let after = analyzer::check::check(&next, api, &selection);
-    let known: std::collections::BTreeSet<&str> =
-        before.findings.iter().filter(|f| f.rule == CYCLE_RULE).map(|f| f.fingerprint.as_str()).collect();
-    Ok(after.findings.into_iter().filter(|f| !known.contains(f.fingerprint.as_str())).collect())
+    // A cycle the tree has only at a lower severity (closed on some paths
+    // only, a warning) that the edits close on every path is introduced.
+    let mut known: std::collections::BTreeMap<&str, analyzer::rules::Severity> = std::collections::BTreeMap::new();
+    for f in before.findings.iter().filter(|f| f.rule == CYCLE_RULE) {
+        let s = known.entry(f.fingerprint.as_str()).or_insert(f.severity);
+        *s = (*s).max(f.severity);
+    }
+    let mut new: Vec<analyzer::rules::Finding> = after
+        .findings
+        .into_iter()
+        .filter(|f| known.get(f.fingerprint.as_str()).is_none_or(|s| *s < f.severity))
+        .collect();
+    // Errors (closed on every path) first: the one a refusal cites.
+    new.sort_by_key(|f| std::cmp::Reverse(f.severity));
+    Ok(new)
 }
 
 /// A cycle as a commit message or a refusal cites it: its message and its

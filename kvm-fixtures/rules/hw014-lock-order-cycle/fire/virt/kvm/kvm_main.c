@@ -6,6 +6,7 @@
 
 #include <linux/kvm_host.h>
 #include <linux/cpu.h>
+#include <linux/cpufreq.h>
 #include <linux/cpuhotplug.h>
 #include <linux/fs.h>
 #include <linux/jump_label.h>
@@ -48,6 +49,10 @@ static DEFINE_MUTEX(scrub_data_lock);
 static DEFINE_MUTEX(epsilon_lock);
 static DEFINE_MUTEX(zeta_lock);
 static int epsilon_count;
+/* 12. A cpufreq notifier: on some paths it runs under the hotplug lock. */
+static DEFINE_MUTEX(clock_list_lock);
+static DEFINE_STATIC_KEY_FALSE(clock_scaled_key);
+static unsigned long clock_khz;
 
 static void nested_ab(void)
 {
@@ -258,6 +263,33 @@ static void epsilon_count_bump(void)
 	mutex_unlock(&zeta_lock);
 }
 
+static int clock_freq_notifier(struct notifier_block *nb, unsigned long val,
+			       void *data)
+{
+	struct cpufreq_freqs *freq = data;
+
+	if (val != CPUFREQ_POSTCHANGE)
+		return 0;
+
+	mutex_lock(&clock_list_lock);
+	clock_khz = freq->new;
+	mutex_unlock(&clock_list_lock);
+	return 0;
+}
+
+static struct notifier_block clock_freq_nb = {
+	.notifier_call = clock_freq_notifier,
+};
+
+/* Flips the key while the notifier's lock is held. */
+static void clock_list_update(unsigned long khz)
+{
+	mutex_lock(&clock_list_lock);
+	clock_khz = khz;
+	static_branch_inc(&clock_scaled_key);
+	mutex_unlock(&clock_list_lock);
+}
+
 static int virt_cpu_online(unsigned int cpu)
 {
 	mutex_lock(&virt_users_lock);
@@ -346,6 +378,9 @@ static long foo_dev_ioctl(struct file *filp, unsigned int ioctl,
 	case 22:
 		epsilon_count_bump();
 		break;
+	case 23:
+		clock_list_update(arg);
+		break;
 	default:
 		return -ENOTTY;
 	}
@@ -372,11 +407,22 @@ int foo_core_init(struct module *module)
 	if (r)
 		return r;
 
+	r = cpufreq_register_notifier(&clock_freq_nb,
+				      CPUFREQ_TRANSITION_NOTIFIER);
+	if (r)
+		goto out_cpuhp;
+
 	foo_chardev_ops.owner = module;
 
 	r = misc_register(&foo_dev);
 	if (r)
-		cpuhp_remove_state_nocalls(CPUHP_AP_FOO_ONLINE);
+		goto out_cpufreq;
+	return 0;
+
+out_cpufreq:
+	cpufreq_unregister_notifier(&clock_freq_nb, CPUFREQ_TRANSITION_NOTIFIER);
+out_cpuhp:
+	cpuhp_remove_state_nocalls(CPUHP_AP_FOO_ONLINE);
 	return r;
 }
 EXPORT_SYMBOL_GPL(foo_core_init);
@@ -384,6 +430,7 @@ EXPORT_SYMBOL_GPL(foo_core_init);
 void foo_core_exit(void)
 {
 	misc_deregister(&foo_dev);
+	cpufreq_unregister_notifier(&clock_freq_nb, CPUFREQ_TRANSITION_NOTIFIER);
 	cpuhp_remove_state_nocalls(CPUHP_AP_FOO_ONLINE);
 }
 EXPORT_SYMBOL_GPL(foo_core_exit);

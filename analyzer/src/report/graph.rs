@@ -47,6 +47,10 @@ pub struct RootView {
     pub origin: String,
     pub registered_at: Option<String>,
     pub serialized_by: Vec<String>,
+    /// Locks the code running this callback holds on some paths only
+    /// (the API model's `may_run_under`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub may_run_under: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -123,6 +127,7 @@ pub fn arch_graph(a: &Analysis<'_>, focus: &[String]) -> ArchGraph {
             origin: r.origin.clone(),
             registered_at: r.registered_at.as_ref().map(|(p, s)| format!("{p}:{}", s.line)),
             serialized_by: r.serialized_by.names().iter().map(|s| s.to_string()).collect(),
+            may_run_under: a.api.context(&r.context).map(|c| c.may_run_under.clone()).unwrap_or_default(),
         })
         .collect();
     ArchGraph {
@@ -372,6 +377,9 @@ pub fn render_text(report: &GraphReport) -> String {
             }
             if !r.serialized_by.is_empty() {
                 let _ = write!(out, "; serialized by {}", set(&r.serialized_by));
+            }
+            if !r.may_run_under.is_empty() {
+                let _ = write!(out, "; on some paths under {}", set(&r.may_run_under));
             }
             let _ = writeln!(out, ")");
         }

@@ -5,6 +5,10 @@
 
 #![allow(dead_code)]
 
+#[path = "copy_tree.rs"]
+mod copy_tree;
+pub use copy_tree::copy_tree;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -32,33 +36,20 @@ pub fn git(dir: &Path, args: &[&str]) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
-pub fn copy(src: &Path, dest: &Path) {
-    std::fs::create_dir_all(dest).unwrap();
-    for e in std::fs::read_dir(src).unwrap() {
-        let e = e.unwrap();
-        let to = dest.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy(&e.path(), &to);
-        } else {
-            std::fs::copy(e.path(), to).unwrap();
-        }
-    }
-}
-
 /// `repo/`: the HW001 quiet tree tagged `base`, then a commit making it the
 /// fire tree on `topic`; `0001-*.patch` beside it: that commit. Returns the
 /// temporary directory holding both and the patch's path.
 pub fn setup() -> (tempfile::TempDir, PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let repo = dir.path().join("repo");
-    copy(&fixture("rules/hw001-unguarded-list-walk/quiet"), &repo);
+    copy_tree(&fixture("rules/hw001-unguarded-list-walk/quiet"), &repo);
     git(&repo, &["init", "-q", "-b", "topic"]);
     git(&repo, &["add", "-A"]);
     git(&repo, &["commit", "-q", "-m", "base"]);
     git(&repo, &["tag", "base"]);
     std::fs::remove_dir_all(repo.join("arch")).unwrap();
     std::fs::remove_dir_all(repo.join("virt")).unwrap();
-    copy(&fixture("rules/hw001-unguarded-list-walk/fire"), &repo);
+    copy_tree(&fixture("rules/hw001-unguarded-list-walk/fire"), &repo);
     git(&repo, &["add", "-A"]);
     git(&repo, &["commit", "-q", "-m", "x86: Resync the clock of every guest on CPU online"]);
     let name = git(&repo, &["format-patch", "-1", "-o", ".."]);

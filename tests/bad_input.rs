@@ -30,6 +30,10 @@
 //! `--verbose` each warning as `path:line: warning: ...`, the path from
 //! the current directory; without, one line with their count).
 
+#[path = "../test-support/copy_tree.rs"]
+mod copy_tree;
+use copy_tree::copy_tree;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -67,24 +71,11 @@ fn listing(dir: &Path) -> Vec<String> {
     v
 }
 
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let t = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &t);
-        } else {
-            std::fs::copy(e.path(), &t).unwrap();
-        }
-    }
-}
-
 /// A scratch directory holding a copy of the default fixture as `tree`.
 fn scratch_tree() -> (tempfile::TempDir, PathBuf) {
     let dir = tempfile::Builder::new().prefix("kvmtk-bad-input-").tempdir().unwrap();
     let tree = dir.path().join("tree");
-    copy_dir(&fixture("default"), &tree);
+    copy_tree(&fixture("default"), &tree);
     (dir, tree)
 }
 
@@ -478,7 +469,7 @@ fn broken_patches_and_series() {
     let text = std::fs::read_to_string(&first).unwrap();
 
     // A patch that does not apply: a context line changed.
-    copy_dir(&s, &d.join("noapply"));
+    copy_tree(&s, &d.join("noapply"));
     let ctx = text.lines().skip_while(|l| !l.starts_with("@@")).nth(1).unwrap().to_string();
     assert!(ctx.starts_with(' '), "{ctx}");
     let broken = text.replacen(&format!("\n{ctx}\n"), &format!("\n{ctx} /* changed */\n"), 1);

@@ -7,6 +7,10 @@
 //! writes SARIF that passes the SARIF 2.1.0 schema and a GitLab Code
 //! Quality report, and fails with 2, saying why, on a base it cannot fetch.
 
+#[path = "../test-support/copy_tree.rs"]
+mod copy_tree;
+use copy_tree::copy_tree;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -32,19 +36,6 @@ fn git(dir: &Path, args: &[&str]) -> String {
     let o = git_env(&mut Command::new("git")).args(args).current_dir(dir).output().expect("run git");
     assert!(o.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&o.stderr));
     String::from_utf8_lossy(&o.stdout).trim().to_string()
-}
-
-fn copy(src: &Path, dest: &Path) {
-    std::fs::create_dir_all(dest).unwrap();
-    for e in std::fs::read_dir(src).unwrap() {
-        let e = e.unwrap();
-        let to = dest.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy(&e.path(), &to);
-        } else {
-            std::fs::copy(e.path(), to).unwrap();
-        }
-    }
 }
 
 fn commit(repo: &Path, message: &str) -> String {
@@ -75,7 +66,7 @@ fn origin() -> Origin {
         std::fs::write(repo.join("HISTORY"), format!("before {i}\n")).unwrap();
         commit(&repo, &format!("history {i}"));
     }
-    copy(&rules.join("quiet"), &repo);
+    copy_tree(&rules.join("quiet"), &repo);
     commit(&repo, "base: the quiet tree");
     git(&repo, &["branch", "topic"]);
     for i in 1..=3 {
@@ -86,7 +77,7 @@ fn origin() -> Origin {
     git(&repo, &["checkout", "-q", "topic"]);
     std::fs::remove_dir_all(repo.join("arch")).unwrap();
     std::fs::remove_dir_all(repo.join("virt")).unwrap();
-    copy(&rules.join("fire"), &repo);
+    copy_tree(&rules.join("fire"), &repo);
     let finding = commit(&repo, "x86: Resync the clock of every guest on CPU online");
     std::fs::write(repo.join("README.topic"), "clean\n").unwrap();
     let head = commit(&repo, "Document the topic");

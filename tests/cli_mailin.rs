@@ -11,7 +11,7 @@ use std::process::{Command, Output, Stdio};
 
 #[path = "../test-support/hw001_repo.rs"]
 mod hw001_repo;
-use hw001_repo::{copy, fixture, git, setup};
+use hw001_repo::{copy_tree, fixture, git, setup};
 
 fn hook() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("docs/hooks/kvmtk-patch-check")
@@ -36,7 +36,7 @@ fn one_patch_on_standard_input() {
     let bytes = std::fs::read(&patch).unwrap();
     let kvmtk = env!("CARGO_BIN_EXE_kvmtk");
     let tree = dir.path().join("quiet");
-    copy(&fixture("rules/hw001-unguarded-list-walk/quiet"), &tree);
+    copy_tree(&fixture("rules/hw001-unguarded-list-walk/quiet"), &tree);
     let o = run(dir.path(), Command::new(kvmtk).args(["lint", "--tree", "quiet", "-"]), &bytes);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     let out = String::from_utf8_lossy(&o.stdout);
@@ -80,7 +80,7 @@ fn keep_going_lints_the_rest_and_fails() {
     let (dir, patch) = setup();
     let bytes = String::from_utf8(std::fs::read(&patch).unwrap()).unwrap();
     let tree = dir.path().join("quiet");
-    copy(&fixture("rules/hw001-unguarded-list-walk/quiet"), &tree);
+    copy_tree(&fixture("rules/hw001-unguarded-list-walk/quiet"), &tree);
     // Patch 1 of 2 is for another tree; patch 2 is the real one.
     let foreign = "From: A <a@example.org>\nSubject: [PATCH 1/2] x: other tree\n\n---\ndiff --git a/virt/kvm/nope.c b/virt/kvm/nope.c\n--- a/virt/kvm/nope.c\n+++ b/virt/kvm/nope.c\n@@ -1,3 +1,3 @@\n a\n-b\n+c\n d\n";
     let second = bytes.replacen("Subject: [PATCH]", "Subject: [PATCH 2/2]", 1);

@@ -5,6 +5,10 @@
 //! Quality, `--jobs`. On the real 6.1 tree: its GitHub annotations show the
 //! findings within the 10 warnings GitHub displays.
 
+#[path = "../test-support/copy_tree.rs"]
+mod copy_tree;
+use copy_tree::copy_tree;
+
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -39,22 +43,9 @@ const FIRE: &str = "kvm-fixtures/rules/hw001-unguarded-list-walk/fire";
 /// that the report has findings and an input warning.
 fn tree_with_warning() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
-    copy(&root().join(FIRE), &dir.path().join("tree"));
+    copy_tree(&root().join(FIRE), &dir.path().join("tree"));
     std::fs::write(dir.path().join("tree/arch/x86/kvm/broken.c"), "int f(void) { return ) ; }\n").unwrap();
     dir
-}
-
-fn copy(src: &Path, dest: &Path) {
-    std::fs::create_dir_all(dest).unwrap();
-    for e in std::fs::read_dir(src).unwrap() {
-        let e = e.unwrap();
-        let to = dest.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy(&e.path(), &to);
-        } else {
-            std::fs::copy(e.path(), to).unwrap();
-        }
-    }
 }
 
 #[test]

@@ -10,6 +10,10 @@
 //! harmful outcome did not happen: the files outside are byte for byte
 //! what they were, with the exit code and the message.
 
+#[path = "../test-support/copy_tree.rs"]
+mod copy_tree;
+use copy_tree::copy_tree;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -28,19 +32,6 @@ fn stdout(o: &Output) -> String {
 
 fn fixture(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("kvm-fixtures").join(name)
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let t = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &t);
-        } else {
-            std::fs::copy(e.path(), &t).unwrap();
-        }
-    }
 }
 
 /// Everything under `dir`, links not followed: path -> contents, or
@@ -100,7 +91,7 @@ index 0000000..ce01362\n\
 /// A small kernel tree (`virt/kvm`, `include/linux`) in `dir/tree`.
 fn tree(dir: &Path) -> PathBuf {
     let t = dir.join("tree");
-    copy_dir(&fixture("broken-series/tree"), &t);
+    copy_tree(&fixture("broken-series/tree"), &t);
     t
 }
 
@@ -200,7 +191,7 @@ fn git(dir: &Path, args: &[&str]) -> String {
 /// A repository holding the small tree plus `link` -> `target`, committed.
 fn repo_with_link(d: &Path, name: &str, link: &str, target: &Path) -> PathBuf {
     let r = d.join(name);
-    copy_dir(&fixture("broken-series/tree"), &r);
+    copy_tree(&fixture("broken-series/tree"), &r);
     symlink(target, r.join(link));
     git(&r, &["init", "-q"]);
     git(&r, &["add", "-A"]);
@@ -263,7 +254,7 @@ fn the_directory_walk_names_a_link_leaving_the_tree_whatever_component_it_is() {
     // `virt/kvm` itself, `include/linux` above the files read, and an arch
     // directory, each a link to another checkout.
     let t = d.join("tree");
-    copy_dir(&fixture("default"), &t);
+    copy_tree(&fixture("default"), &t);
     let elsewhere = d.join("elsewhere");
     for p in ["virt/kvm", "include/linux", "arch/x86"] {
         let to = elsewhere.join(p);
@@ -290,9 +281,9 @@ fn the_directory_walk_names_a_link_leaving_the_tree_whatever_component_it_is() {
     // A link that stays inside the tree is followed: the same findings as
     // the real directory.
     let plain = d.join("plain");
-    copy_dir(&fixture("default"), &plain);
+    copy_tree(&fixture("default"), &plain);
     let linked = d.join("linked");
-    copy_dir(&fixture("default"), &linked);
+    copy_tree(&fixture("default"), &linked);
     std::fs::rename(linked.join("virt/kvm"), linked.join("virt/kvm-real")).unwrap();
     symlink("kvm-real", linked.join("virt/kvm"));
     let a = kvmtk_in(d, &["check", "plain", "--format", "json", "--no-cache"]);
@@ -320,7 +311,7 @@ fn force_refuses_the_input_tree_its_parents_and_inside_it_and_leaves_them_intact
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path().join("work");
     std::fs::create_dir(&d).unwrap();
-    copy_dir(&fixture("default"), &d.join("tree"));
+    copy_tree(&fixture("default"), &d.join("tree"));
     let before = contents(dir.path());
     let tree_abs = d.join("tree");
     let cases: [(&str, &str); 4] = [("tree", "is"), (".", "contains"), ("..", "contains"), ("tree/virt", "is inside")];
@@ -350,7 +341,7 @@ fn force_refuses_the_input_repository_and_its_work_tree() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let r = d.join("repo");
-    copy_dir(&fixture("default"), &r);
+    copy_tree(&fixture("default"), &r);
     git(&r, &["init", "-q"]);
     git(&r, &["add", "-A"]);
     git(&r, &["commit", "-qm", "base"]);
@@ -378,7 +369,7 @@ fn force_refuses_the_input_repository_and_its_work_tree() {
 fn force_replaces_only_a_series_kvmtk_wrote() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    copy_dir(&fixture("default"), &d.join("tree"));
+    copy_tree(&fixture("default"), &d.join("tree"));
     // A directory of the user's, not empty: refused even with --force.
     std::fs::create_dir(d.join("mine")).unwrap();
     std::fs::write(d.join("mine/notes.txt"), "my notes").unwrap();

@@ -5,6 +5,10 @@
 //! for a tree's file, a warning) naming the file and the limit, at once:
 //! nothing blocks and nothing is read whole.
 
+#[path = "../test-support/copy_tree.rs"]
+mod copy_tree;
+use copy_tree::copy_tree;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -111,24 +115,11 @@ fn a_baseline_that_is_a_device_a_fifo_or_too_large_is_refused_naming_the_limit()
     }
 }
 
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let t = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &t);
-        } else {
-            std::fs::copy(e.path(), &t).unwrap();
-        }
-    }
-}
-
 #[test]
 fn a_c_file_over_the_read_limit_is_skipped_unread_with_a_warning() {
     let dir = tempfile::tempdir().unwrap();
     let tree = dir.path().join("tree");
-    copy_dir(&fixture("default"), &tree);
+    copy_tree(&fixture("default"), &tree);
     let size = analyzer::source::MAX_SOURCE_FILE_BYTES + 1;
     sparse(&tree.join("virt/kvm/huge.c"), size);
     let clean = kvmtk(dir.path(), &["check", fixture("default").to_str().unwrap(), "--no-cache", "--format", "json"]);
@@ -160,7 +151,7 @@ fn a_c_file_over_the_read_limit_is_skipped_unread_with_a_warning() {
 fn a_fifo_or_a_device_in_a_tree_does_not_block_the_load() {
     let dir = tempfile::tempdir().unwrap();
     let tree = dir.path().join("tree");
-    copy_dir(&fixture("default"), &tree);
+    copy_tree(&fixture("default"), &tree);
     // A link inside the tree to a FIFO (a FIFO itself is not listed as a
     // C file; through a link it is planned and must not block the read).
     mkfifo(&tree.join("fifo"));

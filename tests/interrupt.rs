@@ -4,6 +4,10 @@
 //! between the two renames), and `--branch` never touches the user's
 //! current branch, index or work tree.
 
+#[path = "../test-support/copy_tree.rs"]
+mod copy_tree;
+use copy_tree::copy_tree;
+
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -134,24 +138,11 @@ fn git(dir: &Path, args: &[&str]) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let t = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &t);
-        } else {
-            std::fs::copy(e.path(), &t).unwrap();
-        }
-    }
-}
-
 #[test]
 fn branch_leaves_current_branch_index_and_work_tree_byte_for_byte() {
     let dir = tempfile::Builder::new().prefix("kvmtk-branch-").tempdir().unwrap();
     let r = dir.path().join("repo");
-    copy_dir(&fixture("default"), &r);
+    copy_tree(&fixture("default"), &r);
     git(&r, &["init", "-q", "-b", "work"]);
     git(&r, &["add", "-A"]);
     git(&r, &["commit", "-q", "-m", "base"]);

@@ -4,6 +4,10 @@
 //! every command that prints: check, graph, explain, lint, series test.
 //! When standard error still works it says what could not be written.
 
+#[path = "../test-support/copy_tree.rs"]
+mod copy_tree;
+use copy_tree::copy_tree;
+
 use std::fs::File;
 use std::os::fd::{FromRawFd as _, OwnedFd};
 use std::path::{Path, PathBuf};
@@ -56,24 +60,11 @@ fn kvmtk(dir: &Path, args: &[String], out: Sink, err: Sink) -> Output {
         .expect("run kvmtk")
 }
 
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let t = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &t);
-        } else {
-            std::fs::copy(e.path(), &t).unwrap();
-        }
-    }
-}
-
 /// A copy of the broken-series tree with a C file that does not parse,
 /// so that loading it prints a warning on standard error.
 fn tree_with_a_warning(dir: &Path) -> PathBuf {
     let tree = dir.join("tree");
-    copy_dir(&fixture("broken-series/tree"), &tree);
+    copy_tree(&fixture("broken-series/tree"), &tree);
     std::fs::write(tree.join("virt/kvm/noise.c"), "static int noise = ;\n").unwrap();
     tree
 }

@@ -2,6 +2,10 @@
 //! cache (in memory and on disk) give the very report a full check gives,
 //! and only what changed is recomputed.
 
+#[path = "../../test-support/copy_tree.rs"]
+mod copy_tree;
+use copy_tree::copy_tree;
+
 use std::path::{Path, PathBuf};
 
 use analyzer::api::ApiModel;
@@ -18,19 +22,6 @@ fn fixture() -> PathBuf {
 
 fn load(dir: &Path) -> SourceTree {
     SourceTree::load(&SourceSpec::Dir(dir.to_path_buf()), &SourceOptions::default()).expect("load")
-}
-
-fn copy_tree(from: &Path, to: &Path) {
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let target = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            std::fs::create_dir_all(&target).unwrap();
-            copy_tree(&e.path(), &target);
-        } else {
-            std::fs::copy(e.path(), &target).unwrap();
-        }
-    }
 }
 
 /// A scratch copy of the default fixture.

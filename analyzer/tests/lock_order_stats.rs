@@ -4,6 +4,10 @@
 //! cannot be resolved gives no edge. The counts reach the report
 //! (`statistics`: JSON, and `--verbose` on standard error).
 
+#[path = "../../test-support/copy_tree.rs"]
+mod copy_tree;
+use copy_tree::copy_tree;
+
 use std::path::{Path, PathBuf};
 
 use analyzer::api::ApiModel;
@@ -22,19 +26,6 @@ fn fire() -> PathBuf {
 fn run(dir: &Path) -> CheckReport {
     let parsed = ParsedTree::load(&SourceSpec::Dir(dir.to_path_buf()), &SourceOptions::default()).expect("load");
     check(&parsed, &ApiModel::default(), &RuleSelection::default())
-}
-
-fn copy(src: &Path, dest: &Path) {
-    std::fs::create_dir_all(dest).unwrap();
-    for e in std::fs::read_dir(src).unwrap() {
-        let e = e.unwrap();
-        let to = dest.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy(&e.path(), &to);
-        } else {
-            std::fs::copy(e.path(), to).unwrap();
-        }
-    }
 }
 
 fn lock_order(r: &CheckReport) -> &LockOrderStats {
@@ -82,7 +73,7 @@ fn unresolved_locks_and_waits_are_counted_not_guessed() {
 
     let dir = tempfile::tempdir().unwrap();
     let tree = dir.path().join("tree");
-    copy(&fire(), &tree);
+    copy_tree(&fire(), &tree);
     let main = tree.join("virt/kvm/kvm_main.c");
     let src = std::fs::read_to_string(&main).unwrap();
     let ioctl = "static long foo_dev_ioctl(";

@@ -9,6 +9,10 @@
 #[path = "source_common/mod.rs"]
 mod source_common;
 
+#[path = "../../test-support/copy_tree.rs"]
+mod copy_tree;
+use copy_tree::copy_tree;
+
 use std::path::Path;
 
 use analyzer::api::ApiModel;
@@ -99,19 +103,6 @@ fn apply(root: &Path, m: &Mutation) -> Vec<(std::path::PathBuf, Vec<u8>)> {
         }
     }
     saved
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let target = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &target);
-        } else if e.file_type().unwrap().is_file() {
-            std::fs::copy(e.path(), &target).unwrap();
-        }
-    }
 }
 
 /// A finding as the expectations name it: (rule, file).
@@ -373,7 +364,7 @@ fn linux_6_1_mutations_have_the_expected_finding_delta() {
     let Some(src) = source_common::real_kernel("6.1") else { return };
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path().join("linux");
-    copy_dir(&src, &root);
+    copy_tree(&src, &root);
     let api = ApiModel::default();
     let facts = FactsCache::in_memory();
     let checker = Checker::new(&api, &facts, ResultCache::in_memory(), RuleSelection::default());

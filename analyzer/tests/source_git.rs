@@ -4,6 +4,10 @@
 
 mod source_common;
 
+#[path = "../../test-support/copy_tree.rs"]
+mod copy_tree;
+use copy_tree::copy_tree;
+
 use std::fs;
 use std::path::Path;
 
@@ -208,19 +212,6 @@ fn fake_tree_revisions_symlinks_and_errors() {
     assert_eq!(err.to_string(), format!("unknown revision `HEAD` in git repository `{}`", empty_dir.display()));
 }
 
-fn copy_dir(from: &Path, to: &Path) {
-    fs::create_dir_all(to).unwrap();
-    for e in fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let dest = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &dest);
-        } else {
-            fs::copy(e.path(), dest).unwrap();
-        }
-    }
-}
-
 fn assert_same(git_tree: &SourceTree, dir_tree: &SourceTree) {
     let git_paths: Vec<&str> = git_tree.files.iter().map(|f| f.path.as_str()).collect();
     let dir_paths: Vec<&str> = dir_tree.files.iter().map(|f| f.path.as_str()).collect();
@@ -252,7 +243,7 @@ fn real_kernels_via_git_match_directories() {
     repo.tag_lightweight("v6.12", &repo.find_object(c2, None).unwrap(), false).unwrap();
     drop(repo);
     let bare = tmp.path().join("linux.git");
-    copy_dir(&work.join(".git"), &bare);
+    copy_tree(&work.join(".git"), &bare);
     Repository::open(&bare).unwrap().config().unwrap().set_bool("core.bare", true).unwrap();
     assert!(Repository::open(&bare).unwrap().is_bare());
 

@@ -11,6 +11,10 @@
 
 mod lint_common;
 
+#[path = "../../test-support/copy_tree.rs"]
+mod copy_tree;
+use copy_tree::copy_tree;
+
 use std::path::Path;
 use std::time::Instant;
 
@@ -94,20 +98,6 @@ fn only_drop_kvm_count_lock_introduces_the_hotplug_kvm_lock_cycle() {
         let site = segment.last().unwrap();
         assert_eq!((site.file.as_str(), site.line), (rel.file.as_str(), rel.line), "arrow {i}: {segment:?}");
         eprintln!("arrow {i}: {} ({} steps from {}())", rel.message, segment.len(), segment[0].function);
-    }
-}
-
-/// Copies `src` into a temporary directory (the cache is read-only).
-fn copy_tree(src: &Path, dst: &Path) {
-    std::fs::create_dir_all(dst).unwrap();
-    for e in std::fs::read_dir(src).unwrap() {
-        let e = e.unwrap();
-        let to = dst.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_tree(&e.path(), &to);
-        } else {
-            std::fs::copy(e.path(), &to).unwrap();
-        }
     }
 }
 

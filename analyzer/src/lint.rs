@@ -521,15 +521,31 @@ fn minus(after: &CheckReport, before: &CheckReport) -> Vec<Finding> {
     after.findings.iter().filter(|f| !b.contains(f.fingerprint.as_str())).cloned().collect()
 }
 
-/// Findings of `after` that `before` has at a lower severity only (an HW014
-/// cycle that needed a path some machines never take and now needs none),
-/// with that severity: the step introduces them too.
-fn raised(after: &CheckReport, before: &CheckReport) -> Vec<(Finding, Severity)> {
-    let mut b: BTreeMap<&str, Severity> = BTreeMap::new();
-    for f in &before.findings {
-        let s = b.entry(f.fingerprint.as_str()).or_insert(f.severity);
-        *s = (*s).max(f.severity);
+/// The worst severity of each fingerprint among a tree's findings, given
+/// as (fingerprint, severity): what the findings of a step are compared
+/// with ([`is_new`]).
+pub fn worst_severities<'a>(findings: impl IntoIterator<Item = (&'a str, Severity)>) -> BTreeMap<&'a str, Severity> {
+    let mut out: BTreeMap<&str, Severity> = BTreeMap::new();
+    for (fp, sev) in findings {
+        let s = out.entry(fp).or_insert(sev);
+        *s = (*s).max(sev);
     }
+    out
+}
+
+/// Whether a finding is new against the parent's [`worst_severities`]: its
+/// fingerprint is absent, or known only at a lower severity (an HW014
+/// cycle that needed a path some machines never take and now needs none
+/// got worse: `lint`, `series test` and the transformations all count it
+/// as introduced).
+pub fn is_new(known: &BTreeMap<&str, Severity>, fingerprint: &str, severity: Severity) -> bool {
+    known.get(fingerprint).is_none_or(|s| *s < severity)
+}
+
+/// Findings of `after` that `before` has at a lower severity only, with
+/// that severity: the step introduces them too.
+fn raised(after: &CheckReport, before: &CheckReport) -> Vec<(Finding, Severity)> {
+    let b = worst_severities(before.findings.iter().map(|f| (f.fingerprint.as_str(), f.severity)));
     after
         .findings
         .iter()

@@ -130,15 +130,11 @@ pub(crate) fn refs(report: &CheckReport) -> Vec<FindingRef> {
 /// cycle that needed a path some machines never take and now needs none
 /// is introduced, as `lint` counts it).
 pub fn delta(before: &[FindingRef], after: &[FindingRef]) -> (Vec<FindingRef>, Vec<FindingRef>) {
-    let mut b: BTreeMap<&str, analyzer::rules::Severity> = BTreeMap::new();
-    for f in before {
-        let s = b.entry(f.fingerprint.as_str()).or_insert(f.severity);
-        *s = (*s).max(f.severity);
-    }
+    use analyzer::lint::{is_new, worst_severities};
+    let b = worst_severities(before.iter().map(|f| (f.fingerprint.as_str(), f.severity)));
     let a: BTreeSet<&str> = after.iter().map(|f| f.fingerprint.as_str()).collect();
     let fixed = before.iter().filter(|f| !a.contains(f.fingerprint.as_str())).cloned().collect();
-    let introduced =
-        after.iter().filter(|f| b.get(f.fingerprint.as_str()).is_none_or(|s| *s < f.severity)).cloned().collect();
+    let introduced = after.iter().filter(|f| is_new(&b, &f.fingerprint, f.severity)).cloned().collect();
     (fixed, introduced)
 }
 

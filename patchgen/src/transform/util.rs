@@ -240,16 +240,11 @@ pub fn introduced_cycles(
     let after = analyzer::check::check(&next, api, &selection);
     // A cycle the tree has only at a lower severity (closed on some paths
     // only, a warning) that the edits close on every path is introduced.
-    let mut known: std::collections::BTreeMap<&str, analyzer::rules::Severity> = std::collections::BTreeMap::new();
-    for f in before.findings.iter().filter(|f| f.rule == CYCLE_RULE) {
-        let s = known.entry(f.fingerprint.as_str()).or_insert(f.severity);
-        *s = (*s).max(f.severity);
-    }
-    let mut new: Vec<analyzer::rules::Finding> = after
-        .findings
-        .into_iter()
-        .filter(|f| known.get(f.fingerprint.as_str()).is_none_or(|s| *s < f.severity))
-        .collect();
+    let known = analyzer::lint::worst_severities(
+        before.findings.iter().filter(|f| f.rule == CYCLE_RULE).map(|f| (f.fingerprint.as_str(), f.severity)),
+    );
+    let mut new: Vec<analyzer::rules::Finding> =
+        after.findings.into_iter().filter(|f| analyzer::lint::is_new(&known, &f.fingerprint, f.severity)).collect();
     // Errors (closed on every path) first: the one a refusal cites.
     new.sort_by_key(|f| std::cmp::Reverse(f.severity));
     Ok(new)

@@ -542,17 +542,6 @@ pub fn is_new(known: &BTreeMap<&str, Severity>, fingerprint: &str, severity: Sev
     known.get(fingerprint).is_none_or(|s| *s < severity)
 }
 
-/// Findings of `after` that `before` has at a lower severity only, with
-/// that severity: the step introduces them too.
-fn raised(after: &CheckReport, before: &CheckReport) -> Vec<(Finding, Severity)> {
-    let b = worst_severities(before.findings.iter().map(|f| (f.fingerprint.as_str(), f.severity)));
-    after
-        .findings
-        .iter()
-        .filter_map(|f| b.get(f.fingerprint.as_str()).filter(|s| **s < f.severity).map(|s| (f.clone(), *s)))
-        .collect()
-}
-
 impl LintBuilder {
     /// Start from the base tree's report. `mode` is `range` or `patches`.
     pub fn new(mode: &str, subject: &str, base: &TreeCheck) -> LintBuilder {
@@ -603,11 +592,14 @@ impl LintBuilder {
         after: TreeCheck,
         elapsed: Option<std::time::Duration>,
     ) {
-        let mut introduced = minus(&after.report, &before.report);
-        let raised = raised(&after.report, &before.report);
-        let was: BTreeMap<String, Severity> = raised.iter().map(|(f, s)| (f.fingerprint.clone(), *s)).collect();
-        introduced.extend(raised.into_iter().map(|(f, _)| f));
-        introduced.sort_by(|a, b| (&a.file, a.line, a.col, a.rule).cmp(&(&b.file, b.line, b.col, b.rule)));
+        let known = worst_severities(before.report.findings.iter().map(|f| (f.fingerprint.as_str(), f.severity)));
+        let introduced: Vec<Finding> =
+            after.report.findings.iter().filter(|f| is_new(&known, &f.fingerprint, f.severity)).cloned().collect();
+        // Those the parent had at a lower severity: they got worse.
+        let was: BTreeMap<String, Severity> = introduced
+            .iter()
+            .filter_map(|f| known.get(f.fingerprint.as_str()).map(|s| (f.fingerprint.clone(), *s)))
+            .collect();
         let gone = minus(&before.report, &after.report);
         let unanalyzed = coverage_changes(&before.unanalyzed, &after.unanalyzed);
         let (fixed, unknown) = if unanalyzed.is_empty() { (gone, Vec::new()) } else { (Vec::new(), gone) };

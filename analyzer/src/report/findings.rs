@@ -48,8 +48,9 @@
 //! `path:line: warning: message`, followed by one line per arch whose
 //! HW014 lock-order graph has something it could not model (`kvmtk: lock
 //! order, x86: ...`: unknown classes, waits with no known target; a cut
-//! cycle search is a warning even without `--verbose`). A warning about no one file prints as `kvmtk: warning:
-//! ...`, one without a line as `path: warning: ...`.
+//! cycle search is a warning even without `--verbose`). A warning about no
+//! one file prints as `kvmtk: warning: ...`, one without a line as
+//! `path: warning: ...`.
 //!
 //! An evidence step reads `[context] function, held {locks}`, then
 //! `, may hold {locks}` (held on some paths only), `, serialized by {locks}`

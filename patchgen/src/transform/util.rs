@@ -215,9 +215,10 @@ pub fn cycle_rule_registered() -> bool {
 /// The lock-order cycles (HW014 findings) that applying `edits` to the tree
 /// would introduce: the edited tree is re-parsed (only the files the edits
 /// touch) and checked with that rule alone, and its findings are compared
-/// by fingerprint and severity with the tree's own. A transformation that must not
-/// deadlock asks this before it proposes a lock it adds or moves. Empty
-/// when the rule is not registered; `Err` when the edits do not apply.
+/// by fingerprint and severity with the tree's own. A transformation that
+/// must not deadlock asks this before it proposes a lock it adds or moves.
+/// Empty when the rule is not registered; `Err` when the edits do not
+/// apply.
 pub fn introduced_cycles(
     tree: &ParsedTree,
     api: &analyzer::api::ApiModel,

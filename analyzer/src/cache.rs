@@ -317,6 +317,9 @@ struct Entry {
     facts: FileFacts,
 }
 
+/// Held while a file is parsed (see `FactsCache::parsing`).
+type ParseTurn = Arc<Mutex<()>>;
+
 /// Facts by (blob id, path), in memory and optionally on disk. Shared by
 /// reference between rayon workers: all methods take `&self`.
 #[derive(Debug, Default)]
@@ -326,6 +329,10 @@ pub struct FactsCache {
     /// cloned) by the next lookup: checking commit after commit then costs
     /// no copy of the unchanged files' facts.
     recycled: Mutex<HashMap<(String, String), FileFacts>>,
+    /// A turn per file being parsed: checks running side by side (a
+    /// lint's commits) often need the same new file, and the second waits
+    /// for the first's facts instead of parsing it again.
+    parsing: Mutex<HashMap<(String, String), ParseTurn>>,
     /// `DIR/<version>`, when persistent.
     dir: Option<PathBuf>,
     /// Do not keep a copy of each file's facts in memory (see
@@ -381,14 +388,26 @@ impl FactsCache {
         if let Some(f) = self.cached(file) {
             return f;
         }
+        let Some(blob) = file.blob_id.as_deref() else {
+            self.parsed.fetch_add(1, Ordering::Relaxed);
+            return crate::parse::parse_file(&file.path, file.arch.as_deref(), &file.bytes);
+        };
+        let key = (blob.to_string(), file.path.clone());
+        let turn = self.parsing.lock().unwrap_or_else(|e| e.into_inner()).entry(key.clone()).or_default().clone();
+        let _turn = turn.lock().unwrap_or_else(|e| e.into_inner());
+        // Parsed by another check while this one waited its turn (in
+        // memory: the disk was read once above).
+        if let Some(f) = self.lock().get(&key) {
+            self.memory_hits.fetch_add(1, Ordering::Relaxed);
+            return FileFacts::clone(f);
+        }
         self.parsed.fetch_add(1, Ordering::Relaxed);
         let facts = crate::parse::parse_file(&file.path, file.arch.as_deref(), &file.bytes);
-        if let Some(blob) = file.blob_id.as_deref() {
-            self.write_disk(blob, &file.path, &facts);
-            if !self.no_memory {
-                self.lock().insert((blob.to_string(), file.path.clone()), Arc::new(facts.clone()));
-            }
+        self.write_disk(blob, &file.path, &facts);
+        if !self.no_memory {
+            self.lock().insert(key.clone(), Arc::new(facts.clone()));
         }
+        self.parsing.lock().unwrap_or_else(|e| e.into_inner()).remove(&key);
         facts
     }
 

@@ -234,7 +234,7 @@ impl<'a> Analysis<'a> {
                 let ctx = entry.context.clone();
                 for arg in &m.args {
                     let Some(name) = &arg.ident else { continue };
-                    for id in self.program.lookup(fi, name) {
+                    for id in self.program.lookup(fi, name).to_vec() {
                         self.add_root(&ctx, id, format!("{}({name})", m.name), None, Some((file.path.clone(), m.span)));
                     }
                 }
@@ -247,7 +247,7 @@ impl<'a> Analysis<'a> {
                     }
                     for b in init.fields.iter().filter(|b| es.fields.contains(&b.field)) {
                         let Some(v) = &b.value_ident else { continue };
-                        for id in self.program.lookup(fi, v) {
+                        for id in self.program.lookup(fi, v).to_vec() {
                             self.add_root(
                                 &es.context,
                                 id,
@@ -282,7 +282,7 @@ impl<'a> Analysis<'a> {
                 };
                 for &ai in &reg.callback_args {
                     let Some(cb_name) = site.args.get(ai).and_then(|a| a.ident.as_deref()) else { continue };
-                    for cb in self.program.lookup(id.file, cb_name) {
+                    for &cb in self.program.lookup(id.file, cb_name) {
                         self.callback_edges.push(CallbackEdge {
                             caller: id,
                             callee: cb,
@@ -319,7 +319,7 @@ impl<'a> Analysis<'a> {
                     for (fi, init) in inits {
                         for b in init.fields.iter().filter(|b| reg.fields.contains(&b.field)) {
                             let Some(v) = &b.value_ident else { continue };
-                            for cb in self.program.lookup(fi, v) {
+                            for cb in self.program.lookup(fi, v).to_vec() {
                                 self.add_root(
                                     &context,
                                     cb,
@@ -340,7 +340,7 @@ impl<'a> Analysis<'a> {
                             }
                             None => format!("{name}() callback"),
                         };
-                        for cb in self.program.lookup(id.file, &cb_name) {
+                        for cb in self.program.lookup(id.file, &cb_name).to_vec() {
                             self.add_root(
                                 &context,
                                 cb,
@@ -444,7 +444,7 @@ impl<'a> Analysis<'a> {
                 };
                 for ai in callbacks {
                     let Some(cb_name) = site.args.get(ai).and_then(|a| a.ident.clone()) else { continue };
-                    for cb in self.program.lookup(id.file, &cb_name) {
+                    for &cb in self.program.lookup(id.file, &cb_name) {
                         let mut serialized = r.key.serialized_by.union(&extra);
                         if waits {
                             serialized = serialized.union(&held_must);

@@ -71,7 +71,8 @@ pub struct Program<'a> {
     global_fns: HashMap<&'a str, Vec<FnId>>,
     /// File-local (static) definitions by (file, name); several when the
     /// file defines the function in both branches of an `#ifdef`.
-    static_fns: HashMap<(u32, &'a str), Vec<FnId>>,
+    /// (By file, then name: a lookup by a borrowed name needs no key.)
+    static_fns: HashMap<u32, HashMap<&'a str, Vec<FnId>>>,
     /// Globals in scope by name.
     pub globals: HashMap<&'a str, Vec<(u32, &'a Global)>>,
     /// Struct initializers by struct type.
@@ -117,7 +118,7 @@ impl<'a> Program<'a> {
             .collect();
 
         let mut global_fns: HashMap<&'a str, Vec<FnId>> = HashMap::default();
-        let mut static_fns: HashMap<(u32, &'a str), Vec<FnId>> = HashMap::default();
+        let mut static_fns: HashMap<u32, HashMap<&'a str, Vec<FnId>>> = HashMap::default();
         let mut globals: HashMap<&'a str, Vec<(u32, &'a Global)>> = HashMap::default();
         let mut inits_by_type: HashMap<&'a str, Vec<(u32, &'a StructInit)>> = HashMap::default();
         let mut inits_by_var: HashMap<&'a str, Vec<(u32, &'a StructInit)>> = HashMap::default();
@@ -127,7 +128,7 @@ impl<'a> Program<'a> {
             for (gi, func) in file.functions.iter().enumerate() {
                 let id = FnId { file: fi, func: gi as u32 };
                 if func.is_static && !is_header(&file.path) {
-                    static_fns.entry((fi, func.name.as_str())).or_default().push(id);
+                    static_fns.entry(fi).or_default().entry(func.name.as_str()).or_default().push(id);
                 } else {
                     global_fns.entry(func.name.as_str()).or_default().push(id);
                 }
@@ -157,7 +158,7 @@ impl<'a> Program<'a> {
             }
         }
         let mut functions: Vec<FnId> = global_fns.values().flatten().copied().collect();
-        functions.extend(static_fns.values().flatten().copied());
+        functions.extend(static_fns.values().flat_map(|m| m.values().flatten().copied()));
         functions.sort();
         functions.dedup();
 
@@ -242,17 +243,17 @@ impl<'a> Program<'a> {
     }
 
     /// Resolve a function name as seen from `from_file`.
-    pub fn lookup(&self, from_file: u32, name: &str) -> Vec<FnId> {
-        if let Some(ids) = self.static_fns.get(&(from_file, name)) {
-            return ids.clone();
+    pub fn lookup(&self, from_file: u32, name: &str) -> &[FnId] {
+        if let Some(ids) = self.static_fns.get(&from_file).and_then(|m| m.get(name)) {
+            return ids;
         }
-        self.global_fns.get(name).cloned().unwrap_or_default()
+        self.global_fns.get(name).map(Vec::as_slice).unwrap_or(&[])
     }
 
     /// All definitions with this name in scope (any file).
     pub fn lookup_any(&self, name: &str) -> Vec<FnId> {
         let mut out = self.global_fns.get(name).cloned().unwrap_or_default();
-        out.extend(self.static_fns.iter().filter(|((_, n), _)| *n == name).flat_map(|(_, ids)| ids.iter().copied()));
+        out.extend(self.static_fns.values().filter_map(|m| m.get(name)).flatten().copied());
         out.sort();
         out
     }
@@ -272,7 +273,7 @@ impl<'a> Program<'a> {
         for (fi, init) in self.initializers_of_type(ty) {
             for b in init.fields.iter().filter(|b| b.field == field) {
                 if let Some(v) = &b.value_ident {
-                    for id in self.lookup(*fi, v) {
+                    for &id in self.lookup(*fi, v) {
                         out.push((id, init.var_name.clone()));
                     }
                 }
@@ -291,7 +292,7 @@ impl<'a> Program<'a> {
 
     fn resolve_call(&self, file: u32, site: &CallSite, api: &ApiModel) -> Vec<(FnId, Resolution)> {
         match &site.callee {
-            Callee::Direct(name) => self.lookup(file, name).into_iter().map(|id| (id, Resolution::Direct)).collect(),
+            Callee::Direct(name) => self.lookup(file, name).iter().map(|&id| (id, Resolution::Direct)).collect(),
             Callee::OpsMember { base, field } => {
                 let mut out: Vec<(FnId, Resolution)> = Vec::new();
                 if let Some(ty) = self.global_type(base) {
@@ -305,7 +306,7 @@ impl<'a> Program<'a> {
                     if let Some(assigns) = self.field_assigns.get(field.as_str()) {
                         for (fi, b, v) in assigns {
                             if b == base {
-                                for id in self.lookup(*fi, v) {
+                                for &id in self.lookup(*fi, v) {
                                     out.push((
                                         id,
                                         Resolution::OpsField {

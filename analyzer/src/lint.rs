@@ -44,6 +44,7 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use git2::{ErrorCode, Oid, Repository, Sort};
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::api::ApiModel;
@@ -270,7 +271,7 @@ impl<'a> Linter<'a> {
     /// Check a loaded tree: the same report as [`crate::check::check`]
     /// on the parsed tree, computed only for what changed since the trees
     /// checked before, with the files it does not cover.
-    pub fn check(&mut self, source: SourceTree) -> TreeCheck {
+    pub fn check(&self, source: SourceTree) -> TreeCheck {
         let outcome = self.checker.check(source);
         TreeCheck { report: outcome.report, unanalyzed: outcome.unanalyzed }
     }
@@ -502,6 +503,9 @@ struct RawStep {
 
 /// Commits of a range: each with its first parent.
 type RangeCommits = Vec<(Oid, Option<Oid>)>;
+
+/// Commits of a range checked at once per thread (see [`lint_range`]).
+const COMMITS_IN_FLIGHT_PER_THREAD: usize = 8;
 
 /// Collects steps, then builds the [`LintReport`].
 pub struct LintBuilder {
@@ -970,30 +974,48 @@ pub fn lint_range(linter: &mut Linter<'_>, repo_path: &Path, range: &str) -> Res
     let mut reports: HashMap<Oid, TreeCheck> = HashMap::new();
     reports.insert(base, base_report);
     linter.progress().stage("linting commits", Some(commits.len() as u64));
-    for (k, (oid, parent)) in commits.iter().enumerate() {
-        linter.progress().detail(&oid.to_string()[..12]);
-        let before = match parent {
-            None => TreeCheck::empty(),
-            Some(p) => match reports.get(p) {
-                Some(r) => r.clone(),
-                // A parent outside the range (the other side of a merge
-                // seen first): checked on demand.
-                None => linter.check(linter.load_deferred(&spec(*p))?),
-            },
-        };
-        let started = std::time::Instant::now();
-        let after = linter.check(linter.load_deferred(&spec(*oid))?);
-        let elapsed = started.elapsed();
-        let subject = repo.find_commit(*oid).ok().and_then(|c| c.summary().map(str::to_string)).unwrap_or_default();
-        builder.push(&oid.to_string(), &subject, &before, after.clone(), Some(elapsed));
-        reports.insert(*oid, after);
-        linter.progress().advance(1);
-        // Parents are only needed by their children: keep memory flat on
-        // long linear ranges.
-        if commits.get(k + 1).is_some_and(|(_, p)| *p == Some(*oid)) {
-            if let Some(p) = parent {
-                if commits.iter().skip(k + 1).all(|(_, q)| q != &Some(*p)) {
-                    reports.remove(p);
+    // Each commit's tree is checked on its own (its parent's report is
+    // only compared with it), so a window of commits is checked in
+    // parallel: a commit's cost is mostly one arch's analysis, which runs
+    // on one core, so commits side by side are what fills the others.
+    // The caches make the order irrelevant to the work done (a file new
+    // in one commit is parsed once, by whichever check needs it first).
+    // Steps are then recorded in commit order, and the window bounds the
+    // reports kept at once on long ranges.
+    let window = rayon::current_num_threads().max(1) * COMMITS_IN_FLIGHT_PER_THREAD;
+    let linter = &*linter;
+    for (w, chunk) in commits.chunks(window).enumerate() {
+        let checked: Vec<Result<(TreeCheck, std::time::Duration), LintError>> = chunk
+            .par_iter()
+            .map(|(oid, _)| {
+                let started = std::time::Instant::now();
+                let after = linter.check(linter.load_deferred(&spec(*oid))?);
+                linter.progress().advance(1);
+                Ok((after, started.elapsed()))
+            })
+            .collect();
+        for (j, ((oid, parent), result)) in chunk.iter().zip(checked).enumerate() {
+            let k = w * window + j;
+            let (after, elapsed) = result?;
+            let before = match parent {
+                None => TreeCheck::empty(),
+                Some(p) => match reports.get(p) {
+                    Some(r) => r.clone(),
+                    // A parent outside the range (the other side of a merge
+                    // seen first): checked on demand.
+                    None => linter.check(linter.load_deferred(&spec(*p))?),
+                },
+            };
+            let subject = repo.find_commit(*oid).ok().and_then(|c| c.summary().map(str::to_string)).unwrap_or_default();
+            builder.push(&oid.to_string(), &subject, &before, after.clone(), Some(elapsed));
+            reports.insert(*oid, after);
+            // Parents are only needed by their children: keep memory flat on
+            // long linear ranges.
+            if commits.get(k + 1).is_some_and(|(_, p)| *p == Some(*oid)) {
+                if let Some(p) = parent {
+                    if commits.iter().skip(k + 1).all(|(_, q)| q != &Some(*p)) {
+                        reports.remove(p);
+                    }
                 }
             }
         }

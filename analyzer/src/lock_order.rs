@@ -608,7 +608,7 @@ impl<'b, 'a> Builder<'b, 'a> {
                         // Functions passed as arguments that the callee calls.
                         for &pi in called_params.get(&e.callee).map(Vec::as_slice).unwrap_or(&[]) {
                             if let Some(name) = site.args.get(pi).and_then(|a| a.ident.as_deref()) {
-                                sf.callees.extend(program.lookup(id.file, name));
+                                sf.callees.extend(program.lookup(id.file, name).iter().copied());
                             }
                         }
                     }
@@ -954,7 +954,7 @@ impl<'b, 'a> Builder<'b, 'a> {
         if let Some(reg) = self.api.registration(name) {
             for ai in reg.waited_callbacks(&site.args) {
                 let Some(cb) = site.args.get(ai).and_then(|a| a.ident.as_deref()) else { continue };
-                for f in self.a.program.lookup(id.file, cb) {
+                for &f in self.a.program.lookup(id.file, cb) {
                     sf.waits.push((name.clone(), f, AcquireKind::CallbackWait));
                 }
             }
@@ -1070,7 +1070,7 @@ impl<'b, 'a> Builder<'b, 'a> {
                 if is_unknown_class(&class) {
                     return;
                 }
-                out.entry(class).or_default().extend(self.a.program.lookup(id.file, f));
+                out.entry(class).or_default().extend(self.a.program.lookup(id.file, f).iter().copied());
             });
         }
         for v in out.values_mut() {
@@ -1100,7 +1100,7 @@ impl<'b, 'a> Builder<'b, 'a> {
                     let Callee::Direct(n) = &site.callee else { return };
                     let Some(i) = self.api.thread_start_arg(n) else { return };
                     let Some(f) = site.args.get(i).and_then(|a| a.ident.as_deref()) else { return };
-                    last = Some((site.span, program.lookup(id.file, f)));
+                    last = Some((site.span, program.lookup(id.file, f).to_vec()));
                 }
                 Event::LocalAssign(la) => {
                     if let Some((span, fns)) = &last {

@@ -91,3 +91,42 @@ fn a_file_as_cache_dir_is_an_error() {
     let e = FactsCache::with_dir(&f).unwrap_err().to_string();
     assert!(e.contains("cannot use cache directory") && e.contains("not a directory"), "{e}");
 }
+
+/// Checks running side by side (a lint's commits) ask for the same new
+/// file at once: one parses it, the others wait for its facts.
+#[test]
+fn a_file_asked_for_by_several_threads_at_once_is_parsed_once() {
+    use analyzer::source::SourceFile;
+    // Large enough that the parse outlasts the threads' start.
+    let mut src = String::new();
+    for i in 0..3000 {
+        src.push_str(&format!(
+            "static int f{i}(struct kvm *kvm)\n{{\n\tmutex_lock(&kvm->lock);\n\tkvm->n{i} = {i};\n\tmutex_unlock(&kvm->lock);\n\treturn 0;\n}}\n\n"
+        ));
+    }
+    let bytes = src.into_bytes();
+    let file = SourceFile {
+        path: "virt/kvm/many.c".into(),
+        arch: None,
+        blob_id: Some(git2::Oid::hash_object(git2::ObjectType::Blob, &bytes).unwrap().to_string()),
+        bytes,
+    };
+    let cache = FactsCache::in_memory();
+    let threads = 6;
+    let start = std::sync::Barrier::new(threads);
+    let facts: Vec<_> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads)
+            .map(|_| {
+                s.spawn(|| {
+                    start.wait();
+                    cache.facts(&file)
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let stats = cache.stats();
+    assert_eq!((stats.parsed, stats.memory_hits), (1, threads - 1), "{stats:?}");
+    assert_eq!(facts[0].functions.len(), 3000);
+    assert!(facts.iter().all(|f| *f == facts[0]));
+}

@@ -56,7 +56,7 @@ fn appended(tree: &SourceTree, path: &str, tail: &[u8]) -> SourceTree {
 fn lint(trees: &[SourceTree]) -> (LintReport, Vec<TreeCheck>) {
     let api = ApiModel::default();
     let cache = FactsCache::in_memory();
-    let mut linter = Linter::new(&api, &cache, LintOptions::default());
+    let linter = Linter::new(&api, &cache, LintOptions::default());
     let checks: Vec<TreeCheck> = trees.iter().map(|t| linter.check(t.clone())).collect();
     let mut builder = LintBuilder::new("patches", "test", &checks[0]);
     for (k, pair) in checks.windows(2).enumerate() {

@@ -13,7 +13,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use analyzer::lint::{LintBuilder, LintError, Linter};
+use analyzer::lint::{LintBuilder, LintError, Linter, TreeCheck};
 use analyzer::source::{arch_of, SourceFile, SourceSpec, SourceTree};
 
 use crate::series::apply::mail;
@@ -119,6 +119,66 @@ pub fn lint_patches(
     Ok(lint_patches_with(linter, spec, patches, &ApplyOptions::default())?.builder)
 }
 
+/// Trees of a patch series checked at once per thread (see
+/// [`lint_patches_with`]).
+const TREES_IN_FLIGHT_PER_THREAD: usize = 2;
+
+/// A patch applied (or not) whose step is not recorded yet.
+enum Pending<'p> {
+    /// Not checked: already applied, or did not apply (with why).
+    Skip { name: &'p str, subject: &'p str, note: String },
+    /// Checked on `tree`, or the same as its parent when it changes no
+    /// analyzed file (`None`); `notes` say how it applied.
+    Check { name: &'p str, subject: &'p str, tree: Option<SourceTree>, notes: Vec<String> },
+}
+
+/// Check the trees of `pending` in parallel, then record every step in
+/// order, each against the one before it (`before` at first). Returns
+/// the last tree's check.
+fn record(
+    linter: &Linter<'_>,
+    builder: &mut LintBuilder,
+    mut pending: Vec<Pending<'_>>,
+    before: TreeCheck,
+) -> TreeCheck {
+    use rayon::prelude::*;
+    let trees: Vec<Option<SourceTree>> = pending
+        .iter_mut()
+        .map(|q| match q {
+            Pending::Check { tree, .. } => tree.take(),
+            Pending::Skip { .. } => None,
+        })
+        .collect();
+    let checked: Vec<Option<(TreeCheck, std::time::Duration)>> = trees
+        .into_par_iter()
+        .map(|t| {
+            t.map(|t| {
+                let started = std::time::Instant::now();
+                (linter.check(t), started.elapsed())
+            })
+        })
+        .collect();
+    let mut before = before;
+    for (q, c) in pending.into_iter().zip(checked) {
+        match q {
+            Pending::Skip { name, subject, note } => builder.skip(name, subject, &note),
+            Pending::Check { name, subject, notes, .. } => {
+                let (after, elapsed) = match c {
+                    Some((after, elapsed)) => (after, Some(elapsed)),
+                    None => (before.clone(), Some(std::time::Duration::ZERO)),
+                };
+                builder.push(name, subject, &before, after.clone(), elapsed);
+                for n in &notes {
+                    builder.note(n);
+                }
+                before = after;
+                linter.progress().advance(1);
+            }
+        }
+    }
+    before
+}
+
 /// What [`lint_patches_with`] collected.
 pub struct PatchLint {
     pub builder: LintBuilder,
@@ -152,13 +212,21 @@ pub fn lint_patches_with(
     let mut overlay: BTreeMap<String, Option<Vec<u8>>> = BTreeMap::new();
     let mut not_applied: Vec<String> = Vec::new();
     linter.progress().stage("linting patches", Some(patches.len() as u64));
-    for p in patches {
+    // Patches apply one after another, but each tree is checked on its
+    // own: the trees of a window of patches are checked in parallel (see
+    // `analyzer::lint::lint_range`), then recorded in order. A window is
+    // small: each tree it holds is a whole copy of the sources.
+    let window = rayon::current_num_threads().max(1) * TREES_IN_FLIGHT_PER_THREAD;
+    let linter = &*linter;
+    let mut pending: Vec<Pending> = Vec::new();
+    for (k, p) in patches.iter().enumerate() {
         linter.progress().detail(&p.name);
         let read = |path: &str| read_current(path, &current, &overlay, &base);
         let applied = match apply_patch(p, &read, opts) {
             Ok(a) => a,
             Err(e) if opts.keep_going => {
-                builder.skip(&p.name, &p.subject, &format!("did not apply, skipped: {e}"));
+                let note = format!("did not apply, skipped: {e}");
+                pending.push(Pending::Skip { name: &p.name, subject: &p.subject, note });
                 not_applied.push(p.name.clone());
                 continue;
             }
@@ -170,26 +238,26 @@ pub fn lint_patches_with(
             }
         };
         if let Method::AlreadyApplied(_) = applied.method {
-            builder.skip(&p.name, &p.subject, &applied.method.describe().unwrap_or_default());
+            let note = applied.method.describe().unwrap_or_default();
+            pending.push(Pending::Skip { name: &p.name, subject: &p.subject, note });
             continue;
         }
-        let started = std::time::Instant::now();
         let (next, outside) = updated(&current, &applied.changes);
         // A patch touching only files outside the analyzed set changes no finding.
         let analyzed_changed = outside.len() < applied.changes.len();
         overlay.extend(outside);
-        let after = if analyzed_changed { linter.check(next.clone()) } else { before.clone() };
-        let elapsed = started.elapsed();
-        builder.push(&p.name, &p.subject, &before, after.clone(), Some(elapsed));
-        if let Some(how) = applied.method.describe() {
-            builder.note(&how);
-        }
+        let mut notes: Vec<String> = applied.method.describe().into_iter().collect();
         if !not_applied.is_empty() {
-            builder.note(&format!("computed on a tree without {}, which did not apply", not_applied.join(", ")));
+            notes.push(format!("computed on a tree without {}, which did not apply", not_applied.join(", ")));
         }
+        let tree = analyzed_changed.then(|| next.clone());
         current = next;
-        before = after;
-        linter.progress().advance(1);
+        pending.push(Pending::Check { name: &p.name, subject: &p.subject, tree, notes });
+        let in_flight = pending.iter().filter(|q| matches!(q, Pending::Check { tree: Some(_), .. })).count();
+        if in_flight >= window || k + 1 == patches.len() {
+            before = record(linter, &mut builder, std::mem::take(&mut pending), before);
+        }
     }
+    record(linter, &mut builder, pending, before);
     Ok(PatchLint { builder, not_applied })
 }

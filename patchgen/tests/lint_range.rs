@@ -152,3 +152,93 @@ fn linux_6_1_series_reports_only_fixes_and_reintroduced_warts_fail() {
     assert_eq!(report.steps[0].accepted.len(), 1);
     assert_eq!(report.exit_code(Severity::Note), 0);
 }
+
+/// Commits are checked side by side, a window at a time, and recorded in
+/// order: the report is the same whatever the number of threads (one
+/// window or several), each step against its own parent.
+#[test]
+fn a_range_checked_in_parallel_reports_as_one_checked_in_order() {
+    const VZ: &str = "arch/mips/kvm/vz.c";
+    let (dir, repo, base) = repo_from_dir(&fixture("default"), "base");
+    let vz = read_at(&repo, "base", VZ);
+    let touched = ["arch/x86/kvm/x86.c", "virt/kvm/kvm_main.c", "arch/arm64/kvm/arm.c", "arch/s390/kvm/kvm-s390.c"];
+    let mut commits = Vec::new();
+    let mut parent = base;
+    for i in 0..12 {
+        parent = match i {
+            // vz.c loses its heavy enable (HW012 fixed), then gets it back.
+            3 => commit_file(&repo, "topic", parent, VZ, b"/* empty */\n", "KVM: MIPS: drop VZ\n"),
+            7 => commit_file(&repo, "topic", parent, VZ, &vz, "KVM: MIPS: bring VZ back\n"),
+            _ => {
+                let path = touched[i % touched.len()];
+                let mut bytes = read_at(&repo, &parent.to_string(), path);
+                bytes.extend_from_slice(format!("/* edit {i} */\n").as_bytes());
+                commit_file(&repo, "topic", parent, path, &bytes, &format!("KVM: edit {i}\n"))
+            }
+        };
+        commits.push(parent.to_string());
+    }
+    let api = ApiModel::default();
+    let lint_with = |threads: usize| {
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+        pool.install(|| {
+            let cache = FactsCache::in_memory();
+            let mut linter = Linter::new(&api, &cache, LintOptions::default());
+            lint_range(&mut linter, dir.path(), "base..topic").unwrap().finish(None)
+        })
+    };
+    // One thread: a window of 8 commits, then 4. Three: one window of 12.
+    let (one, three) = (lint_with(1), lint_with(3));
+    assert_eq!(render_report(&one, LintFormat::Json), render_report(&three, LintFormat::Json));
+    for report in [&one, &three] {
+        assert_eq!(report.steps.iter().map(|s| s.id.clone()).collect::<Vec<_>>(), commits);
+        for (k, st) in report.steps.iter().enumerate() {
+            let fixed: Vec<&str> = st.fixed.iter().map(|f| f.rule.as_str()).collect();
+            let introduced: Vec<&str> = st.introduced.iter().map(|f| f.rule.as_str()).collect();
+            match k {
+                3 => assert!(fixed.contains(&"HW012") && introduced.is_empty(), "{k}: {fixed:?} {introduced:?}"),
+                7 => assert!(introduced.contains(&"HW012") && fixed.is_empty(), "{k}: {fixed:?} {introduced:?}"),
+                _ => assert!(fixed.is_empty() && introduced.is_empty(), "{k}: {fixed:?} {introduced:?}"),
+            }
+        }
+        assert_eq!(report.steps[3].fixed.len(), report.steps[7].introduced.len());
+    }
+
+    // The same commits as numbered patches on the base: windows of two
+    // trees (one thread) or six (three threads), the same verdicts.
+    let mut files = Vec::new();
+    let mut from = base;
+    for (n, id) in commits.iter().enumerate() {
+        let to = git2::Oid::from_str(id).unwrap();
+        let mail = format_patch(&repo, from, to, &format!("edit {n}")).replacen(
+            "Subject: [PATCH] ",
+            &format!("Subject: [PATCH {}/{}] ", n + 1, commits.len()),
+            1,
+        );
+        let path = dir.path().join(format!("{:04}.patch", n + 1));
+        std::fs::write(&path, mail).unwrap();
+        files.push(path);
+        from = to;
+    }
+    let patches = patchgen::lint::load_patches(&files).unwrap();
+    let spec = SourceSpec::Git { repo: dir.path().into(), rev: "base".into() };
+    let verdicts = |r: &analyzer::lint::LintReport| -> Vec<(Vec<String>, Vec<String>)> {
+        r.steps
+            .iter()
+            .map(|s| {
+                let fps = |v: &[analyzer::lint::FindingSummary]| v.iter().map(|f| f.fingerprint.clone()).collect();
+                (fps(&s.introduced), fps(&s.fixed))
+            })
+            .collect()
+    };
+    for threads in [1, 3] {
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+        let mailed = pool.install(|| {
+            let cache = FactsCache::in_memory();
+            let mut linter = Linter::new(&api, &cache, LintOptions::default());
+            patchgen::lint::lint_patches(&mut linter, &spec, &patches).unwrap().finish(None)
+        });
+        assert_eq!(mailed.steps.len(), commits.len());
+        assert_eq!(verdicts(&mailed), verdicts(&one), "{threads} threads");
+    }
+}

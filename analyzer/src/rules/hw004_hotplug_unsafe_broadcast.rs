@@ -350,7 +350,8 @@ fn broadcasts<'a>(a: &'a Analysis<'a>) -> Vec<Broadcast<'a>> {
             } else {
                 continue;
             };
-            let callbacks: Vec<FnId> = cb_names.iter().flat_map(|n| a.program.lookup(id.file, n)).collect();
+            let callbacks: Vec<FnId> =
+                cb_names.iter().flat_map(|n| a.program.lookup(id.file, n).iter().copied()).collect();
             if callbacks.is_empty() {
                 continue;
             }

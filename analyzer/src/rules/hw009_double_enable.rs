@@ -451,7 +451,7 @@ impl<'w, 'a> Walker<'w, 'a> {
                     };
                     for ai in args {
                         let Some(cb) = c.args.get(ai).and_then(|x| x.ident.as_deref()) else { continue };
-                        out.extend(a.program.lookup(f.file, cb));
+                        out.extend(a.program.lookup(f.file, cb).iter().copied());
                     }
                 }
             }

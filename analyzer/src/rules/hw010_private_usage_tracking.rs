@@ -139,7 +139,7 @@ fn bound_in_arch(a: &Analysis<'_>, field: &str) -> Vec<FnId> {
         for init in &file.initializers {
             for b in init.fields.iter().filter(|b| b.field == field) {
                 if let Some(v) = &b.value_ident {
-                    out.extend(a.program.lookup(fi, v));
+                    out.extend(a.program.lookup(fi, v).iter().copied());
                 }
             }
         }

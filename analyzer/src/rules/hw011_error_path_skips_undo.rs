@@ -89,7 +89,9 @@
 //! labels, and jump there; or move the failing step before the first step
 //! the existing labels do not undo.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
+
+use rustc_hash::FxHashMap as HashMap;
 use std::rc::Rc;
 
 use super::{find_rule, Finding, Related, RuleInput, Severity};
@@ -153,27 +155,43 @@ fn undo_names(api: &ApiModel, f: &str) -> Vec<String> {
 /// suffix of the table stands in `f` as a whole word) rules out most names
 /// before they are built.
 fn has_undo<'a>(api: &ApiModel, memo: &mut UndoMemo<'a>, f: &'a str) -> bool {
-    may_have_undo(api, f) && !memo.get(api, f).is_empty()
+    !memo.get(api, f).is_empty()
 }
 
 /// [`undo_names`] of each name asked, built once per run of the rule: the
 /// same callees (`kvm_get_*`, `*_init`) come back in function after
 /// function.
 #[derive(Default)]
-struct UndoMemo<'a>(std::collections::HashMap<&'a str, std::rc::Rc<[String]>>);
+struct UndoMemo<'a> {
+    names: HashMap<&'a str, std::rc::Rc<[String]>>,
+    /// The calls of the API model's pair table, gathered on first use.
+    paired: Option<rustc_hash::FxHashSet<String>>,
+}
 
 impl<'a> UndoMemo<'a> {
     fn get(&mut self, api: &ApiModel, name: &'a str) -> std::rc::Rc<[String]> {
-        self.0.entry(name).or_insert_with(|| undo_names(api, name).into()).clone()
+        if let Some(u) = self.names.get(name) {
+            return u.clone();
+        }
+        let paired = self
+            .paired
+            .get_or_insert_with(|| api.table.undo_pairs.iter().flat_map(|p| p.do_.iter().cloned()).collect());
+        let u: std::rc::Rc<[String]> = if paired.contains(name) || has_undo_suffix(api, name) {
+            undo_names(api, name).into()
+        } else {
+            std::rc::Rc::from(Vec::new())
+        };
+        self.names.insert(name, u.clone());
+        u
     }
 }
 
-/// The cheap half of [`has_undo`]: false only when [`undo_names`] of `f`
-/// is empty.
-fn may_have_undo(api: &ApiModel, f: &str) -> bool {
+/// Whether a `do` suffix of the table stands in `f` as a whole word:
+/// with `f` in the pair table, the cheap test [`UndoMemo`] makes before
+/// building [`undo_names`] (false only when they are empty).
+fn has_undo_suffix(api: &ApiModel, f: &str) -> bool {
     let wrapped = format!("_{f}_");
-    api.table.undo_pairs.iter().any(|p| p.do_.iter().any(|d| d == f))
-        || api.table.undo_suffixes.iter().any(|s| do_positions(&wrapped, &s.do_).next().is_some())
+    api.table.undo_suffixes.iter().any(|s| do_positions(&wrapped, &s.do_).next().is_some())
 }
 
 /// Where `d` stands in `wrapped` (`_name_`) followed by `_`, overlapping
@@ -304,6 +322,9 @@ fn list_member(api: &ApiModel, c: &CallSite) -> Option<String> {
 /// What a function leaves done when it succeeds: (step, its undos).
 type Summary = Rc<[(String, Vec<String>)]>;
 
+/// What each call of a function runs, by callee name ([`Ctx::performs`]).
+type Performed = HashMap<String, Rc<BTreeSet<String>>>;
+
 /// What the rule learns about the tree once per run: undo names, what
 /// each call runs, what each function leaves done, each file's build.
 struct Ctx<'a, 'b> {
@@ -314,7 +335,15 @@ struct Ctx<'a, 'b> {
     on: HashMap<u32, Rc<BTreeSet<String>>>,
     /// The names a call runs: itself and, a few calls deep, what the
     /// functions of the tree it resolves to call. By (calling file, name).
-    performs: HashMap<(u32, String), Rc<BTreeSet<String>>>,
+    performs: HashMap<u32, HashMap<String, Rc<BTreeSet<String>>>>,
+    /// [`Ctx::performed_in`], by function.
+    performed: HashMap<FnId, Rc<Performed>>,
+    /// The names a function calls directly, in the order of its body
+    /// (what [`Ctx::performs`] follows), by function.
+    callees: HashMap<FnId, Rc<[&'a str]>>,
+    /// [`plain_calls`], by function: steps and twins ask it of every
+    /// function of a file.
+    plain: HashMap<FnId, Rc<[&'a CallSite]>>,
     /// What a function leaves done when it succeeds, in a caller's build:
     /// (step, its undos). By (function, calling file).
     summaries: HashMap<(FnId, u32), Summary>,
@@ -337,7 +366,7 @@ impl<'a, 'b> Ctx<'a, 'b> {
     }
 
     fn performs(&mut self, file: u32, name: &str) -> Rc<BTreeSet<String>> {
-        if let Some(p) = self.performs.get(&(file, name.to_string())) {
+        if let Some(p) = self.performs.get(&file).and_then(|m| m.get(name)) {
             return p.clone();
         }
         let program = &self.a.program;
@@ -347,24 +376,44 @@ impl<'a, 'b> Ctx<'a, 'b> {
         for _ in 0..PERFORMS_DEPTH {
             let mut next = Vec::new();
             for (f, n) in frontier {
-                for id in program.lookup(f, &n) {
+                for &id in program.lookup(f, &n) {
                     if !seen.insert(id) {
                         continue;
                     }
-                    visit_calls(&program.func(id).body.stmts, &mut |c| {
-                        if let Some(callee) = direct_name(c) {
-                            if out.insert(callee.to_string()) {
-                                next.push((id.file, callee.to_string()));
-                            }
+                    for &callee in self.callees_of(id).iter() {
+                        if out.insert(callee.to_string()) {
+                            next.push((id.file, callee.to_string()));
                         }
-                    });
+                    }
                 }
             }
             frontier = next;
         }
         let out = Rc::new(out);
-        self.performs.insert((file, name.to_string()), out.clone());
+        self.performs.entry(file).or_default().insert(name.to_string(), out.clone());
         out
+    }
+
+    /// [`Ctx::callees`] of `id`.
+    fn callees_of(&mut self, id: FnId) -> Rc<[&'a str]> {
+        if let Some(c) = self.callees.get(&id) {
+            return c.clone();
+        }
+        let mut names: Vec<&'a str> = Vec::new();
+        visit_calls(&self.a.program.func(id).body.stmts, &mut |c| names.extend(direct_name(c)));
+        let names: Rc<[&'a str]> = names.into();
+        self.callees.insert(id, names.clone());
+        names
+    }
+
+    /// [`plain_calls`] of `id`, computed once.
+    fn plain_calls(&mut self, id: FnId) -> Rc<[&'a CallSite]> {
+        if let Some(c) = self.plain.get(&id) {
+            return c.clone();
+        }
+        let calls: Rc<[&'a CallSite]> = plain_calls(self.a.api, self.a.program.func(id)).into();
+        self.plain.insert(id, calls.clone());
+        calls
     }
 
     /// Whether every function of the tree `name` resolves to (at least
@@ -416,9 +465,6 @@ impl<'a, 'b> Ctx<'a, 'b> {
         let mut candidates: Vec<Step<'a>> = Vec::new();
         for c in live {
             let name = direct_name(c).unwrap_or_default();
-            if !may_have_undo(api, name) {
-                continue;
-            }
             let undos = self.memo.get(api, name);
             if undos.is_empty() {
                 continue;
@@ -448,7 +494,10 @@ impl<'a, 'b> Ctx<'a, 'b> {
     }
 
     /// [`Ctx::performs`] of every call of `id`, by name.
-    fn performed_in(&mut self, id: FnId) -> HashMap<String, Rc<BTreeSet<String>>> {
+    fn performed_in(&mut self, id: FnId) -> Rc<Performed> {
+        if let Some(p) = self.performed.get(&id) {
+            return p.clone();
+        }
         let names: BTreeSet<&str> = {
             let mut n = BTreeSet::new();
             visit_calls(&self.a.program.func(id).body.stmts, &mut |c| {
@@ -456,7 +505,9 @@ impl<'a, 'b> Ctx<'a, 'b> {
             });
             n
         };
-        names.into_iter().map(|n| (n.to_string(), self.performs(id.file, n))).collect()
+        let p: Rc<Performed> = Rc::new(names.into_iter().map(|n| (n.to_string(), self.performs(id.file, n))).collect());
+        self.performed.insert(id, p.clone());
+        p
     }
 }
 
@@ -523,12 +574,15 @@ fn returns_live<'s>(stmts: &'s [Stmt], on: &BTreeSet<String>, out: &mut Vec<Opti
 
 /// The teardown twins of `id`: functions of the same file whose name pairs
 /// with it through the undo table, or that delete from a list what `id` adds.
-fn twins<'a>(a: &Analysis<'a>, memo: &mut UndoMemo<'a>, id: FnId) -> Vec<FnId> {
+fn twins<'a>(cx: &mut Ctx<'a, '_>, id: FnId) -> Vec<FnId> {
+    let a = cx.a;
     let api = a.api;
     let func = a.program.func(id);
-    let names = memo.get(api, &func.name);
-    let added: BTreeSet<String> = plain_calls(api, func)
-        .into_iter()
+    let names = cx.memo.get(api, &func.name);
+    let added: BTreeSet<String> = cx
+        .plain_calls(id)
+        .iter()
+        .copied()
         .filter(|c| api.list_op(direct_name(c).unwrap_or("")).is_some_and(|o| o.head_arg.is_some()))
         .filter_map(|c| list_member(api, c))
         .collect();
@@ -540,7 +594,7 @@ fn twins<'a>(a: &Analysis<'a>, memo: &mut UndoMemo<'a>, id: FnId) -> Vec<FnId> {
         }
         let named = names.iter().any(|n| n == &f.name);
         let unlists = !added.is_empty()
-            && plain_calls(api, f).into_iter().any(|c| {
+            && cx.plain_calls(other).iter().any(|c| {
                 api.list_op(direct_name(c).unwrap_or("")).is_some_and(|o| o.head_arg.is_none())
                     && list_member(api, c).is_some_and(|m| added.contains(&m))
             });
@@ -556,7 +610,7 @@ fn steps<'a>(cx: &mut Ctx<'a, '_>, id: FnId) -> Vec<Step<'a>> {
     let a = cx.a;
     let api = a.api;
     let func = a.program.func(id);
-    let calls = plain_calls(api, func);
+    let calls = cx.plain_calls(id);
     let on = cx.on(id.file);
     // What the calls of functions of the tree leave done.
     let mut inner: Vec<(usize, String, Summary)> = Vec::new();
@@ -573,7 +627,7 @@ fn steps<'a>(cx: &mut Ctx<'a, '_>, id: FnId) -> Vec<Step<'a>> {
     if inner.is_empty() && !calls.iter().any(|c| has_undo(api, &mut cx.memo, direct_name(c).unwrap_or_default())) {
         return Vec::new();
     }
-    let twin_ids = twins(a, &mut cx.memo, id);
+    let twin_ids = twins(cx, id);
     let mut fallible: Vec<&'a CallSite> = Vec::new();
     fallible_calls(&func.body.stmts, &mut fallible);
     let is_fallible = |c: &CallSite| fallible.iter().any(|f| std::ptr::eq(*f, c));
@@ -583,7 +637,7 @@ fn steps<'a>(cx: &mut Ctx<'a, '_>, id: FnId) -> Vec<Step<'a>> {
     let mut matched: BTreeSet<usize> = BTreeSet::new();
     let mut matched_twin: BTreeSet<(FnId, usize)> = BTreeSet::new();
     let twin_calls: Vec<(FnId, Vec<&'a CallSite>)> =
-        twin_ids.iter().map(|&t| (t, plain_calls(api, a.program.func(t)))).collect();
+        twin_ids.iter().map(|&t| (t, cx.plain_calls(t).to_vec())).collect();
     // Whether a call is one of the undos. Evidence is a direct call: a
     // call that merely reaches an undo deep down (a reset that frees and
     // re-creates) says nothing about what the step owes.
@@ -612,9 +666,6 @@ fn steps<'a>(cx: &mut Ctx<'a, '_>, id: FnId) -> Vec<Step<'a>> {
         |t: FnId, j: usize| twin_calls.iter().find(|(x, _)| *x == t).map(|(_, tc)| tc[j]).expect("twin call");
     for (i, c) in calls.iter().enumerate() {
         let name = direct_name(c).unwrap_or_default();
-        if !may_have_undo(api, name) {
-            continue;
-        }
         let undos = cx.memo.get(api, name);
         if undos.is_empty() || cx.inert(id.file, name, &on) {
             continue;
@@ -1124,9 +1175,12 @@ pub fn check(input: &RuleInput<'_>) -> Vec<Finding> {
         a,
         kconfig: input.kconfig,
         memo: UndoMemo::default(),
-        on: HashMap::new(),
-        performs: HashMap::new(),
-        summaries: HashMap::new(),
+        on: HashMap::default(),
+        performs: HashMap::default(),
+        performed: HashMap::default(),
+        callees: HashMap::default(),
+        plain: HashMap::default(),
+        summaries: HashMap::default(),
     };
     for &id in &a.program.functions {
         let func = a.program.func(id);
@@ -1237,7 +1291,7 @@ fn describe_undo(cx: &mut Ctx<'_, '_>, id: FnId, s: &Step<'_>, failing: &str) ->
         return format!("{name} (`{undo}()`)");
     };
     let why = format!("`{undo}()` also runs `{clash}()`, which undoes the failing `{failing}()`");
-    let left: Vec<(String, Vec<String>)> = match (&s.via, &cx.a.program.lookup(id.file, &s.name)[..]) {
+    let left: Vec<(String, Vec<String>)> = match (&s.via, cx.a.program.lookup(id.file, &s.name)) {
         (None, [g]) => cx.summary(*g, id.file).to_vec(),
         _ => Vec::new(),
     };

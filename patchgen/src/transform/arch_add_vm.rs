@@ -235,7 +235,7 @@ fn find_usage_count(a: &Analysis<'_>) -> Result<String, String> {
             let Some(reg) = a.api.registration(n) else { return };
             for &ai in &reg.callback_args {
                 let Some(cb) = c.args.get(ai).and_then(|x| x.ident.as_deref()) else { continue };
-                if a.program.lookup(id.file, cb).into_iter().any(reaches_path) {
+                if a.program.lookup(id.file, cb).iter().copied().any(reaches_path) {
                     runs_path = true;
                 }
             }

@@ -37,7 +37,10 @@
 //! re-parses one file), and each arch's findings are memoized by the blob
 //! ids of the files that arch's analysis reads, so a commit touching only
 //! `arch/x86` re-analyzes x86 only and a commit touching no analyzed file
-//! is not analyzed at all.
+//! is not analyzed at all. A commit's check costs mostly one arch's
+//! analysis, which runs on one core, so commits (and the trees of a patch
+//! series) are checked side by side, a window at a time, and recorded in
+//! order: the report does not depend on the number of threads.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt::Write as _;

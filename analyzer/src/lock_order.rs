@@ -1223,6 +1223,11 @@ fn transitive(sites: &HashMap<FnId, Vec<SiteFacts>>) -> Trans {
                 };
                 let m = trans.entry(u).or_default();
                 for (k, rel) in &src {
+                    // Only a path releasing fewer classes replaces a known
+                    // one: none releases fewer than none.
+                    if m.get(k).is_some_and(|(_, old)| old.is_empty()) {
+                        continue;
+                    }
                     let mut released: Vec<Class> = rel.iter().chain(sf.released.iter()).cloned().collect();
                     released.sort();
                     released.dedup();

@@ -322,7 +322,8 @@ fn list_member(api: &ApiModel, c: &CallSite) -> Option<String> {
 /// What a function leaves done when it succeeds: (step, its undos).
 type Summary = Rc<[(String, Vec<String>)]>;
 
-/// What each call of a function runs, by callee name ([`Ctx::performs`]).
+/// What each call of the functions of a file runs, by callee name
+/// ([`Ctx::performs`]).
 type Performed = HashMap<String, Rc<BTreeSet<String>>>;
 
 /// What the rule learns about the tree once per run: undo names, what
@@ -335,9 +336,9 @@ struct Ctx<'a, 'b> {
     on: HashMap<u32, Rc<BTreeSet<String>>>,
     /// The names a call runs: itself and, a few calls deep, what the
     /// functions of the tree it resolves to call. By (calling file, name).
-    performs: HashMap<u32, HashMap<String, Rc<BTreeSet<String>>>>,
-    /// [`Ctx::performed_in`], by function.
-    performed: HashMap<FnId, Rc<Performed>>,
+    performs: HashMap<u32, Performed>,
+    /// The functions whose calls' [`Ctx::performs`] are all known.
+    performed: rustc_hash::FxHashSet<FnId>,
     /// The names a function calls directly, in the order of its body
     /// (what [`Ctx::performs`] follows), by function.
     callees: HashMap<FnId, Rc<[&'a str]>>,
@@ -475,9 +476,11 @@ impl<'a, 'b> Ctx<'a, 'b> {
         let out: Summary = if candidates.is_empty() {
             Rc::from(Vec::new())
         } else {
-            let performed = self.performed_in(g);
+            self.perform_calls_of(g);
             let none = BTreeSet::new();
-            let mut w = Walker::new(self.a, g, &candidates, &on, &performed, &none);
+            let empty = Performed::default();
+            let performed = self.performs.get(&g.file).unwrap_or(&empty);
+            let mut w = Walker::new(self.a, g, &candidates, &on, performed, &none);
             let end = w.block(&func.body, Some(State::new()), None);
             let mut done: Option<State> = end;
             for st in std::mem::take(&mut w.success) {
@@ -493,21 +496,15 @@ impl<'a, 'b> Ctx<'a, 'b> {
         out
     }
 
-    /// [`Ctx::performs`] of every call of `id`, by name.
-    fn performed_in(&mut self, id: FnId) -> Rc<Performed> {
-        if let Some(p) = self.performed.get(&id) {
-            return p.clone();
+    /// Compute [`Ctx::performs`] of every call of `id`: the Walker of
+    /// `id` then reads them from `performs` of its file.
+    fn perform_calls_of(&mut self, id: FnId) {
+        if !self.performed.insert(id) {
+            return;
         }
-        let names: BTreeSet<&str> = {
-            let mut n = BTreeSet::new();
-            visit_calls(&self.a.program.func(id).body.stmts, &mut |c| {
-                n.extend(direct_name(c));
-            });
-            n
-        };
-        let p: Rc<Performed> = Rc::new(names.into_iter().map(|n| (n.to_string(), self.performs(id.file, n))).collect());
-        self.performed.insert(id, p.clone());
-        p
+        for &n in self.callees_of(id).iter() {
+            self.performs(id.file, n);
+        }
     }
 }
 
@@ -850,7 +847,7 @@ struct Walker<'a, 'b> {
     /// branches it leaves out are not walked.
     on: &'b BTreeSet<String>,
     /// What each call of the function runs ([`Ctx::performs`]).
-    performed: &'b HashMap<String, Rc<BTreeSet<String>>>,
+    performed: &'b Performed,
     /// Calls that cannot fail in this build ([`Ctx::never_fails`]).
     never_fail: &'b BTreeSet<String>,
     /// The states at returns that are not error exits.
@@ -884,7 +881,7 @@ impl<'a, 'b> Walker<'a, 'b> {
         id: FnId,
         steps: &'b [Step<'a>],
         on: &'b BTreeSet<String>,
-        performed: &'b HashMap<String, Rc<BTreeSet<String>>>,
+        performed: &'b Performed,
         never_fail: &'b BTreeSet<String>,
     ) -> Walker<'a, 'b> {
         let func: &'a Function = a.program.func(id);
@@ -1177,7 +1174,7 @@ pub fn check(input: &RuleInput<'_>) -> Vec<Finding> {
         memo: UndoMemo::default(),
         on: HashMap::default(),
         performs: HashMap::default(),
-        performed: HashMap::default(),
+        performed: Default::default(),
         callees: HashMap::default(),
         plain: HashMap::default(),
         summaries: HashMap::default(),
@@ -1189,19 +1186,24 @@ pub fn check(input: &RuleInput<'_>) -> Vec<Finding> {
             continue;
         }
         let on = cx.on(id.file);
-        let performed = cx.performed_in(id);
+        cx.perform_calls_of(id);
         let never_fail: BTreeSet<String> = plain_calls(a.api, func)
             .into_iter()
             .filter_map(direct_name)
             .filter(|n| cx.never_fails(id.file, n, &on))
             .map(str::to_string)
             .collect();
-        let mut w = Walker::new(a, id, &st, &on, &performed, &never_fail);
-        w.block(&func.body, Some(State::new()), None);
+        let exits = {
+            let empty = Performed::default();
+            let performed = cx.performs.get(&id.file).unwrap_or(&empty);
+            let mut w = Walker::new(a, id, &st, &on, performed, &never_fail);
+            w.block(&func.body, Some(State::new()), None);
+            w.exits
+        };
         // One missing unwind is one finding, however many exits skip it:
         // the first exit reports it, the later ones are evidence.
         let mut by_missing: BTreeMap<Vec<&str>, Vec<&Exit>> = BTreeMap::new();
-        for exit in &w.exits {
+        for exit in &exits {
             let names: Vec<&str> = exit.missing.iter().map(|&i| st[i].name.as_str()).collect();
             by_missing.entry(names).or_default().push(exit);
         }

@@ -1186,12 +1186,13 @@ fn transitive(sites: &HashMap<FnId, Vec<SiteFacts>>) -> Trans {
             }
         }
     }
-    // Reverse dependencies: who includes whose set.
-    let mut users: HashMap<FnId, Vec<FnId>> = HashMap::default();
+    // Reverse dependencies: who includes whose set, and at which sites
+    // (a user's other sites cannot take the set).
+    let mut users: HashMap<FnId, Vec<(FnId, usize)>> = HashMap::default();
     for (&id, ss) in sites {
-        for sf in ss {
+        for (si, sf) in ss.iter().enumerate() {
             for &c in sf.callees.iter().chain(sf.waits.iter().map(|(_, t, _)| t)) {
-                users.entry(c).or_default().push(id);
+                users.entry(c).or_default().push((id, si));
             }
         }
     }
@@ -1209,9 +1210,11 @@ fn transitive(sites: &HashMap<FnId, Vec<SiteFacts>>) -> Trans {
             .get(&changed)
             .map(|m| m.iter().map(|(k, (_, r))| (k.clone(), r.clone())).collect())
             .unwrap_or_default();
-        for &u in us {
+        for group in us.chunk_by(|a, b| a.0 == b.0) {
+            let u = group[0].0;
             let mut grew = false;
-            for sf in sites.get(&u).map(Vec::as_slice).unwrap_or(&[]) {
+            let ss = sites.get(&u).map(Vec::as_slice).unwrap_or(&[]);
+            for sf in group.iter().map(|&(_, si)| &ss[si]) {
                 let via_call = sf.callees.contains(&changed);
                 let via_wait = sf.waits.iter().find(|(_, t, _)| *t == changed);
                 let origin = match (via_call, via_wait) {

@@ -371,25 +371,28 @@ impl<'a, 'b> Ctx<'a, 'b> {
             return p.clone();
         }
         let program = &self.a.program;
-        let mut out: BTreeSet<String> = BTreeSet::from([name.to_string()]);
-        let mut frontier: Vec<(u32, String)> = vec![(file, name.to_string())];
-        let mut seen: BTreeSet<FnId> = BTreeSet::new();
+        // Names seen so far, borrowed (the set handed out owns them, sorted).
+        let mut names: rustc_hash::FxHashSet<&str> = rustc_hash::FxHashSet::default();
+        names.insert(name);
+        let mut frontier: Vec<(u32, &str)> = vec![(file, name)];
+        let mut seen: rustc_hash::FxHashSet<FnId> = Default::default();
         for _ in 0..PERFORMS_DEPTH {
             let mut next = Vec::new();
             for (f, n) in frontier {
-                for &id in program.lookup(f, &n) {
+                for &id in program.lookup(f, n) {
                     if !seen.insert(id) {
                         continue;
                     }
                     for &callee in self.callees_of(id).iter() {
-                        if out.insert(callee.to_string()) {
-                            next.push((id.file, callee.to_string()));
+                        if names.insert(callee) {
+                            next.push((id.file, callee));
                         }
                     }
                 }
             }
             frontier = next;
         }
+        let out: BTreeSet<String> = names.into_iter().map(str::to_string).collect();
         let out = Rc::new(out);
         self.performs.entry(file).or_default().insert(name.to_string(), out.clone());
         out

@@ -991,6 +991,7 @@ pub fn lint_range(linter: &mut Linter<'_>, repo_path: &Path, range: &str) -> Res
         let checked: Vec<Result<(TreeCheck, std::time::Duration), LintError>> = chunk
             .par_iter()
             .map(|(oid, _)| {
+                linter.progress().detail(&oid.to_string()[..12]);
                 let started = std::time::Instant::now();
                 let after = linter.check(linter.load_deferred(&spec(*oid))?);
                 linter.progress().advance(1);

@@ -15,7 +15,9 @@
 # a repository of the 6.1 KVM tree plus the five headers it touches (from
 # full-6.1), linted commit by commit with the base tree's facts and results
 # cached by one `check` of the base, beside a cold `check --no-cache` of
-# linux-6.1 in the same run, and their ratio.
+# linux-6.1 in the same run, and their ratio; then the same lint with
+# every rule off, the floor of the design (parsing the changed files,
+# linking and the contexts, per commit and arch).
 #
 #   bench/run.sh [N]          everything
 #   bench/run.sh N series     the series row only
@@ -80,11 +82,29 @@ series_row() {
 	local n
 	n=$(git -C "$repo" rev-list --count base..HEAD)
 	measure "check --no-cache (all rules, all arches), linux-6.1" "$bin" check "$kernels/linux-6.1" --no-cache --format json -o "$out/c.json"
-	local cold_s=$last_median times=() mems=() scache=$out/series-cache
+	local cold_s=$last_median
+	series_lint "lint $n-commit ported series, base cached, linux-6.1" "$repo"
+	local lint_s=$last_median
+	# The floor of the design: the same lint with every rule off is what
+	# parsing the changed files, linking and the contexts cost alone.
+	local all
+	all=$("$bin" explain | awk '/^HW[0-9]+ / {print $1}' | paste -sd, -)
+	series_lint "lint $n-commit ported series, no rules (floor), linux-6.1" "$repo" --ignore "$all"
+	awk -v l="$lint_s" -v f="$last_median" -v c="$cold_s" -v n="$n" 'BEGIN {
+		printf "series lint %.3f s vs check --no-cache %.3f s: ratio %.2f (%d commits)\n", l, c, (c > 0 ? l / c : 0), n
+		printf "series lint without rules %.3f s: ratio %.2f\n", f, (c > 0 ? f / c : 0) }'
+}
+
+# One series lint row: each run checks the base into an empty cache (its
+# facts and results cached, as a CI job restoring its cache has them),
+# then times the lint of base..HEAD. Extra arguments go to both commands.
+series_lint() {
+	local label=$1 repo=$2 times=() mems=() scache=$out/series-cache
+	shift 2
 	for _ in $(seq "$runs"); do
 		rm -rf "$scache"
-		"$bin" check --repo "$repo" --rev base --cache-dir "$scache" --format json -o "$out/c.json" 2>/dev/null || true
-		/usr/bin/time -f "%e %M" -o "$out/t" "$bin" lint --repo "$repo" base..HEAD --cache-dir "$scache" >/dev/null 2>"$out/err" || [ $? -eq 1 ]
+		"$bin" check --repo "$repo" --rev base --cache-dir "$scache" --format json -o "$out/c.json" "$@" 2>/dev/null || true
+		/usr/bin/time -f "%e %M" -o "$out/t" "$bin" lint --repo "$repo" base..HEAD --cache-dir "$scache" "$@" >/dev/null 2>"$out/err" || [ $? -eq 1 ]
 		read -r t m < <(tail -n1 "$out/t")
 		times+=("$t")
 		mems+=("$m")
@@ -92,10 +112,8 @@ series_row() {
 	local med peak
 	med=$(printf '%s\n' "${times[@]}" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')
 	peak=$(printf '%s\n' "${mems[@]}" | sort -n | tail -n1)
-	printf '%-58s median %6.3f s   peak %6.1f MiB   (n=%d)\n' "lint $n-commit ported series, base cached, linux-6.1" \
-		"$med" "$(awk -v k="$peak" 'BEGIN {print k / 1024}')" "$runs"
-	awk -v l="$med" -v c="$cold_s" -v n="$n" 'BEGIN {
-		printf "series lint %.3f s vs check --no-cache %.3f s: ratio %.2f (%d commits)\n", l, c, (c > 0 ? l / c : 0), n }'
+	printf '%-58s median %6.3f s   peak %6.1f MiB   (n=%d)\n' "$label" "$med" "$(awk -v k="$peak" 'BEGIN {print k / 1024}')" "$runs"
+	last_median=$med
 }
 if [ "$only" = series ]; then
 	series_row

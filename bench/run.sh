@@ -39,6 +39,16 @@ bin=target/release/kvmtk
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 
+# Print a row: the median of the caller's `times` and the peak of its
+# `mems` (kB), and keep the median in last_median.
+report() {
+	local med peak
+	med=$(printf '%s\n' "${times[@]}" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')
+	peak=$(printf '%s\n' "${mems[@]}" | sort -n | tail -n1)
+	printf '%-58s median %6.3f s   peak %6.1f MiB   (n=%d)\n' "$1" "$med" "$(awk -v k="$peak" 'BEGIN {print k / 1024}')" "$runs"
+	last_median=$med
+}
+
 measure() {
 	local label=$1
 	shift
@@ -49,11 +59,7 @@ measure() {
 		times+=("$t")
 		mems+=("$m")
 	done
-	local med peak
-	med=$(printf '%s\n' "${times[@]}" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')
-	peak=$(printf '%s\n' "${mems[@]}" | sort -n | tail -n1)
-	printf '%-58s median %6.3f s   peak %6.1f MiB   (n=%d)\n' "$label" "$med" "$(awk -v k="$peak" 'BEGIN {print k / 1024}')" "$runs"
-	last_median=$med
+	report "$label"
 }
 
 echo "kvmtk $(git describe --always --dirty 2>/dev/null || echo '?'), $(nproc) cores"
@@ -109,11 +115,7 @@ series_lint() {
 		times+=("$t")
 		mems+=("$m")
 	done
-	local med peak
-	med=$(printf '%s\n' "${times[@]}" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')
-	peak=$(printf '%s\n' "${mems[@]}" | sort -n | tail -n1)
-	printf '%-58s median %6.3f s   peak %6.1f MiB   (n=%d)\n' "$label" "$med" "$(awk -v k="$peak" 'BEGIN {print k / 1024}')" "$runs"
-	last_median=$med
+	report "$label"
 }
 if [ "$only" = series ]; then
 	series_row

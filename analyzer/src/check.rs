@@ -4,13 +4,13 @@
 //! and [`Checker`], which starts from the loaded sources and reuses what it
 //! can. The unit of reuse is one arch's analysis: its findings depend only
 //! on the files that arch reads (its own `arch/<a>/kvm` plus the common
-//! files), on what the whole tree uses ([`TreeUsage`], HW013's question
-//! "is this lock taken anywhere"), the API model, the rule selection and
-//! the analyzer's code, so a signature over those keys a [`ResultCache`]
-//! entry. A tree whose every arch is known is not even parsed; a commit
-//! touching `arch/x86` only re-analyzes x86 (unless it changes the tree's
-//! usage), parsing only the files whose facts the [`FactsCache`] does not
-//! hold.
+//! files), on the answers the rules ask of the whole tree ([`TreeAnswers`],
+//! HW013's "is this documented lock defined or taken anywhere"), the API
+//! model, the rule selection and the analyzer's code, so a signature over
+//! those keys a [`ResultCache`] entry. A tree whose every arch is known is
+//! not even parsed; a commit touching `arch/x86` only re-analyzes x86
+//! (unless it changes an answer), parsing only the files whose facts the
+//! [`FactsCache`] does not hold.
 
 use std::collections::BTreeSet;
 
@@ -25,7 +25,7 @@ use crate::hash::Fnv;
 use crate::lock_order::LockOrderStats;
 use crate::pipeline::{FileWarnings, InputWarning, ParsedTree, CPUHOTPLUG_H, LOCKING_RST};
 use crate::progress::{NoProgress, Progress};
-use crate::rules::queries::TreeUsage;
+use crate::rules::queries::{TreeAnswers, TreeUsage};
 use crate::rules::{run_rules, Finding, RuleInput, RuleSelection, RuleStats};
 use crate::source::is_c_source;
 use crate::source::{SourceFile, SourceTree};
@@ -60,13 +60,13 @@ pub struct ArchResult {
 }
 
 /// Link and analyze one arch of a parsed tree and run the selected rules;
-/// `tree` is [`TreeUsage::of`] the tree's files.
+/// `tree` is [`TreeAnswers::of`] the tree's usage.
 pub fn analyze_arch(
     parsed: &ParsedTree,
     arch: Option<&str>,
     api: &ApiModel,
     selection: &RuleSelection,
-    tree: &TreeUsage,
+    tree: &TreeAnswers,
 ) -> ArchResult {
     let analysis = parsed.analyze(arch, api);
     let enable_path = EnablePath::find(&analysis);
@@ -128,7 +128,7 @@ pub fn merge<'r>(
 /// Analyze every arch of a parsed tree in parallel and run the selected rules.
 pub fn check(parsed: &ParsedTree, api: &ApiModel, selection: &RuleSelection) -> CheckReport {
     let arches = parsed.arches();
-    let tree = TreeUsage::of(&parsed.files, api);
+    let tree = TreeAnswers::of(&TreeUsage::of(&parsed.files, api), parsed.locking.as_ref(), api);
     let per_arch: Vec<ArchResult> =
         arches.par_iter().map(|arch| analyze_arch(parsed, arch.as_deref(), api, selection, &tree)).collect();
     merge(parsed.source.root_label.clone(), &arches, parsed.warnings.clone(), &per_arch)
@@ -272,8 +272,9 @@ impl<'a> Checker<'a> {
     pub fn check(&self, mut source: SourceTree) -> CheckOutcome {
         let arches = source.analyzed_arches();
         let tree_sig = signature(self.salt, "\u{1}tree", source.files.iter());
-        // An arch's result depends on its own files and on what the whole
-        // tree uses (`TreeUsage`), whose digest the tree entry keeps.
+        // An arch's result depends on its own files and on the answers the
+        // rules ask of the whole tree (`TreeAnswers`), whose digest the tree
+        // entry keeps.
         let file_sigs: Vec<u64> = arches
             .iter()
             .map(|a| {
@@ -281,8 +282,8 @@ impl<'a> Checker<'a> {
                 signature(self.salt, arch, source.files_for_arch(arch))
             })
             .collect();
-        let arch_sigs = |usage_digest: u64| -> Vec<u64> {
-            file_sigs.iter().map(|&s| signature(s, &usage_digest.to_string(), std::iter::empty())).collect()
+        let arch_sigs = |answers_digest: u64| -> Vec<u64> {
+            file_sigs.iter().map(|&s| signature(s, &answers_digest.to_string(), std::iter::empty())).collect()
         };
         let lookup =
             |sigs: &[u64]| -> Vec<Option<ArchResult>> { sigs.iter().map(|s| self.results.get("arch", *s)).collect() };
@@ -292,14 +293,14 @@ impl<'a> Checker<'a> {
         // (digest, what that digest's keys found)
         let mut first: Option<(u64, Vec<Option<ArchResult>>)> = None;
         if let Some(entry) = &tree_entry {
-            let known = lookup(&arch_sigs(entry.usage_digest));
+            let known = lookup(&arch_sigs(entry.answers_digest));
             if known.iter().all(Option::is_some) {
                 stats.reused = known.len();
                 let n_input = entry.warnings.len();
                 let report = merge(tree_label, &arches, entry.warnings.clone(), known.iter().flatten());
                 return CheckOutcome { report, input_warnings: n_input, stats, unanalyzed: entry.unanalyzed.clone() };
             }
-            first = Some((entry.usage_digest, known));
+            first = Some((entry.answers_digest, known));
         }
         // What the tree-wide inputs (usage, input warnings) need of each C
         // file is small and kept per file: an unchanged file costs a
@@ -344,9 +345,16 @@ impl<'a> Checker<'a> {
         for (s, _) in &summaries {
             usage.add(&s.usage);
         }
-        let sigs = arch_sigs(usage.digest());
+        // The answers need the lock documentation (read now, parsed once).
+        if source.read_pending(|f| f.path == LOCKING_RST).is_err() {
+            return self.check(source.read_all_pending());
+        }
+        let locking = ParsedTree::locking_doc(&source);
+        let answers = TreeAnswers::of(&usage, locking.as_ref().ok().and_then(Option::as_ref), self.api);
+        let answers_digest = answers.digest();
+        let sigs = arch_sigs(answers_digest);
         let mut known = match first {
-            Some((digest, known)) if digest == usage.digest() => known,
+            Some((digest, known)) if digest == answers_digest => known,
             _ => lookup(&sigs),
         };
         stats.reused = known.iter().filter(|k| k.is_some()).count();
@@ -379,13 +387,13 @@ impl<'a> Checker<'a> {
         });
         let real: Vec<bool> = c_idx.iter().map(|&i| needed(&source.files[i])).collect();
         let files: Vec<FileFacts> = facts.into_iter().flatten().collect();
-        let parsed = ParsedTree::from_parts(source, files, &per_file);
+        let parsed = ParsedTree::from_parts(source, files, &per_file, locking);
         self.progress.stage("analyzing", Some(missing.len() as u64));
         let unanalyzed = unanalyzed(&parsed, &per_file);
         let computed: Vec<(usize, ArchResult)> = missing
             .par_iter()
             .map(|&i| {
-                let r = analyze_arch(&parsed, arches[i].as_deref(), self.api, &self.selection, &usage);
+                let r = analyze_arch(&parsed, arches[i].as_deref(), self.api, &self.selection, &answers);
                 self.progress.advance(1);
                 (i, r)
             })
@@ -399,11 +407,7 @@ impl<'a> Checker<'a> {
         self.results.put(
             "tree",
             tree_sig,
-            &TreeEntry {
-                warnings: input_warnings.clone(),
-                usage_digest: usage.digest(),
-                unanalyzed: unanalyzed.clone(),
-            },
+            &TreeEntry { warnings: input_warnings.clone(), answers_digest, unanalyzed: unanalyzed.clone() },
         );
         self.facts.recycle(&source, files.into_iter().zip(real).filter_map(|(f, r)| r.then_some(f)));
         let n_input = input_warnings.len();
@@ -422,10 +426,10 @@ struct FileSummary {
 }
 
 /// What the result cache keeps of a whole tree: its input warnings and the
-/// digest of its [`TreeUsage`] (part of every arch's key).
+/// digest of its [`TreeAnswers`] (part of every arch's key).
 #[derive(Serialize, Deserialize)]
 struct TreeEntry {
     warnings: Vec<InputWarning>,
-    usage_digest: u64,
+    answers_digest: u64,
     unanalyzed: Vec<Unanalyzed>,
 }

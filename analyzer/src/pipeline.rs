@@ -132,13 +132,20 @@ impl ParsedTree {
             .zip(&files)
             .map(|(s, facts)| FileWarnings::of(&s.bytes, facts))
             .collect();
-        Self::from_parts(source, files, &per_file)
+        let locking = Self::locking_doc(&source);
+        Self::from_parts(source, files, &per_file, locking)
     }
 
     /// A parsed tree from its sources, facts and the warnings of each C
     /// file (in source order): files whose facts a caller does not need may
-    /// be [`FileFacts::placeholder`]s, their warnings still count.
-    pub fn from_parts(source: SourceTree, files: Vec<FileFacts>, per_file: &[FileWarnings]) -> ParsedTree {
+    /// be [`FileFacts::placeholder`]s, their warnings still count; and its
+    /// `locking.rst` as [`ParsedTree::locking_doc`] read it.
+    pub fn from_parts(
+        source: SourceTree,
+        files: Vec<FileFacts>,
+        per_file: &[FileWarnings],
+        locking: Result<Option<LockingDoc>, InputWarning>,
+    ) -> ParsedTree {
         let mut warnings: Vec<InputWarning> = source
             .warnings
             .iter()
@@ -160,21 +167,25 @@ impl ParsedTree {
             },
             None => None,
         };
-        let locking = match source.file(LOCKING_RST) {
-            Some(f) => match LockingDoc::parse(&f.path, &f.bytes) {
-                Ok(d) => Some(d),
-                Err(e) => {
-                    warnings.push(InputWarning {
-                        path: LOCKING_RST.to_string(),
-                        line: None,
-                        message: format!("{e}; lock documentation is not checked"),
-                    });
-                    None
-                }
-            },
-            None => None,
+        let locking = match locking {
+            Ok(d) => d,
+            Err(w) => {
+                warnings.push(w);
+                None
+            }
         };
         ParsedTree { source, files, cpuhp, locking, warnings }
+    }
+
+    /// The tree's `locking.rst`, when it has one, or why it could not be
+    /// read (an input warning: lock documentation is then not checked).
+    pub fn locking_doc(source: &SourceTree) -> Result<Option<LockingDoc>, InputWarning> {
+        let Some(f) = source.file(LOCKING_RST) else { return Ok(None) };
+        LockingDoc::parse(&f.path, &f.bytes).map(Some).map_err(|e| InputWarning {
+            path: LOCKING_RST.to_string(),
+            line: None,
+            message: format!("{e}; lock documentation is not checked"),
+        })
     }
 
     /// The architectures to analyze: each arch with KVM code, or common

@@ -5,6 +5,8 @@
 #[path = "../../test-support/copy_tree.rs"]
 mod copy_tree;
 use copy_tree::copy_tree;
+#[path = "../../test-support/kernel_cache.rs"]
+mod kernel_cache;
 
 use std::path::{Path, PathBuf};
 
@@ -169,15 +171,24 @@ fn corrupt_result_entries_are_recomputed() {
 }
 
 #[test]
-fn what_the_whole_tree_uses_is_part_of_every_arch_key() {
-    // HW013 asks whether a documented lock is taken anywhere in the tree,
-    // so an arm64 edit that takes a new lock can change x86's findings:
-    // every arch is analyzed again. An arm64 edit that changes no usage
-    // re-analyzes arm64 only.
+fn what_the_rules_ask_of_the_whole_tree_is_part_of_every_arch_key() {
+    // HW013 asks whether a documented lock is defined or taken anywhere in
+    // the tree, so an arm64 edit that defines one changes x86's findings:
+    // every arch is analyzed again. An arm64 edit that changes no answer
+    // (no usage at all, or a lock nobody documents) re-analyzes arm64 only.
     let tree = scratch_fixture();
+    let doc = tree.path().join("Documentation/virt/kvm/locking.rst");
+    let mut rst = std::fs::read_to_string(&doc).unwrap();
+    rst.push_str("\n``kvmtk_test_lock``\n^^^^^^^^^^^^^^^^^^^^\n\n:Type:\t\tspinlock_t\n:Arch:\t\tany\n:Protects:\t- kvmtk_test_count\n");
+    std::fs::write(&doc, rst).unwrap();
     let (api, sel, facts) = (ApiModel::default(), RuleSelection::default(), FactsCache::in_memory());
     let checker = Checker::new(&api, &facts, ResultCache::in_memory(), sel.clone());
-    let arches = checker.check(load(tree.path())).stats.analyzed;
+    let first = checker.check(load(tree.path()));
+    let arches = first.stats.analyzed;
+    let documented_missing = |r: &analyzer::check::CheckReport| {
+        r.findings.iter().any(|f| f.rule == "HW013" && f.message.contains("`kvmtk_test_lock`"))
+    };
+    assert!(documented_missing(&first.report), "the documented lock is reported missing");
     let arm = tree.path().join("arch/arm64/kvm/arm.c");
     let mut text = std::fs::read_to_string(&arm).unwrap();
 
@@ -186,9 +197,44 @@ fn what_the_whole_tree_uses_is_part_of_every_arch_key() {
     let after = checker.check(load(tree.path()));
     assert_eq!(after.stats, CheckStats { analyzed: 1, reused: arches - 1, parsed_tree: true });
 
+    // A new lock, taken, that no document names: no answer changes.
+    text.push_str("\nstatic DEFINE_SPINLOCK(kvmtk_other_lock);\n\nvoid kvmtk_other_take(void)\n{\n\tspin_lock(&kvmtk_other_lock);\n\tspin_unlock(&kvmtk_other_lock);\n}\n");
+    std::fs::write(&arm, &text).unwrap();
+    let after = checker.check(load(tree.path()));
+    assert_eq!(after.stats, CheckStats { analyzed: 1, reused: arches - 1, parsed_tree: true });
+    assert_eq!(render_json(&after.report), full(tree.path(), &sel));
+
+    // The documented lock, defined and taken in arm64: every arch's HW013
+    // answer changes.
     text.push_str("\nstatic DEFINE_SPINLOCK(kvmtk_test_lock);\n\nvoid kvmtk_test_take(void)\n{\n\tspin_lock(&kvmtk_test_lock);\n\tspin_unlock(&kvmtk_test_lock);\n}\n");
     std::fs::write(&arm, &text).unwrap();
     let after = checker.check(load(tree.path()));
     assert_eq!(after.stats, CheckStats { analyzed: arches, reused: 0, parsed_tree: true });
+    assert!(!documented_missing(&after.report));
+    assert_eq!(render_json(&after.report), full(tree.path(), &sel));
+}
+
+#[test]
+fn on_linux_6_1_an_arm64_commit_taking_a_new_lock_re_analyzes_arm64_only() {
+    // The most common shape of a commit: new data and a lock for it, in one
+    // arch. No documented lock appears or disappears, so the other arches'
+    // results stay valid.
+    let Some(kernel) = kernel_cache::kernel_tree("linux-6.1") else { return };
+    let tree = tempfile::tempdir().unwrap();
+    copy_tree(&kernel, tree.path());
+    let (api, sel, facts) = (ApiModel::default(), RuleSelection::default(), FactsCache::in_memory());
+    let checker = Checker::new(&api, &facts, ResultCache::in_memory(), sel.clone());
+    let arches = checker.check(load(tree.path())).stats.analyzed;
+    assert!(arches >= 6, "6.1 has KVM in six arches");
+    let arm = tree.path().join("arch/arm64/kvm/arm.c");
+    let mut text = std::fs::read_to_string(&arm).unwrap();
+    text.push_str(concat!(
+        "\nstatic DEFINE_SPINLOCK(kvm_arm_stat_lock);\nstatic unsigned long kvm_arm_stat_count;\n",
+        "\nvoid kvm_arm_stat_account(void)\n{\n\tspin_lock(&kvm_arm_stat_lock);\n",
+        "\tkvm_arm_stat_count++;\n\tspin_unlock(&kvm_arm_stat_lock);\n}\n"
+    ));
+    std::fs::write(&arm, &text).unwrap();
+    let after = checker.check(load(tree.path()));
+    assert_eq!(after.stats, CheckStats { analyzed: 1, reused: arches - 1, parsed_tree: true });
     assert_eq!(render_json(&after.report), full(tree.path(), &sel));
 }

@@ -47,7 +47,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::queries::lock_acquisitions;
+use super::queries::{is_global_lock_name, lock_acquisitions, lock_code_name, lock_name_components};
 use super::{find_rule, Finding, Related, RuleInput};
 use crate::api::ApiModel;
 use crate::facts::{AccessKind, Span};
@@ -55,29 +55,14 @@ use crate::graph::FnId;
 use crate::locks::OccurrenceKind;
 use crate::pipeline::LOCKING_RST;
 
-/// The components of a lock expression: `vcpu->kvm->lock` -> [vcpu, kvm, lock].
-fn components(name: &str) -> Vec<&str> {
-    name.split("->").flat_map(|p| p.split("::")).flat_map(|p| p.split('.')).map(str::trim).collect()
-}
-
-fn is_global_name(name: &str) -> bool {
-    components(name).len() == 1
-}
-
-/// The lock the code names for a documented lock name (`cpus_read_lock`
-/// is the API model's `cpu_hotplug_lock`).
-fn code_name(api: &ApiModel, doc_name: &str) -> String {
-    api.lock_op(doc_name).and_then(|o| o.fixed_lock).map(str::to_string).unwrap_or_else(|| doc_name.to_string())
-}
-
 /// Whether a lock held or taken in code is the documented lock.
 fn matches(api: &ApiModel, doc_name: &str, code: &str) -> bool {
-    let d = code_name(api, doc_name);
-    if is_global_name(&d) {
+    let d = lock_code_name(api, doc_name);
+    if is_global_lock_name(&d) {
         return d == code;
     }
-    let dc = components(&d);
-    let cc = components(code);
+    let dc = lock_name_components(&d);
+    let cc = lock_name_components(code);
     // `kvm_arch::tsc_write_lock` names a type's member: the field decides.
     let n = if d.contains("::") { 1 } else { 2.min(dc.len()) };
     cc.len() >= n && dc[dc.len() - n..] == cc[cc.len() - n..]
@@ -96,24 +81,14 @@ pub fn check(input: &RuleInput<'_>) -> Vec<Finding> {
     let applies = |doc_arch: &Option<String>| doc_arch.as_deref().is_none_or(|d| d == arch);
     let mut out = Vec::new();
 
-    // Every lock expression and member path used in any file of the tree.
-    let taken = &input.tree.taken;
-    let fields = &input.tree.fields;
-    let globals = &input.tree.globals;
-
-    // (a) Documented locks that no longer exist.
+    // (a) Documented locks that no longer exist: no file of the tree
+    // defines or takes them (the tree's answers, by the document's order).
     let mut missing: Vec<&crate::kernel_docs::DocumentedLock> = Vec::new();
-    for l in &doc.locks {
+    for (i, l) in doc.locks.iter().enumerate() {
         if !applies(&l.arch) {
             continue;
         }
-        let name = code_name(api, &l.name);
-        let exists = if is_global_name(&name) {
-            globals.contains(&name) || taken.contains(&name)
-        } else {
-            let last = *components(&name).last().unwrap_or(&"");
-            fields.contains(last) || taken.iter().any(|t| components(t).last() == Some(&last))
-        };
+        let exists = input.tree.documented_lock_exists.get(i).copied().unwrap_or(true);
         if exists {
             continue;
         }
@@ -197,7 +172,7 @@ pub fn check(input: &RuleInput<'_>) -> Vec<Finding> {
                 continue;
             }
             for l in o.state.must.iter() {
-                if is_global_name(&l.name) && a.program.globals.contains_key(l.name.as_str()) {
+                if is_global_lock_name(&l.name) && a.program.globals.contains_key(l.name.as_str()) {
                     guarded.entry(l.name.clone()).or_default().entry(acc.name.clone()).or_insert((id, acc.span));
                 }
             }

@@ -148,8 +148,8 @@ pub struct RuleInput<'a> {
     pub enable_path: &'a EnablePath,
     pub api: &'a ApiModel,
     pub locking_doc: Option<&'a LockingDoc>,
-    /// What the whole tree uses, beyond this arch's files.
-    pub tree: &'a queries::TreeUsage,
+    /// What the rules ask of the whole tree, beyond this arch's files.
+    pub tree: &'a queries::TreeAnswers,
     /// The tree's KVM Kconfig: which `#ifdef`'d common code the arch builds.
     pub kconfig: &'a crate::kconfig::Kconfig,
     /// Where rules leave what they could not model (reported with

@@ -13,10 +13,8 @@ use crate::locks::{call_lock_op, HeldLock, LockState, OccurrenceKind};
 /// What the whole tree (every arch's files, not only the analyzed arch's)
 /// uses of locks and data: the lock expressions passed to lock
 /// operations, the member names in call arguments, the globals defined.
-/// Rules that judge whether something exists anywhere in the tree (HW013:
-/// a documented lock nobody takes) read this, computed once per tree; its
-/// [`TreeUsage::digest`] is part of every arch's cache key, since a change
-/// in another arch's files can change it.
+/// Summed once per tree from per-file parts; rules read only the answers
+/// it gives ([`TreeAnswers`]).
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct TreeUsage {
     pub taken: std::collections::BTreeSet<String>,
@@ -71,17 +69,66 @@ impl TreeUsage {
         u
     }
 
-    /// A hash of the three sets (stable across runs).
-    pub fn digest(&self) -> u64 {
-        let mut h = crate::hash::Fnv::default();
-        for (tag, set) in [(1u8, &self.taken), (2, &self.fields), (3, &self.globals)] {
-            h.part(&[tag]);
-            for item in set {
-                h.part(item.as_bytes());
-            }
+    /// Whether some file defines or takes the lock `locking.rst` names
+    /// `doc_name`: a global by its name, a member by its last component
+    /// (as a member name in some call, or ending a lock expression).
+    pub fn has_documented_lock(&self, api: &ApiModel, doc_name: &str) -> bool {
+        let name = lock_code_name(api, doc_name);
+        if is_global_lock_name(&name) {
+            self.globals.contains(&name) || self.taken.contains(&name)
+        } else {
+            let last = *lock_name_components(&name).last().unwrap_or(&"");
+            self.fields.contains(last) || self.taken.iter().any(|t| lock_name_components(t).last() == Some(&last))
         }
-        h.finish()
     }
+}
+
+/// What the rules ask of the whole tree, beyond the files of the arch they
+/// analyze (HW013: is a documented lock still defined or taken anywhere?).
+///
+/// An arch's result depends on the rest of the tree only through these
+/// answers, so their [`TreeAnswers::digest`], not the whole usage's, is part
+/// of its cache key: a commit that adds a global or a lock call in one arch
+/// re-analyzes the others only when it changes an answer. A rule that needs
+/// more of the tree asks it here, so that the key covers it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TreeAnswers {
+    /// For each lock of `locking.rst`, in the document's order: whether
+    /// some file of the tree defines or takes it.
+    pub documented_lock_exists: Vec<bool>,
+}
+
+impl TreeAnswers {
+    /// The answers for a tree's usage and its `locking.rst`.
+    pub fn of(usage: &TreeUsage, doc: Option<&crate::kernel_docs::LockingDoc>, api: &ApiModel) -> TreeAnswers {
+        let documented_lock_exists =
+            doc.map(|d| d.locks.iter().map(|l| usage.has_documented_lock(api, &l.name)).collect()).unwrap_or_default();
+        TreeAnswers { documented_lock_exists }
+    }
+
+    /// A hash of the answers (stable across runs).
+    pub fn digest(&self) -> u64 {
+        let bits: Vec<u8> = self.documented_lock_exists.iter().map(|&b| b as u8).collect();
+        crate::hash::fnv(&[b"documented_lock_exists", &bits])
+    }
+}
+
+/// The components of a lock name: `kvm->arch.tsc_write_lock` ->
+/// `kvm`, `arch`, `tsc_write_lock`; `kvm_arch::tsc_write_lock` ->
+/// `kvm_arch`, `tsc_write_lock`.
+pub fn lock_name_components(name: &str) -> Vec<&str> {
+    name.split("->").flat_map(|p| p.split("::")).flat_map(|p| p.split('.')).map(str::trim).collect()
+}
+
+/// A lock named by one identifier (`kvm_lock`), not a member.
+pub fn is_global_lock_name(name: &str) -> bool {
+    lock_name_components(name).len() == 1
+}
+
+/// The lock the code names for a documented lock name (`cpus_read_lock`
+/// is the API model's `cpu_hotplug_lock`).
+pub fn lock_code_name(api: &ApiModel, doc_name: &str) -> String {
+    api.lock_op(doc_name).and_then(|o| o.fixed_lock).map(str::to_string).unwrap_or_else(|| doc_name.to_string())
 }
 
 /// The struct member named by an entry argument: `&kvm->vm_list` -> `vm_list`.

@@ -922,8 +922,10 @@ fn lint(args: LintArgs, color: ColorWhen) -> Result<u8> {
         None => None,
     };
     let (cache, results) = open_caches(&args.cache)?;
-    // Consecutive trees share their facts by recycling; no in-memory copies.
-    let cache = cache.without_memory();
+    // Consecutive trees share their facts by recycling; no in-memory copies
+    // of whole files, but of their chunks: a new version of a file parses
+    // only the chunks its commit edited.
+    let cache = cache.without_memory().reusing_chunks();
     let api = match &args.api_model {
         Some(p) => ApiModel::load(p)?,
         None => ApiModel::default(),

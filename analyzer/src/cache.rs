@@ -306,6 +306,11 @@ pub struct CacheStats {
     pub rejected: usize,
     /// Entries that could not be written (the cache directory is optional).
     pub write_errors: usize,
+    /// Of the parsed files' top-level chunks, those whose facts an earlier
+    /// parse of this run already had (another version of the file) and
+    /// those parsed.
+    pub chunks_reused: u64,
+    pub chunks_parsed: u64,
 }
 
 /// One entry on disk.
@@ -338,6 +343,9 @@ pub struct FactsCache {
     /// Do not keep a copy of each file's facts in memory (see
     /// [`FactsCache::without_memory`]).
     no_memory: bool,
+    /// The facts of the top-level chunks of the files parsed in this run,
+    /// when kept ([`FactsCache::reusing_chunks`]).
+    chunks: Option<crate::parse::ChunkMemo>,
     parsed: AtomicUsize,
     memory_hits: AtomicUsize,
     disk_hits: AtomicUsize,
@@ -371,6 +379,14 @@ impl FactsCache {
         FactsCache { no_memory: true, ..self }
     }
 
+    /// This cache keeping the facts of the top-level chunks of the files
+    /// it parses: a run that parses several versions of a file (a lint's
+    /// commits) then parses only the chunks each version edited. For one
+    /// tree it would only cost a copy.
+    pub fn reusing_chunks(self) -> FactsCache {
+        FactsCache { chunks: Some(crate::parse::ChunkMemo::default()), ..self }
+    }
+
     /// Counters so far.
     pub fn stats(&self) -> CacheStats {
         CacheStats {
@@ -379,6 +395,8 @@ impl FactsCache {
             disk_hits: self.disk_hits.load(Ordering::Relaxed),
             rejected: self.rejected.load(Ordering::Relaxed),
             write_errors: self.write_errors.load(Ordering::Relaxed),
+            chunks_reused: self.chunks.as_ref().map_or(0, |c| c.stats().hits),
+            chunks_parsed: self.chunks.as_ref().map_or(0, |c| c.stats().misses),
         }
     }
 
@@ -402,7 +420,14 @@ impl FactsCache {
             return FileFacts::clone(f);
         }
         self.parsed.fetch_add(1, Ordering::Relaxed);
-        let facts = crate::parse::parse_file(&file.path, file.arch.as_deref(), &file.bytes);
+        let memo = self.chunks.as_ref();
+        let facts = crate::parse::parse_file_reusing(
+            &file.path,
+            file.arch.as_deref(),
+            &file.bytes,
+            crate::parse::ParseOptions::default(),
+            memo,
+        );
         self.write_disk(blob, &file.path, &facts);
         if !self.no_memory {
             self.lock().insert(key.clone(), Arc::new(facts.clone()));

@@ -413,3 +413,157 @@ pub struct Arg {
     pub ident: Option<String>,
     pub address_of: bool,
 }
+
+/// Moving facts down a file: facts extracted from a piece of a file that
+/// starts on a line of its own (see `parse`: a file is parsed chunk by
+/// chunk) are moved to the piece's place by adding its byte offset and the
+/// lines before it; columns stay. Every [`Span`] of the facts moves, so a
+/// new field holding a span must be moved here too (the parser's tests
+/// compare facts reused from a moved chunk with a fresh parse).
+pub(crate) trait MoveDown {
+    fn move_down(&mut self, bytes: u32, lines: u32);
+}
+
+impl MoveDown for Span {
+    fn move_down(&mut self, bytes: u32, lines: u32) {
+        self.start += bytes;
+        self.end += bytes;
+        self.line += lines;
+    }
+}
+
+impl<T: MoveDown> MoveDown for [T] {
+    fn move_down(&mut self, bytes: u32, lines: u32) {
+        for x in self {
+            x.move_down(bytes, lines);
+        }
+    }
+}
+
+impl<T: MoveDown> MoveDown for Option<T> {
+    fn move_down(&mut self, bytes: u32, lines: u32) {
+        if let Some(x) = self {
+            x.move_down(bytes, lines);
+        }
+    }
+}
+
+/// `MoveDown` for a struct: move the listed fields.
+macro_rules! move_fields {
+    ($($t:ty => $($f:ident),+;)+) => {$(
+        impl MoveDown for $t {
+            fn move_down(&mut self, bytes: u32, lines: u32) {
+                $(self.$f.move_down(bytes, lines);)+
+            }
+        }
+    )+};
+}
+
+move_fields! {
+    ParseDiagnostic => span;
+    StructDef => span;
+    Function => span, name_span, body_span, body;
+    Prototype => span;
+    Global => span, name_span;
+    StructInit => span, fields;
+    FieldBinding => span;
+    MacroUse => span, args;
+    EnumDef => span, enumerators;
+    Enumerator => span;
+    Block => span, stmts;
+    PreprocBranch => body;
+    LocalAssign => span;
+    Access => span;
+    FieldAssign => span;
+    CallSite => span, callee_span, args;
+    Arg => span;
+}
+
+impl MoveDown for Stmt {
+    fn move_down(&mut self, b: u32, l: u32) {
+        match self {
+            Stmt::Simple { span, events, .. } => {
+                span.move_down(b, l);
+                events.move_down(b, l);
+            }
+            Stmt::Block(block) => block.move_down(b, l),
+            Stmt::If { span, cond, then_branch, else_branch, .. } => {
+                span.move_down(b, l);
+                cond.move_down(b, l);
+                then_branch.move_down(b, l);
+                else_branch.move_down(b, l);
+            }
+            Stmt::Loop { span, kind, head, body } => {
+                span.move_down(b, l);
+                kind.move_down(b, l);
+                head.move_down(b, l);
+                body.move_down(b, l);
+            }
+            Stmt::Switch { span, cond, body } => {
+                span.move_down(b, l);
+                cond.move_down(b, l);
+                body.move_down(b, l);
+            }
+            Stmt::Return { span, events, .. } => {
+                span.move_down(b, l);
+                events.move_down(b, l);
+            }
+            Stmt::ScopedGuard { span, args, body, .. } => {
+                span.move_down(b, l);
+                args.move_down(b, l);
+                body.move_down(b, l);
+            }
+            Stmt::Preproc { span, branches } => {
+                span.move_down(b, l);
+                branches.move_down(b, l);
+            }
+            Stmt::Case { span }
+            | Stmt::Goto { span, .. }
+            | Stmt::Label { span, .. }
+            | Stmt::Break { span }
+            | Stmt::Continue { span } => span.move_down(b, l),
+        }
+    }
+}
+
+impl MoveDown for LoopKind {
+    fn move_down(&mut self, b: u32, l: u32) {
+        if let LoopKind::Iterator { args, .. } = self {
+            args.move_down(b, l);
+        }
+    }
+}
+
+impl MoveDown for Event {
+    fn move_down(&mut self, b: u32, l: u32) {
+        match self {
+            Event::Call(c) => c.move_down(b, l),
+            Event::Access(a) => a.move_down(b, l),
+            Event::FieldAssign(f) => f.move_down(b, l),
+            Event::LocalAssign(a) => a.move_down(b, l),
+        }
+    }
+}
+
+impl FileFacts {
+    /// Append the facts of a piece of this file (extracted from the piece
+    /// alone) that starts at byte `bytes`, after `lines` lines.
+    pub(crate) fn append_moved(&mut self, piece: &FileFacts, bytes: u32, lines: u32) {
+        fn add<T: Clone + MoveDown>(to: &mut Vec<T>, from: &[T], bytes: u32, lines: u32) {
+            let at = to.len();
+            to.extend_from_slice(from);
+            if bytes != 0 || lines != 0 {
+                to[at..].move_down(bytes, lines);
+            }
+        }
+        add(&mut self.functions, &piece.functions, bytes, lines);
+        add(&mut self.prototypes, &piece.prototypes, bytes, lines);
+        add(&mut self.globals, &piece.globals, bytes, lines);
+        add(&mut self.initializers, &piece.initializers, bytes, lines);
+        add(&mut self.top_level_macros, &piece.top_level_macros, bytes, lines);
+        add(&mut self.enums, &piece.enums, bytes, lines);
+        add(&mut self.structs, &piece.structs, bytes, lines);
+        add(&mut self.diagnostics, &piece.diagnostics, bytes, lines);
+        self.parse_quality.error_nodes_recovered += piece.parse_quality.error_nodes_recovered;
+    }
+}

@@ -66,8 +66,13 @@ fn error_recovery_that_never_finishes_stops_at_the_work_budget() {
     let facts = parse_file("virt/kvm/hostile.c", None, &long);
     assert!(facts.diagnostics.iter().any(|d| d.message.contains("work budget")), "{:?}", facts.diagnostics);
 
-    // And ordinary C of any size stays well inside it.
-    let ordinary = b"static int ordinary(int x)\n{\n\treturn x + 1;\n}\n\n".repeat(2000);
+    // And ordinary C of any size stays well inside it. (Functions long
+    // enough that tree-sitter reports progress within each: a file is
+    // parsed one top-level chunk at a time, and a parse shorter than
+    // about 100 operations makes no progress check.)
+    let body = b"\tx = ordinary_step(x, 1);\n".repeat(40);
+    let ordinary =
+        [&b"static int ordinary(int x)\n{\n"[..], &body, &b"\treturn x + 1;\n}\n\n"[..]].concat().repeat(100);
     let work =
         parse_work(&ordinary, ParseWork::budget(ordinary.len()).divided(4)).expect("ordinary C within a quarter");
     assert!(work.checks > 0 && work.bytes_read >= ordinary.len() as u64, "{work:?}");

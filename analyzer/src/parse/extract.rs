@@ -122,11 +122,24 @@ pub(crate) fn arg_ident(t: &str) -> (Option<String>, bool) {
     (Some(out), addr)
 }
 
-/// Fill `facts` from the tree of the masked bytes.
-pub(crate) fn extract(facts: &mut FileFacts, src: &[u8], m: &Masked, tree: &Tree) {
+/// Fill `facts` from the tree of one chunk of a file (see
+/// [`Masked::chunks`]): `src` and `m` are the chunk's bytes and what the
+/// masker found in it, offsets from its start.
+pub(crate) fn extract_chunk(facts: &mut FileFacts, src: &[u8], m: &Masked, tree: &Tree) {
     let cx = Cx { src, m, lines: LineIndex::new(src) };
     let root = tree.root_node();
     top(&cx, root, facts);
+    facts.parse_quality.error_nodes_recovered = super::count_errors(tree);
+    if root.has_error() {
+        diagnostics(&cx, root, &mut facts.diagnostics);
+    }
+}
+
+/// Add the file-scope macro statements the masker blanked to the facts of
+/// the whole file (`src`, `m` and `lines` of the whole file), and sort the
+/// top-level macros by place.
+pub(crate) fn file_macros(facts: &mut FileFacts, src: &[u8], m: &Masked, lines: LineIndex) {
+    let cx = Cx { src, m, lines };
     for tm in &m.top_macros {
         facts.top_level_macros.push(MacroUse {
             name: tm.name.clone(),
@@ -136,10 +149,7 @@ pub(crate) fn extract(facts: &mut FileFacts, src: &[u8], m: &Masked, tree: &Tree
         });
     }
     facts.top_level_macros.sort_by_key(|mu| mu.span.start);
-    facts.parse_quality.error_nodes_recovered = super::count_errors(tree);
-    if root.has_error() {
-        diagnostics(&cx, root, &mut facts.diagnostics);
-    }
+    facts.diagnostics.truncate(MAX_DIAGNOSTICS);
 }
 
 fn named(n: Node<'_>) -> Vec<Node<'_>> {

@@ -249,7 +249,7 @@ const KEYWORDS: &[&str] = &[
 ];
 
 /// Kind of a recorded annotation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum AnnotationKind {
     /// An attribute of the symbol (`__weak`, `__acquires(l)`).
     Attribute,
@@ -258,7 +258,7 @@ pub enum AnnotationKind {
 }
 
 /// A masked annotation word (with its arguments for function-like ones).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Annotation {
     pub start: u32,
     pub end: u32,
@@ -268,7 +268,7 @@ pub struct Annotation {
 }
 
 /// An iterator macro rewritten to `while`/`if`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct IteratorSite {
     /// Offset of the macro name (= of the `while`/`if` in the masked text).
     pub start: u32,
@@ -276,7 +276,7 @@ pub struct IteratorSite {
 }
 
 /// A file-scope defining macro (`static DEFINE_MUTEX(kvm_lock);`).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct DefineSite {
     /// Offset of the macro name (where the masked `int` starts).
     pub macro_start: u32,
@@ -304,7 +304,7 @@ pub struct TopMacro {
 
 /// `#if` conditions by offset: `segments[i] = (start, conditions)` holds
 /// from `start` to the next segment's start.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct CondMap {
     segments: Vec<(u32, Vec<String>)>,
 }
@@ -337,6 +337,10 @@ pub struct Masked {
     pub top_macros: Vec<TopMacro>,
     /// `#if` conditions by offset.
     pub conds: CondMap,
+    /// The line ends (offsets of `\n`) at file scope: outside braces,
+    /// parentheses, comments, strings and `#if` blocks (include guards
+    /// too). [`Masked::chunks`] cuts the file at some of them.
+    pub file_scope_line_ends: Vec<u32>,
 }
 
 impl Masked {
@@ -355,6 +359,82 @@ impl Masked {
         let lo = self.annotations.partition_point(|a| a.start < start);
         let hi = self.annotations.partition_point(|a| a.start < end).max(lo);
         &self.annotations[lo..hi]
+    }
+
+    /// The file cut into its top-level chunks, which tree-sitter parses
+    /// one by one: a cut follows a line that ends, at file scope (see
+    /// [`Masked::file_scope_line_ends`]), with a `;` or `}` of the code
+    /// (not masked) and nothing after it but blanks. There the parser is
+    /// between two top-level items whatever came before, so a chunk parses
+    /// as it would in its file, and what extraction reads of a chunk
+    /// (its bytes, the masker's records in it, the blank run before a
+    /// definition) lies in the chunk: an unchanged chunk of a new version
+    /// of the file has the same facts, moved. Covers `0..src.len()`.
+    pub fn chunks(&self, src: &[u8]) -> Vec<std::ops::Range<usize>> {
+        let mut out = Vec::new();
+        let mut from = 0usize;
+        for &nl in &self.file_scope_line_ends {
+            let nl = nl as usize;
+            let mut k = nl;
+            while k > from && matches!(src[k - 1], b' ' | b'\t' | b'\r') {
+                k -= 1;
+            }
+            let ends_item = k > from && matches!(src[k - 1], b';' | b'}') && self.bytes.get(k - 1) == src.get(k - 1);
+            if ends_item {
+                out.push(from..nl + 1);
+                from = nl + 1;
+            }
+        }
+        if from < src.len() || out.is_empty() {
+            out.push(from..src.len());
+        }
+        out
+    }
+
+    /// What the masker found in `range` (one of [`Masked::chunks`]), with
+    /// offsets from the range's start: the masked bytes, the annotations,
+    /// iterators and defining macros starting there, and the conditions in
+    /// force. File-scope macro statements are left out: extraction reads
+    /// them for the whole file.
+    pub fn part(&self, range: std::ops::Range<usize>) -> Masked {
+        let (lo, hi) = (super::text::clamp_u32(range.start), super::text::clamp_u32(range.end));
+        // Records are sorted by offset: take the run inside the range.
+        fn run<T>(v: &[T], lo: u32, hi: u32, at: impl Fn(&T) -> u32) -> &[T] {
+            let a = v.partition_point(|x| at(x) < lo);
+            let b = v.partition_point(|x| at(x) < hi).max(a);
+            &v[a..b]
+        }
+        let mut segments = Vec::new();
+        let first = self.conds.at(lo);
+        if !first.is_empty() {
+            segments.push((0, first.to_vec()));
+        }
+        segments.extend(
+            run(&self.conds.segments, lo.saturating_add(1), hi, |s| s.0).iter().map(|(s, c)| (s - lo, c.clone())),
+        );
+        Masked {
+            bytes: self.bytes[range].to_vec(),
+            annotations: run(&self.annotations, lo, hi, |a| a.start)
+                .iter()
+                .map(|a| Annotation { start: a.start - lo, end: a.end.saturating_sub(lo), ..a.clone() })
+                .collect(),
+            iterators: run(&self.iterators, lo, hi, |s| s.start)
+                .iter()
+                .map(|s| IteratorSite { start: s.start - lo, ..s.clone() })
+                .collect(),
+            defines: run(&self.defines, lo, hi, |d| d.macro_start)
+                .iter()
+                .map(|d| DefineSite {
+                    macro_start: d.macro_start - lo,
+                    args: d.args.iter().map(|&(s, e)| (s.saturating_sub(lo), e.saturating_sub(lo))).collect(),
+                    end: d.end.saturating_sub(lo),
+                    ..d.clone()
+                })
+                .collect(),
+            top_macros: Vec::new(),
+            conds: CondMap { segments },
+            file_scope_line_ends: Vec::new(),
+        }
     }
 }
 
@@ -447,6 +527,8 @@ struct Scanner<'a> {
     /// Offset after the last `;`, `{` or `}`.
     last_boundary: usize,
     prev: Prev,
+    /// The last `}` closed a function body (or a block in one).
+    closed_code: bool,
     line_start: bool,
     frames: Vec<CondFrame>,
     seen_cond: bool,
@@ -466,6 +548,7 @@ pub fn recover_idioms(src: &[u8]) -> Masked {
         label_cand: false,
         last_boundary: 0,
         prev: Prev::Start,
+        closed_code: false,
         line_start: true,
         frames: Vec::new(),
         seen_cond: false,
@@ -496,6 +579,13 @@ impl<'a> Scanner<'a> {
             let c = self.src[self.i];
             match c {
                 b'\n' => {
+                    // A `}` ends an item only when it closes a function body
+                    // (a struct's or an initializer's `}` has its declarators
+                    // or `;` to come, maybe on the next line).
+                    let ends_item = self.prev != Prev::RBrace || self.closed_code;
+                    if self.braces.is_empty() && self.parens.is_empty() && self.frames.is_empty() && ends_item {
+                        self.masked.file_scope_line_ends.push(super::text::clamp_u32(self.i));
+                    }
                     self.line_start = true;
                     self.i += 1;
                 }
@@ -644,7 +734,7 @@ impl<'a> Scanner<'a> {
                 self.last_boundary = self.i;
             }
             b'}' => {
-                self.braces.pop();
+                self.closed_code = self.braces.pop() == Some(CODE);
                 // Closing a brace opened before the `#if` splits a
                 // construct even when the branch reopens one (`} else {`).
                 let depth = self.braces.len();

@@ -2,10 +2,17 @@
 //! recovery, producing [`FileFacts`].
 //!
 //! Pipeline per file: [`recover_idioms`] masks the kernel's macro idioms
-//! into a same-length buffer (see [`mask`]), tree-sitter-c parses the masked
-//! buffer, and [`extract`] walks the tree, reading all text from the
-//! *original* bytes, so every [`Span`](crate::facts::Span) indexes the
-//! original file.
+//! into a same-length buffer (see [`mask`]) and cuts it into top-level
+//! chunks ([`Masked::chunks`]: a function, a declaration, an `#if` block
+//! at file scope), tree-sitter-c parses each chunk of the masked buffer,
+//! and [`extract`] walks each chunk's tree, reading all text from the
+//! *original* bytes; each chunk's facts are then moved to its place, so
+//! every [`Span`](crate::facts::Span) indexes the original file. A chunk's
+//! facts depend on the chunk alone, so a [`ChunkMemo`] lets a new version
+//! of a file reuse the facts of its unchanged chunks (a lint's commits
+//! each parse only what they edited); the facts equal those of one parse
+//! of the whole file (`tests/parse_chunks.rs` compares them on every KVM
+//! file of 6.1 and 6.12).
 //!
 //! Representation choices (part of the facts contract):
 //! - `guard(mutex)(&kvm_usage_lock);` is a [`CallSite`](crate::facts::CallSite)
@@ -79,10 +86,11 @@ fn with_parser<R>(f: impl FnOnce(&mut tree_sitter::Parser) -> R) -> Option<R> {
 /// The parser's work budget. tree-sitter reports its progress about every
 /// 100 parse operations (a token lexed, a shift, a reduction, a step of
 /// error recovery), and its lexer reads the input in chunks of
-/// [`PARSE_CHUNK`] bytes; a parse of `n` bytes may take
+/// [`PARSE_CHUNK`] bytes; the parses of a file of `n` bytes (one per
+/// top-level chunk, see [`Masked::chunks`]) may take in all
 /// `PARSE_CHECKS_BASE + PARSE_CHECKS_PER_KIB * ceil(n / 1024)` progress checks
-/// and read `PARSE_READ_BASE + PARSE_READ_FACTOR * n` bytes, or it is
-/// abandoned.
+/// and read `PARSE_READ_BASE + PARSE_READ_FACTOR * n` bytes, or the file is
+/// not parsed.
 ///
 /// Why: tree-sitter's error recovery keeps several stack versions alive,
 /// and on hostile bytes it can re-lex the rest of the file at every
@@ -92,11 +100,11 @@ fn with_parser<R>(f: impl FnOnce(&mut tree_sitter::Parser) -> R) -> Option<R> {
 /// and every run, so a report never depends on how loaded the machine
 /// was. Real kernel C stays far below both bounds: `tests/parse_budget.rs`
 /// measures every KVM file of 6.1 and 6.12 against them and requires a
-/// margin of 4x. The KVM files take at most 10 checks per KiB and read at
-/// most 2.3 bytes per byte (an eighth of the budget); over all 55,395 C
-/// files of Linux 6.1 (986 MiB, `examples/parse_work.rs`), the most is 24
-/// checks per KiB (number tables) and 2.8 bytes per byte, at most 0.30 of
-/// the budget.
+/// margin of 4x. The KVM files take at most 8 checks per KiB and read at
+/// most 2.3 bytes per byte (0.11 of the budget, `examples/parse_work.rs`);
+/// over all 55,395 C files of Linux 6.1 (986 MiB), parsed whole before
+/// files were cut into chunks, the most was 24 checks per KiB (number
+/// tables) and 2.8 bytes per byte, at most 0.30 of the budget.
 pub const PARSE_CHECKS_PER_KIB: u64 = 64;
 /// The part of the checks budget that does not depend on the length, so
 /// that tiny files are not held to a ratio.
@@ -135,6 +143,18 @@ impl ParseWork {
 
     fn exceeds(&self, budget: &ParseWork) -> bool {
         self.checks > budget.checks || self.bytes_read > budget.bytes_read
+    }
+
+    fn plus(self, o: ParseWork) -> ParseWork {
+        ParseWork { checks: self.checks + o.checks, bytes_read: self.bytes_read + o.bytes_read }
+    }
+
+    /// What is left of this budget after `spent`.
+    fn less(self, spent: ParseWork) -> ParseWork {
+        ParseWork {
+            checks: self.checks.saturating_sub(spent.checks),
+            bytes_read: self.bytes_read.saturating_sub(spent.bytes_read),
+        }
     }
 }
 
@@ -198,10 +218,8 @@ fn parse_tree(bytes: &[u8]) -> Result<tree_sitter::Tree, ParseStop> {
 /// measuring real files against [`ParseWork::budget`].
 pub fn parse_work(bytes: &[u8], limit: ParseWork) -> Option<ParseWork> {
     let masked = mask::recover_idioms(bytes);
-    match parse_counted(&masked.bytes, limit) {
-        (Ok(_), work) => Some(work),
-        (Err(_), _) => None,
-    }
+    let lines = text::LineIndex::new(bytes);
+    parse_chunks(bytes, &masked, &lines, limit, None, &mut FileFacts::default()).ok()
 }
 
 /// Kernel-idiom masking, exposed for tests and benchmarks: the returned
@@ -219,6 +237,20 @@ pub fn parse_file(path: &str, arch: Option<&str>, bytes: &[u8]) -> FileFacts {
 
 /// [`parse_file`] with options.
 pub fn parse_file_with(path: &str, arch: Option<&str>, bytes: &[u8], opts: ParseOptions) -> FileFacts {
+    parse_file_reusing(path, arch, bytes, opts, None)
+}
+
+/// [`parse_file_with`], taking the facts of the chunks `memo` already holds
+/// (and keeping the others there): the same facts, parsing only the chunks
+/// of the file that no earlier parse met (a new version of a file costs its
+/// edited chunks).
+pub fn parse_file_reusing(
+    path: &str,
+    arch: Option<&str>,
+    bytes: &[u8],
+    opts: ParseOptions,
+    memo: Option<&ChunkMemo>,
+) -> FileFacts {
     let mut facts = FileFacts { path: path.to_string(), arch: arch.map(str::to_string), ..FileFacts::default() };
     // Parsing costs about 100 bytes of memory per byte of C: a file far
     // larger than any hand-written kernel C (the largest KVM file is under
@@ -235,27 +267,187 @@ pub fn parse_file_with(path: &str, arch: Option<&str>, bytes: &[u8], opts: Parse
         return facts;
     }
     let masked = mask::recover_idioms(bytes);
-    let tree = match parse_tree(&masked.bytes) {
-        Ok(tree) => tree,
-        Err(stop) => {
-            let message = match stop {
-                ParseStop::OverBudget => {
-                    "not parsed: the parser's error recovery passed its work budget for a file of this size; skipped"
-                        .into()
-                }
-                ParseStop::Failed => "tree-sitter could not parse the file".into(),
-            };
-            facts.diagnostics.push(crate::facts::ParseDiagnostic { span: Default::default(), message });
-            return facts;
-        }
-    };
-    extract::extract(&mut facts, bytes, &masked, &tree);
+    let lines = text::LineIndex::new(bytes);
+    if let Err(stop) = parse_chunks(bytes, &masked, &lines, ParseWork::budget(bytes.len()), memo, &mut facts) {
+        let message = match stop {
+            ParseStop::OverBudget => {
+                "not parsed: the parser's error recovery passed its work budget for a file of this size; skipped".into()
+            }
+            ParseStop::Failed => "tree-sitter could not parse the file".into(),
+        };
+        let diagnostic = crate::facts::ParseDiagnostic { span: Default::default(), message };
+        return FileFacts {
+            path: path.to_string(),
+            arch: arch.map(str::to_string),
+            diagnostics: vec![diagnostic],
+            ..FileFacts::default()
+        };
+    }
+    extract::file_macros(&mut facts, bytes, &masked, lines);
     if opts.measure_plain {
         if let Ok(plain) = parse_tree(bytes) {
             facts.parse_quality.error_nodes_plain = count_errors(&plain);
         }
     }
     facts
+}
+
+/// Parse the file chunk by chunk ([`Masked::chunks`]) within one budget for
+/// the whole file, appending each chunk's facts to `facts`; the work done.
+/// A chunk `memo` holds costs the work it took when it was parsed, so the
+/// budget decides the same whatever the memo holds.
+fn parse_chunks(
+    bytes: &[u8],
+    masked: &Masked,
+    lines: &text::LineIndex,
+    budget: ParseWork,
+    memo: Option<&ChunkMemo>,
+    facts: &mut FileFacts,
+) -> Result<ParseWork, ParseStop> {
+    let mut spent = ParseWork { checks: 0, bytes_read: 0 };
+    for range in masked.chunks(bytes) {
+        let part = masked.part(range.clone());
+        let src = &bytes[range.clone()];
+        let key = memo.map(|_| ChunkKey::of(src, &part));
+        let known = memo.zip(key.as_ref()).and_then(|(m, k)| m.get(k, src));
+        let chunk = match known {
+            Some(c) => c,
+            None => {
+                let (tree, work) = parse_counted(&part.bytes, budget.less(spent));
+                let tree = tree?;
+                let mut chunk_facts = FileFacts::default();
+                extract::extract_chunk(&mut chunk_facts, src, &part, &tree);
+                let chunk = std::sync::Arc::new(ChunkFacts { src: src.into(), facts: chunk_facts, work });
+                if let (Some(m), Some(k)) = (memo, key) {
+                    m.put(k, chunk.clone());
+                }
+                chunk
+            }
+        };
+        spent = spent.plus(chunk.work);
+        if spent.exceeds(&budget) {
+            return Err(ParseStop::OverBudget);
+        }
+        let (line, _) = lines.line_col(text::clamp_u32(range.start));
+        facts.append_moved(&chunk.facts, text::clamp_u32(range.start), line - 1);
+    }
+    Ok(spent)
+}
+
+/// The facts of one parse of the whole file, not cut into chunks: what
+/// [`parse_file`] gave before it parsed chunk by chunk. Only for comparing
+/// the two (`tests/parse_chunks.rs`, `examples/chunk_equivalence.rs`); a
+/// file over the budget gets one diagnostic without a line.
+#[doc(hidden)]
+pub fn parse_file_unchunked(path: &str, arch: Option<&str>, bytes: &[u8]) -> FileFacts {
+    let mut facts = FileFacts { path: path.to_string(), arch: arch.map(str::to_string), ..FileFacts::default() };
+    let masked = mask::recover_idioms(bytes);
+    let Ok(tree) = parse_tree(&masked.bytes) else {
+        let message = "not parsed".to_string();
+        facts.diagnostics.push(crate::facts::ParseDiagnostic { span: Default::default(), message });
+        return facts;
+    };
+    extract::extract_chunk(&mut facts, bytes, &masked, &tree);
+    extract::file_macros(&mut facts, bytes, &masked, text::LineIndex::new(bytes));
+    facts
+}
+
+/// What identifies a chunk's facts: its bytes and what the masker found
+/// in it (the masked bytes and records, which can depend on the file
+/// around it: an include guard, a construct split by `#if`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct ChunkKey {
+    src: u64,
+    masked: u64,
+}
+
+impl ChunkKey {
+    fn of(src: &[u8], part: &Masked) -> ChunkKey {
+        use std::hash::{Hash, Hasher};
+        /// `std::hash::Hash` into the crate's stable hash.
+        struct Stable(crate::hash::Fnv);
+        impl Hasher for Stable {
+            fn write(&mut self, bytes: &[u8]) {
+                self.0.part(bytes);
+            }
+            fn finish(&self) -> u64 {
+                self.0.finish()
+            }
+        }
+        let mut h = Stable(crate::hash::Fnv::default());
+        h.write(&part.bytes);
+        part.annotations.hash(&mut h);
+        part.iterators.hash(&mut h);
+        part.defines.hash(&mut h);
+        part.conds.hash(&mut h);
+        ChunkKey { src: crate::hash::fnv(&[src]), masked: h.finish() }
+    }
+}
+
+/// One chunk's facts, offsets from its start, and the parse work it took.
+struct ChunkFacts {
+    /// The chunk's bytes, compared on a hit (the key is a hash).
+    src: Box<[u8]>,
+    facts: FileFacts,
+    work: ParseWork,
+}
+
+/// Facts of chunks already parsed, by content, shared by the threads of a
+/// run: what makes a new version of a file cost its edited chunks only
+/// ([`parse_file_reusing`]). Bounded: past [`ChunkMemo::MAX_BYTES`] of
+/// chunk source it starts again empty (what it holds never changes a
+/// result, only how much is parsed).
+#[derive(Default)]
+pub struct ChunkMemo {
+    chunks: std::sync::Mutex<(usize, rustc_hash::FxHashMap<ChunkKey, std::sync::Arc<ChunkFacts>>)>,
+    hits: std::sync::atomic::AtomicU64,
+    misses: std::sync::atomic::AtomicU64,
+}
+
+impl std::fmt::Debug for ChunkMemo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ChunkMemo({:?})", self.stats())
+    }
+}
+
+/// How a [`ChunkMemo`] served the parses, for timings and tests.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ChunkMemoStats {
+    pub hits: u64,
+    pub misses: u64,
+}
+
+impl ChunkMemo {
+    /// Source bytes of the chunks held at most.
+    pub const MAX_BYTES: usize = 64 << 20;
+
+    fn get(&self, key: &ChunkKey, src: &[u8]) -> Option<std::sync::Arc<ChunkFacts>> {
+        let guard = self.chunks.lock().ok()?;
+        let found = guard.1.get(key).filter(|c| *c.src == *src).cloned();
+        drop(guard);
+        let counter = if found.is_some() { &self.hits } else { &self.misses };
+        counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        found
+    }
+
+    /// Chunks found and not found so far.
+    pub fn stats(&self) -> ChunkMemoStats {
+        use std::sync::atomic::Ordering::Relaxed;
+        ChunkMemoStats { hits: self.hits.load(Relaxed), misses: self.misses.load(Relaxed) }
+    }
+
+    fn put(&self, key: ChunkKey, chunk: std::sync::Arc<ChunkFacts>) {
+        let Ok(mut guard) = self.chunks.lock() else { return };
+        let (bytes, map) = &mut *guard;
+        if *bytes + chunk.src.len() > Self::MAX_BYTES {
+            map.clear();
+            *bytes = 0;
+        }
+        *bytes += chunk.src.len();
+        if let Some(old) = map.insert(key, chunk) {
+            *bytes -= old.src.len();
+        }
+    }
 }
 
 /// Parse many files in parallel with rayon; output in input order.

@@ -922,10 +922,10 @@ fn lint(args: LintArgs, color: ColorWhen) -> Result<u8> {
         None => None,
     };
     let (cache, results) = open_caches(&args.cache)?;
-    // Consecutive trees share their facts by recycling; no in-memory copies
-    // of whole files, but of their chunks: a new version of a file parses
-    // only the chunks its commit edited.
-    let cache = cache.without_memory().reusing_chunks();
+    // Consecutive trees share the facts of the files they have in common
+    // (kept in memory, not copied), and a new version of a file parses only
+    // the chunks its commit edited.
+    let cache = cache.reusing_chunks();
     let api = match &args.api_model {
         Some(p) => ApiModel::load(p)?,
         None => ApiModel::default(),
@@ -995,8 +995,8 @@ fn lint(args: LintArgs, color: ColorWhen) -> Result<u8> {
         b.write(path)?;
         stderr_line(format_args!("kvmtk: wrote baseline {} ({} findings)", path.display(), b.findings.len()))?;
     }
-    // The process ends here: freeing the last tree's recycled facts one
-    // allocation at a time cost a fifth of a one-commit lint.
+    // The process ends here: freeing the facts in memory one allocation
+    // at a time cost a fifth of a one-commit lint.
     std::mem::forget(linter);
     std::mem::forget(cache);
     if !not_applied.is_empty() {

@@ -50,7 +50,7 @@ use serde::{Deserialize, Serialize};
 use crate::facts::FileFacts;
 use crate::hash::fnv;
 use crate::read::{read_bounded, Links, ReadError};
-use crate::source::{SourceFile, SourceTree};
+use crate::source::SourceFile;
 use crate::write::write_atomic;
 
 /// The largest entry read or written: the facts of the largest KVM file
@@ -330,10 +330,6 @@ type ParseTurn = Arc<Mutex<()>>;
 #[derive(Debug, Default)]
 pub struct FactsCache {
     memory: Mutex<HashMap<(String, String), Arc<FileFacts>>>,
-    /// Facts handed back by [`FactsCache::recycle`], moved out (not
-    /// cloned) by the next lookup: checking commit after commit then costs
-    /// no copy of the unchanged files' facts.
-    recycled: Mutex<HashMap<(String, String), FileFacts>>,
     /// A turn per file being parsed: checks running side by side (a
     /// lint's commits) often need the same new file, and the second waits
     /// for the first's facts instead of parsing it again.
@@ -372,9 +368,12 @@ impl FactsCache {
         self.dir.as_deref()
     }
 
-    /// This cache without the in-memory copies: for a run that loads one
-    /// tree, where a copy of every file's facts only costs time and memory
-    /// (recycling still works).
+    /// Files whose facts are kept in memory at most (several versions of
+    /// the KVM trees' 600 C files and headers).
+    pub const MAX_IN_MEMORY: usize = 4096;
+
+    /// This cache keeping no facts in memory: for a run that loads one
+    /// tree, where keeping every file's facts only costs memory.
     pub fn without_memory(self) -> FactsCache {
         FactsCache { no_memory: true, ..self }
     }
@@ -402,13 +401,15 @@ impl FactsCache {
 
     /// The facts of `file`: from memory, else from disk, else parsed (and
     /// stored in both). A file without a blob id is parsed every time.
-    pub fn facts(&self, file: &SourceFile) -> FileFacts {
+    /// Shared, not copied: the trees a run checks one after another (a
+    /// lint's commits) hold the same facts for the files they share.
+    pub fn facts(&self, file: &SourceFile) -> Arc<FileFacts> {
         if let Some(f) = self.cached(file) {
             return f;
         }
         let Some(blob) = file.blob_id.as_deref() else {
             self.parsed.fetch_add(1, Ordering::Relaxed);
-            return crate::parse::parse_file(&file.path, file.arch.as_deref(), &file.bytes);
+            return Arc::new(crate::parse::parse_file(&file.path, file.arch.as_deref(), &file.bytes));
         };
         let key = (blob.to_string(), file.path.clone());
         let turn = self.parsing.lock().unwrap_or_else(|e| e.into_inner()).entry(key.clone()).or_default().clone();
@@ -417,57 +418,50 @@ impl FactsCache {
         // memory: the disk was read once above).
         if let Some(f) = self.lock().get(&key) {
             self.memory_hits.fetch_add(1, Ordering::Relaxed);
-            return FileFacts::clone(f);
+            return f.clone();
         }
         self.parsed.fetch_add(1, Ordering::Relaxed);
         let memo = self.chunks.as_ref();
-        let facts = crate::parse::parse_file_reusing(
+        let facts = Arc::new(crate::parse::parse_file_reusing(
             &file.path,
             file.arch.as_deref(),
             &file.bytes,
             crate::parse::ParseOptions::default(),
             memo,
-        );
+        ));
         self.write_disk(blob, &file.path, &facts);
-        if !self.no_memory {
-            self.lock().insert(key.clone(), Arc::new(facts.clone()));
-        }
+        self.remember(key.clone(), &facts);
         self.parsing.lock().unwrap_or_else(|e| e.into_inner()).remove(&key);
         facts
     }
 
     /// The facts of `file` if this cache holds them (memory or disk),
     /// without reading its contents.
-    pub fn cached(&self, file: &SourceFile) -> Option<FileFacts> {
+    pub fn cached(&self, file: &SourceFile) -> Option<Arc<FileFacts>> {
         let blob = file.blob_id.as_deref()?;
         let key = (blob.to_string(), file.path.clone());
-        if let Some(f) = self.recycled.lock().unwrap_or_else(|e| e.into_inner()).remove(&key) {
-            self.memory_hits.fetch_add(1, Ordering::Relaxed);
-            return Some(f);
-        }
         if let Some(f) = self.lock().get(&key) {
             self.memory_hits.fetch_add(1, Ordering::Relaxed);
-            return Some(FileFacts::clone(f));
+            return Some(f.clone());
         }
-        let facts = self.read_disk(blob, &file.path)?;
+        let facts = Arc::new(self.read_disk(blob, &file.path)?);
         self.disk_hits.fetch_add(1, Ordering::Relaxed);
-        if !self.no_memory {
-            self.lock().insert(key, Arc::new(facts.clone()));
-        }
+        self.remember(key, &facts);
         Some(facts)
     }
 
-    /// Hand back the facts of a parsed tree that is no longer needed, so
-    /// that the next tree sharing its files takes them without a copy.
-    /// Replaces what was recycled before (only the latest tree is kept).
-    pub fn recycle(&self, source: &SourceTree, files: impl IntoIterator<Item = FileFacts>) {
-        let mut map = HashMap::new();
-        for f in files {
-            if let Some(blob) = source.file(&f.path).and_then(|s| s.blob_id.clone()) {
-                map.insert((blob, f.path.clone()), f);
-            }
+    /// Keep `facts` in memory, unless this cache keeps none. Bounded: past
+    /// [`FactsCache::MAX_IN_MEMORY`] files it starts again empty (the
+    /// facts handed out stay valid; a later lookup reads the disk).
+    fn remember(&self, key: (String, String), facts: &Arc<FileFacts>) {
+        if self.no_memory {
+            return;
         }
-        *self.recycled.lock().unwrap_or_else(|e| e.into_inner()) = map;
+        let mut map = self.lock();
+        if map.len() >= Self::MAX_IN_MEMORY {
+            map.clear();
+        }
+        map.insert(key, facts.clone());
     }
 
     /// The map, even if another thread panicked while holding it (the map

@@ -13,6 +13,7 @@
 //! [`FactsCache`] does not hold.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -321,7 +322,7 @@ impl<'a> Checker<'a> {
             return self.check(source.read_all_pending());
         }
         self.progress.stage("parsing", Some(unsummarized.len() as u64));
-        let summaries: Vec<(FileSummary, Option<FileFacts>)> = c_idx
+        let summaries: Vec<(FileSummary, Option<Arc<FileFacts>>)> = c_idx
             .par_iter()
             .zip(cached)
             .zip(&keys)
@@ -364,7 +365,7 @@ impl<'a> Checker<'a> {
         let needed =
             |f: &SourceFile| f.arch.is_none() || missing.iter().any(|&i| arches[i].as_deref() == f.arch.as_deref());
         let per_file: Vec<FileWarnings> = summaries.iter().map(|(s, _)| s.warnings.clone()).collect();
-        let mut facts: Vec<Option<FileFacts>> = c_idx
+        let mut facts: Vec<Option<Arc<FileFacts>>> = c_idx
             .par_iter()
             .zip(summaries)
             .map(|(&i, (_, facts))| {
@@ -372,7 +373,7 @@ impl<'a> Checker<'a> {
                 if needed(f) {
                     facts.or_else(|| self.facts.cached(f))
                 } else {
-                    Some(FileFacts::placeholder(&f.path, f.arch.as_deref()))
+                    Some(Arc::new(FileFacts::placeholder(&f.path, f.arch.as_deref())))
                 }
             })
             .collect();
@@ -385,8 +386,7 @@ impl<'a> Checker<'a> {
         facts.par_iter_mut().zip(&c_idx).filter(|(slot, _)| slot.is_none()).for_each(|(slot, &i)| {
             *slot = Some(self.facts.facts(&source.files[i]));
         });
-        let real: Vec<bool> = c_idx.iter().map(|&i| needed(&source.files[i])).collect();
-        let files: Vec<FileFacts> = facts.into_iter().flatten().collect();
+        let files: Vec<Arc<FileFacts>> = facts.into_iter().flatten().collect();
         let parsed = ParsedTree::from_parts(source, files, &per_file, locking);
         self.progress.stage("analyzing", Some(missing.len() as u64));
         let unanalyzed = unanalyzed(&parsed, &per_file);
@@ -403,13 +403,12 @@ impl<'a> Checker<'a> {
             self.results.put("arch", sigs[i], &r);
             known[i] = Some(r);
         }
-        let ParsedTree { source, files, warnings: input_warnings, .. } = parsed;
+        let ParsedTree { warnings: input_warnings, .. } = parsed;
         self.results.put(
             "tree",
             tree_sig,
             &TreeEntry { warnings: input_warnings.clone(), answers_digest, unanalyzed: unanalyzed.clone() },
         );
-        self.facts.recycle(&source, files.into_iter().zip(real).filter_map(|(f, r)| r.then_some(f)));
         let n_input = input_warnings.len();
         let report = merge(tree_label, &arches, input_warnings, known.iter().flatten());
         CheckOutcome { report, input_warnings: n_input, stats, unanalyzed }

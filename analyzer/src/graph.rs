@@ -14,6 +14,7 @@
 //!   through the API model.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
 use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 
@@ -61,7 +62,7 @@ pub struct CallEdge<'a> {
 pub struct Program<'a> {
     /// `None` for a program of common code only.
     pub arch: Option<String>,
-    pub files: &'a [FileFacts],
+    pub files: &'a [Arc<FileFacts>],
     /// Files in scope for this arch (indices into `files`).
     pub in_scope: Vec<u32>,
     /// Function definitions in scope, after `__weak` overriding.
@@ -109,7 +110,7 @@ pub fn type_tag(type_text: &str) -> &str {
 
 impl<'a> Program<'a> {
     /// Link common code plus `arch` (all files of that arch).
-    pub fn link(files: &'a [FileFacts], arch: Option<&str>, api: &ApiModel) -> Program<'a> {
+    pub fn link(files: &'a [Arc<FileFacts>], arch: Option<&str>, api: &ApiModel) -> Program<'a> {
         let in_scope: Vec<u32> = files
             .iter()
             .enumerate()
@@ -375,7 +376,7 @@ impl<'a> Program<'a> {
     }
 }
 
-pub(crate) fn func_of(files: &[FileFacts], id: FnId) -> &Function {
+pub(crate) fn func_of(files: &[Arc<FileFacts>], id: FnId) -> &Function {
     &files[id.file as usize].functions[id.func as usize]
 }
 

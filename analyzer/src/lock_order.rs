@@ -1291,7 +1291,7 @@ void widget_all(struct widget *w, struct widget_cache *c, widget_t *o, spinlock_
 "#;
 
     fn with_resolver(check: impl Fn(&ClassResolver<'_>, &Function)) {
-        let files = vec![parse_file("virt/kvm/widget.c", None, SRC.as_bytes())];
+        let files = vec![std::sync::Arc::new(parse_file("virt/kvm/widget.c", None, SRC.as_bytes()))];
         let api = ApiModel::default();
         let program = Program::link(&files, None, &api);
         let resolver = ClassResolver::new(&program);

@@ -2,6 +2,8 @@
 //! every C file once (in parallel), read the kernel's own documentation,
 //! then link and analyze one program per architecture (in parallel).
 
+use std::sync::Arc;
+
 use rayon::prelude::*;
 
 use crate::api::ApiModel;
@@ -37,7 +39,9 @@ impl std::fmt::Display for InputWarning {
 /// A parsed tree: sources, facts of every C file, the kernel docs.
 pub struct ParsedTree {
     pub source: SourceTree,
-    pub files: Vec<FileFacts>,
+    /// Shared: trees checked one after another hold the same facts for
+    /// the files they share.
+    pub files: Vec<Arc<FileFacts>>,
     pub cpuhp: Option<CpuhpEnum>,
     pub locking: Option<LockingDoc>,
     pub warnings: Vec<InputWarning>,
@@ -104,11 +108,11 @@ impl ParsedTree {
 
     /// Parse an already loaded tree.
     pub fn from_source(source: SourceTree) -> ParsedTree {
-        let files: Vec<FileFacts> = source
+        let files: Vec<Arc<FileFacts>> = source
             .files
             .par_iter()
             .filter(|f| is_c_source(&f.path))
-            .map(|f| crate::parse::parse_file(&f.path, f.arch.as_deref(), &f.bytes))
+            .map(|f| Arc::new(crate::parse::parse_file(&f.path, f.arch.as_deref(), &f.bytes)))
             .collect();
         Self::assemble(source, files)
     }
@@ -117,13 +121,13 @@ impl ParsedTree {
     /// (keyed by blob id) and parsing only the files it does not hold. The
     /// result is the same as `from_source`'s: facts are syntax only.
     pub fn from_source_cached(source: SourceTree, cache: &crate::cache::FactsCache) -> ParsedTree {
-        let files: Vec<FileFacts> =
+        let files: Vec<Arc<FileFacts>> =
             source.files.par_iter().filter(|f| is_c_source(&f.path)).map(|f| cache.facts(f)).collect();
         Self::assemble(source, files)
     }
 
     /// The facts' diagnostics as input warnings, and the kernel docs.
-    fn assemble(source: SourceTree, files: Vec<FileFacts>) -> ParsedTree {
+    fn assemble(source: SourceTree, files: Vec<Arc<FileFacts>>) -> ParsedTree {
         // `files` are the facts of the C sources, in the same order.
         let per_file: Vec<FileWarnings> = source
             .files
@@ -142,7 +146,7 @@ impl ParsedTree {
     /// `locking.rst` as [`ParsedTree::locking_doc`] read it.
     pub fn from_parts(
         source: SourceTree,
-        files: Vec<FileFacts>,
+        files: Vec<Arc<FileFacts>>,
         per_file: &[FileWarnings],
         locking: Result<Option<LockingDoc>, InputWarning>,
     ) -> ParsedTree {

@@ -130,3 +130,49 @@ fn a_file_asked_for_by_several_threads_at_once_is_parsed_once() {
     assert_eq!(facts[0].functions.len(), 3000);
     assert!(facts.iter().all(|f| *f == facts[0]));
 }
+
+/// Trees checked one after another (a lint's commits) share the facts of
+/// the files they have in common: the second tree's unchanged files are
+/// the first's facts themselves, read from disk once; the edited file is
+/// parsed, reusing the chunks its old version had.
+#[test]
+fn consecutive_trees_share_their_unchanged_files_facts() {
+    let dir = tempfile::tempdir().unwrap();
+    // Warm the disk, as a lint's base check does.
+    ParsedTree::from_source_cached(load(), &FactsCache::with_dir(dir.path()).unwrap());
+    let cache = FactsCache::with_dir(dir.path()).unwrap().reusing_chunks();
+    let hash = |b: &[u8]| git2::Oid::hash_object(git2::ObjectType::Blob, b).unwrap().to_string();
+    let with_blob_ids = |mut t: SourceTree| {
+        for f in &mut t.files {
+            f.blob_id = Some(hash(&f.bytes));
+        }
+        t
+    };
+    let first = ParsedTree::from_source_cached(with_blob_ids(load()), &cache);
+    let n = first.files.len();
+    assert_eq!((cache.stats().disk_hits, cache.stats().parsed), (n, 0));
+    // The next commit edits the end of one C file.
+    let mut next = load();
+    let edited = next.files.iter().position(|f| f.path.ends_with("kvm_main.c")).expect("fixture has kvm_main.c");
+    next.files[edited].bytes.extend_from_slice(b"\nstatic int added_by_the_commit(void)\n{\n\treturn 0;\n}\n");
+    let edited_path = next.files[edited].path.clone();
+    let second = ParsedTree::from_source_cached(with_blob_ids(next), &cache);
+    let stats = cache.stats();
+    assert_eq!((stats.disk_hits, stats.parsed, stats.memory_hits), (n, 1, n - 1), "{stats:?}");
+    for (a, b) in first.files.iter().zip(&second.files) {
+        assert_eq!(std::sync::Arc::ptr_eq(a, b), a.path != edited_path, "{}", a.path);
+    }
+    // The edited file's new version was parsed on its own (its old version
+    // came from disk, so its chunks were not known): every chunk parsed.
+    assert!(stats.chunks_parsed > 1 && stats.chunks_reused == 0, "{stats:?}");
+    let fresh = ParsedTree::from_source(load_edited(&edited_path));
+    let edited_facts = second.files.iter().find(|f| f.path == edited_path).unwrap();
+    assert_eq!(**edited_facts, *fresh.files.iter().find(|f| f.path == edited_path).unwrap().as_ref());
+}
+
+fn load_edited(path: &str) -> SourceTree {
+    let mut t = load();
+    let f = t.files.iter_mut().find(|f| f.path == path).unwrap();
+    f.bytes.extend_from_slice(b"\nstatic int added_by_the_commit(void)\n{\n\treturn 0;\n}\n");
+    t
+}

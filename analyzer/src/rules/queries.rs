@@ -24,7 +24,7 @@ pub struct TreeUsage {
 
 impl TreeUsage {
     /// The usage of every file's facts.
-    pub fn of(files: &[crate::facts::FileFacts], api: &ApiModel) -> TreeUsage {
+    pub fn of(files: &[std::sync::Arc<crate::facts::FileFacts>], api: &ApiModel) -> TreeUsage {
         let mut u = TreeUsage::default();
         for f in files {
             u.add(&TreeUsage::of_file(f, api));

@@ -10,23 +10,14 @@
 //! `tests/parse_chunks.rs` requires equality on the KVM trees; this is the
 //! measure over a whole kernel.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use analyzer::parse::{parse_file, parse_file_unchunked};
 use rayon::prelude::*;
 
-fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
-    let Ok(rd) = std::fs::read_dir(dir) else { return };
-    for e in rd.flatten() {
-        let p = e.path();
-        let Ok(ft) = e.file_type() else { continue };
-        if ft.is_dir() {
-            walk(&p, out);
-        } else if ft.is_file() && matches!(p.extension().and_then(|e| e.to_str()), Some("c" | "h")) {
-            out.push(p);
-        }
-    }
-}
+#[path = "common/walk.rs"]
+mod common_walk;
+use common_walk::walk;
 
 fn main() {
     let Some(dir) = std::env::args().nth(1) else {

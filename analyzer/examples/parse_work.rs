@@ -10,23 +10,14 @@
 //! and bytes read per byte, the figures the budget's constants were chosen
 //! from.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use analyzer::parse::ParseWork;
 use rayon::prelude::*;
 
-fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
-    let Ok(rd) = std::fs::read_dir(dir) else { return };
-    for e in rd.flatten() {
-        let p = e.path();
-        let Ok(ft) = e.file_type() else { continue };
-        if ft.is_dir() {
-            walk(&p, out);
-        } else if ft.is_file() && matches!(p.extension().and_then(|e| e.to_str()), Some("c" | "h")) {
-            out.push(p);
-        }
-    }
-}
+#[path = "common/walk.rs"]
+mod common_walk;
+use common_walk::walk;
 
 fn main() {
     let mut paths = Vec::new();

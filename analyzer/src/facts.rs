@@ -548,22 +548,22 @@ impl MoveDown for Event {
 impl FileFacts {
     /// Append the facts of a piece of this file (extracted from the piece
     /// alone) that starts at byte `bytes`, after `lines` lines.
-    pub(crate) fn append_moved(&mut self, piece: &FileFacts, bytes: u32, lines: u32) {
-        fn add<T: Clone + MoveDown>(to: &mut Vec<T>, from: &[T], bytes: u32, lines: u32) {
+    pub(crate) fn append_moved(&mut self, piece: FileFacts, bytes: u32, lines: u32) {
+        fn add<T: MoveDown>(to: &mut Vec<T>, from: Vec<T>, bytes: u32, lines: u32) {
             let at = to.len();
-            to.extend_from_slice(from);
+            to.extend(from);
             if bytes != 0 || lines != 0 {
                 to[at..].move_down(bytes, lines);
             }
         }
-        add(&mut self.functions, &piece.functions, bytes, lines);
-        add(&mut self.prototypes, &piece.prototypes, bytes, lines);
-        add(&mut self.globals, &piece.globals, bytes, lines);
-        add(&mut self.initializers, &piece.initializers, bytes, lines);
-        add(&mut self.top_level_macros, &piece.top_level_macros, bytes, lines);
-        add(&mut self.enums, &piece.enums, bytes, lines);
-        add(&mut self.structs, &piece.structs, bytes, lines);
-        add(&mut self.diagnostics, &piece.diagnostics, bytes, lines);
+        add(&mut self.functions, piece.functions, bytes, lines);
+        add(&mut self.prototypes, piece.prototypes, bytes, lines);
+        add(&mut self.globals, piece.globals, bytes, lines);
+        add(&mut self.initializers, piece.initializers, bytes, lines);
+        add(&mut self.top_level_macros, piece.top_level_macros, bytes, lines);
+        add(&mut self.enums, piece.enums, bytes, lines);
+        add(&mut self.structs, piece.structs, bytes, lines);
+        add(&mut self.diagnostics, piece.diagnostics, bytes, lines);
         self.parse_quality.error_nodes_recovered += piece.parse_quality.error_nodes_recovered;
     }
 }

@@ -310,26 +310,27 @@ fn parse_chunks(
         let src = &bytes[range.clone()];
         let key = memo.map(|_| ChunkKey::of(src, &part));
         let known = memo.zip(key.as_ref()).and_then(|(m, k)| m.get(k, src));
-        let chunk = match known {
-            Some(c) => c,
+        // The chunk's facts, owned: from the memo a copy, fresh ones moved
+        // (copied only to keep one in the memo).
+        let (piece, work) = match known {
+            Some(c) => (c.facts.clone(), c.work),
             None => {
                 let (tree, work) = parse_counted(&part.bytes, budget.less(spent));
                 let tree = tree?;
-                let mut chunk_facts = FileFacts::default();
-                extract::extract_chunk(&mut chunk_facts, src, &part, &tree);
-                let chunk = std::sync::Arc::new(ChunkFacts { src: src.into(), facts: chunk_facts, work });
+                let mut piece = FileFacts::default();
+                extract::extract_chunk(&mut piece, src, &part, &tree);
                 if let (Some(m), Some(k)) = (memo, key) {
-                    m.put(k, chunk.clone());
+                    m.put(k, std::sync::Arc::new(ChunkFacts { src: src.into(), facts: piece.clone(), work }));
                 }
-                chunk
+                (piece, work)
             }
         };
-        spent = spent.plus(chunk.work);
+        spent = spent.plus(work);
         if spent.exceeds(&budget) {
             return Err(ParseStop::OverBudget);
         }
         let (line, _) = lines.line_col(text::clamp_u32(range.start));
-        facts.append_moved(&chunk.facts, text::clamp_u32(range.start), line - 1);
+        facts.append_moved(piece, text::clamp_u32(range.start), line - 1);
     }
     Ok(spent)
 }
